@@ -1,0 +1,51 @@
+"""The ``hf-ita`` command line.
+
+Each command group lives in its own module under :mod:`hf_ita_plugin.commands` and exposes
+``register(subparsers)``; this module only assembles them and turns user errors
+(:class:`~hf_ita_plugin.errors.HfItaError`) into one readable message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .errors import HfItaError
+
+# Command modules, in the order they appear in --help.
+COMMANDS = [
+    "hf_ita_plugin.commands.train",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-ita",
+        description="Fine-tune open LLMs for Italian: QLoRA training, chat templates, GGUF, Hub, Jobs.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except HfItaError as exc:
+        print(f"hf-ita: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hf-ita: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

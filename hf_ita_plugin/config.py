@@ -1,0 +1,355 @@
+"""The run configuration: one typed schema shared by YAML files, the CLI and the Python API.
+
+A config is a tree of dataclasses (:class:`RunConfig` with ``model``, ``quantization``, ``lora``,
+``data``, ``training`` and ``evaluation`` sections). YAML files mirror that tree; a YAML file may
+start from a packaged preset with ``preset: NAME``; ``--set section.key=value`` overrides any leaf.
+Every problem is reported as a :class:`~hf_ita_plugin.errors.ConfigError` naming the key, the file
+and the allowed values.
+
+Example::
+
+    cfg = RunConfig.from_yaml("examples/smollm2-135m-cpu.yaml", overrides=["training.max_steps=5"])
+    cfg.training.learning_rate
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from .errors import ConfigError
+
+QuantMode = Literal["nf4", "fp4", "none"]
+ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
+Scheduler = Literal["cosine", "linear", "constant_with_warmup"]
+
+
+@dataclass
+class ModelConfig:
+    """Which base model to fine-tune and which chat template to train it with."""
+
+    name_or_path: str | None = None
+    """Hub id or local directory. ``None`` means the embedded SmolLM2-135M-Instruct."""
+    revision: str | None = None
+    template: str | None = None
+    """A registry template name (``chatml``, ``llama-3``...) or ``None`` to keep the tokenizer's own."""
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+
+
+@dataclass
+class QuantizationConfig:
+    """4-bit loading (QLoRA) through bitsandbytes; ``mode: none`` trains plain LoRA."""
+
+    mode: QuantMode = "nf4"
+    double_quant: bool = True
+    compute_dtype: ComputeDtype = "auto"
+    """``auto``: bfloat16 where the hardware supports it, float32 on CPU."""
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapter shape; ``target_modules: all-linear`` adapts every linear layer."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass
+class DataConfig:
+    """Where the conversations come from and how they are prepared."""
+
+    train: str = "bundled"
+    """``bundled`` (the packaged Italian set), a local json/jsonl/csv/parquet file, or a Hub dataset id."""
+    eval: str | None = "bundled-heldout"
+    format: Literal["auto", "messages", "alpaca", "sharegpt", "prompt-completion"] = "auto"
+    system_prompt: str | None = "default"
+    """``default`` (the Italian default), ``none`` (no system prompt added), or the text itself."""
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    split: str = "train"
+
+
+@dataclass
+class TrainingConfig:
+    """SFTTrainer settings."""
+
+    output_dir: str = "outputs/run"
+    max_seq_length: int = 512
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    num_epochs: float = 1.0
+    max_steps: int = -1
+    warmup_ratio: float = 0.05
+    lr_scheduler: Scheduler = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = True
+    batching: Literal["padding_free", "packed", "padded"] = "padding_free"
+    """``padding_free``: sequences concatenated per batch with position ids, no pad tokens;
+    ``packed``: fixed-length blocks (BFD packing); ``padded``: classic right padding."""
+    eval_steps: int = 50
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 5
+    seed: int = 42
+    report_to: str = "none"
+
+
+@dataclass
+class EvaluationConfig:
+    """Held-out measurements taken before and after training."""
+
+    before_after: bool = True
+    bpb_text: str | None = "bundled"
+    """``bundled`` (packaged Italian prose), a path to a UTF-8 text file, or ``None`` to skip."""
+    bpb_max_chars: int | None = None
+    response_loss: bool = True
+    max_length: int = 512
+
+
+@dataclass
+class RunConfig:
+    """A whole fine-tuning run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, source: str = "<config>") -> "RunConfig":
+        """Build and validate a config from a nested mapping (e.g. parsed YAML)."""
+        data = dict(data or {})
+        preset = data.pop("preset", None)
+        base: dict[str, Any] = {}
+        if preset is not None:
+            if not isinstance(preset, str):
+                raise ConfigError(f"{source}: key 'preset' must be a preset name, got {preset!r}",
+                                  hint=f"available presets: {', '.join(list_presets())}")
+            base = load_preset_dict(preset)
+        merged = _deep_merge(base, data)
+        return _build(cls, merged, path="", source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "RunConfig":
+        """Load a YAML config file, apply ``key=value`` overrides, validate."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}", hint="pass a YAML file, e.g. examples/smollm2-135m-cpu.yaml")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+        raw = apply_overrides(raw, overrides or [])
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_preset(cls, name: str, overrides: list[str] | None = None) -> "RunConfig":
+        """A packaged preset (see :func:`list_presets`) with optional overrides."""
+        raw = apply_overrides({"preset": name}, overrides or [])
+        return cls.from_dict(raw, source=f"preset {name}")
+
+    def with_overrides(self, overrides: list[str]) -> "RunConfig":
+        """A copy with ``section.key=value`` overrides applied and validated."""
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="--set")
+
+    # ------------------------------------------------------------------ export
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# ---------------------------------------------------------------------- presets
+def list_presets() -> list[str]:
+    """Names of the presets shipped with the package."""
+    folder = resources.files("hf_ita_plugin") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset_dict(name: str) -> dict[str, Any]:
+    names = list_presets()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        raise ConfigError(f"unknown preset {name!r}", hint=(f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(names)}")
+    text = (resources.files("hf_ita_plugin") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+# ---------------------------------------------------------------------- overrides
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars) to a nested mapping."""
+    out = _deep_merge({}, raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. training.learning_rate=1e-4")
+        key, _, value_text = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(value_text) if value_text.strip() else None
+        except yaml.YAMLError:
+            value = value_text
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (_deep_merge({}, v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = _deep_merge({}, value) if isinstance(value, dict) else value
+    return out
+
+
+# ---------------------------------------------------------------------- validation
+def _build(cls: type, data: Any, *, path: str, source: str) -> Any:
+    where = path or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), names, n=1)
+        full = f"{path}.{key}" if path else str(key)
+        raise ConfigError(
+            f"{source}: unknown key {full!r}",
+            hint=(f"did you mean {close[0]!r}? " if close else "") + f"allowed keys{(' in ' + path) if path else ''}: {', '.join(names)}",
+        )
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        full = f"{path}.{name}" if path else name
+        kwargs[name] = _coerce(hints[name], data[name], key=full, source=source)
+    obj = cls(**kwargs)
+    _check_ranges(obj, path=path, source=source)
+    return obj
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, path=key, source=source)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, key=key, source=source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        return value
+    if origin is list:
+        (item_tp,) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {_describe(value)}")
+        return [_coerce(item_tp, v, key=f"{key}[{i}]", source=source) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key} must be true or false, got {_describe(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{source}: {key} must be an integer, got {_describe(value)}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "2e-4" as a string
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: {key} must be a number, got {_describe(value)}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{source}: {key} must be a string, got {_describe(value)}")
+    return value
+
+
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "lora.r": (1, 1024),
+    "lora.alpha": (1, None),
+    "lora.dropout": (0.0, 0.9),
+    "training.max_seq_length": (16, 131072),
+    "training.per_device_batch_size": (1, 4096),
+    "training.gradient_accumulation_steps": (1, 4096),
+    "training.learning_rate": (1e-8, 1.0),
+    "training.num_epochs": (0.001, 1000),
+    "training.warmup_ratio": (0.0, 0.9),
+    "training.eval_steps": (1, None),
+    "training.save_steps": (1, None),
+    "training.logging_steps": (1, None),
+    "training.save_total_limit": (1, None),
+    "evaluation.max_length": (16, 131072),
+    "data.max_train_examples": (1, None),
+    "data.max_eval_examples": (1, None),
+}
+
+
+def _check_ranges(obj: Any, *, path: str, source: str) -> None:
+    for f in dataclasses.fields(obj):
+        key = f"{path}.{f.name}" if path else f.name
+        if key not in _RANGES:
+            continue
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        low, high = _RANGES[key]
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise ConfigError(f"{source}: {key} must be {bounds}, got {value!r}")
+    if path == "training" and obj.max_steps == 0:
+        raise ConfigError(f"{source}: training.max_steps must be -1 (use num_epochs) or a positive number of steps, got 0")

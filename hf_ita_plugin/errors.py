@@ -1,0 +1,36 @@
+"""User-facing errors.
+
+Every error a user can cause (bad config, bad data, missing model...) is raised as a subclass of
+:class:`HfItaError`. The CLI prints these as one readable message with a hint and exits with code 2,
+instead of a traceback wall.
+"""
+
+from __future__ import annotations
+
+
+class HfItaError(Exception):
+    """Base class for errors caused by user input or environment, with an optional fix hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(HfItaError):
+    """A configuration value is missing, of the wrong type, or not among the allowed values."""
+
+
+class DataError(HfItaError):
+    """A dataset file or row is unusable (missing file, malformed row, empty dataset...)."""
+
+
+class ConversationError(DataError):
+    """A conversation (list of messages) breaks the rules of the chat template."""
+
+
+class ModelError(HfItaError):
+    """A model or tokenizer cannot be found, loaded, or used as requested."""
