@@ -1,0 +1,181 @@
+"""Load conversations from any supported source into the canonical form.
+
+The canonical form of one example is a list of messages ``[{"role": ..., "content": ...}, ...]``
+with roles ``system`` (optional, first), ``user`` and ``assistant``. Supported row formats:
+
+- ``messages``: ``{"messages": [{"role", "content"}, ...]}`` (OpenAI / TRL conversational)
+- ``alpaca``: ``{"instruction", "input"?, "output"}``
+- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...]}``
+- ``prompt-completion``: ``{"prompt", "completion"}``
+
+Sources: ``bundled`` / ``bundled-heldout`` (the packaged Italian sets), a local
+``.json``/``.jsonl``/``.csv``/``.parquet`` file, or a Hub dataset id (through ``datasets``).
+Every problem names the source, the row and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import DataError
+
+Messages = list[dict[str, str]]
+
+FORMATS = ("messages", "alpaca", "sharegpt", "prompt-completion")
+BUNDLED_SOURCES = {"bundled": "train.jsonl", "bundled-heldout": "heldout.jsonl"}
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "model": "assistant", "system": "system"}
+
+
+def bundled_data_path(name: str) -> Path:
+    """Path of a file in the packaged Italian data (``train.jsonl``, ``heldout.jsonl``, ``prose_it.txt``)."""
+    return Path(str(resources.files("hf_ita_plugin") / "resources" / "data" / name))
+
+
+def load_rows(source: str, *, split: str = "train") -> tuple[list[dict[str, Any]], str]:
+    """Read raw rows from ``source``; returns ``(rows, label)`` where label names the source in errors."""
+    if source in BUNDLED_SOURCES:
+        path = bundled_data_path(BUNDLED_SOURCES[source])
+        return _read_jsonl(path), f"{source} ({path.name})"
+    path = Path(source).expanduser()
+    if path.exists() or source.endswith((".json", ".jsonl", ".csv", ".parquet")):
+        if not path.is_file():
+            raise DataError(f"data file not found: {source}")
+        return _read_file(path), str(path)
+    return _read_hub(source, split), f"{source} [{split}]"
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    return rows
+
+
+def _read_file(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _read_jsonl(path)
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of rows (or {{\"data\": [...]}}), got {type(data).__name__}")
+        return data
+    if suffix in (".csv", ".parquet"):
+        from datasets import load_dataset
+
+        ds = load_dataset("csv" if suffix == ".csv" else "parquet", data_files=str(path), split="train")
+        return [dict(r) for r in ds]
+    raise DataError(f"{path}: unsupported file type {suffix!r}", hint="use .jsonl, .json, .csv or .parquet")
+
+
+def _read_hub(dataset_id: str, split: str) -> list[dict[str, Any]]:
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(dataset_id, split=split)
+    except Exception as exc:  # datasets raises many types; report them as one readable error
+        raise DataError(f"cannot load dataset {dataset_id!r} (split {split!r}): {type(exc).__name__}: {str(exc)[:300]}",
+                        hint="check the Hub id, your access and network, or pass a local file") from None
+    return [dict(r) for r in ds]
+
+
+def detect_format(row: dict[str, Any], *, where: str = "row") -> str:
+    """Guess the row format from its keys."""
+    if "messages" in row:
+        return "messages"
+    if "conversations" in row:
+        return "sharegpt"
+    if "instruction" in row and "output" in row:
+        return "alpaca"
+    if "prompt" in row and "completion" in row:
+        return "prompt-completion"
+    raise DataError(f"{where}: cannot tell the format of a row with keys {sorted(row)}",
+                    hint=f"use one of the formats {', '.join(FORMATS)} or set data.format")
+
+
+def to_messages(row: Any, fmt: str, *, where: str) -> Messages:
+    """Convert one raw row to canonical messages; ``where`` names source and row in errors."""
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected an object, got {type(row).__name__}")
+    if fmt == "messages":
+        msgs = row.get("messages")
+        if not isinstance(msgs, list):
+            raise DataError(f"{where}: field 'messages' must be a list of {{role, content}}")
+        out = []
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise DataError(f"{where}: messages[{i}] must have 'role' and 'content'")
+            out.append({"role": m["role"], "content": m["content"]})
+        return out
+    if fmt == "alpaca":
+        instruction, inp, output = row.get("instruction"), row.get("input") or "", row.get("output")
+        _require_text(instruction, where, "instruction")
+        _require_text(output, where, "output")
+        if not isinstance(inp, str):
+            raise DataError(f"{where}: field 'input' must be text, got {type(inp).__name__}")
+        user = instruction.strip() if not inp.strip() else f"{instruction.strip()}\n\n{inp.strip()}"
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    if fmt == "sharegpt":
+        conv = row.get("conversations")
+        if not isinstance(conv, list):
+            raise DataError(f"{where}: field 'conversations' must be a list of {{from, value}}")
+        out = []
+        for i, m in enumerate(conv):
+            if not isinstance(m, dict) or "from" not in m or "value" not in m:
+                raise DataError(f"{where}: conversations[{i}] must have 'from' and 'value'")
+            role = _SHAREGPT_ROLES.get(str(m["from"]).lower())
+            if role is None:
+                raise DataError(f"{where}: conversations[{i}].from = {m['from']!r} is not one of {sorted(_SHAREGPT_ROLES)}")
+            out.append({"role": role, "content": m["value"]})
+        return out
+    if fmt == "prompt-completion":
+        _require_text(row.get("prompt"), where, "prompt")
+        _require_text(row.get("completion"), where, "completion")
+        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+    raise DataError(f"unknown data format {fmt!r}", hint=f"one of: auto, {', '.join(FORMATS)}")
+
+
+def _require_text(value: Any, where: str, field: str) -> None:
+    if value is None:
+        raise DataError(f"{where}: missing field '{field}'")
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{field}' must be text, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: field '{field}' is empty")
+
+
+def load_conversations(source: str, *, format: str = "auto", split: str = "train",
+                       limit: int | None = None) -> list[Messages]:
+    """Load ``source`` as a list of canonical conversations.
+
+    >>> convs = load_conversations("bundled")          # the packaged Italian training set
+    >>> convs[0][-1]["role"]
+    'assistant'
+    """
+    rows, label = load_rows(source, split=split)
+    if not rows:
+        raise DataError(f"{label}: the dataset is empty")
+    convs = list(_convert_all(rows, format, label))
+    return convs[:limit] if limit else convs
+
+
+def _convert_all(rows: Iterable[Any], fmt: str, label: str) -> Iterable[Messages]:
+    for index, row in enumerate(rows):
+        where = f"{label}: row {index}"
+        row_fmt = detect_format(row, where=where) if fmt == "auto" and isinstance(row, dict) else fmt
+        yield to_messages(row, row_fmt, where=where)
