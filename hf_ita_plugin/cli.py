@@ -17,6 +17,7 @@ from .errors import HfItaError
 # Command modules, in the order they appear in --help.
 COMMANDS = [
     "hf_ita_plugin.commands.train",
+    "hf_ita_plugin.commands.template",
 ]
 
 

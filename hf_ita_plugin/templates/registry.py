@@ -1,0 +1,232 @@
+"""The registry of chat templates shipped with hf-ita: one Jinja file per template.
+
+Each template lives in ``templates/jinja/<name>.jinja`` (the single source of truth that flows into
+the tokenizer, the training masks, the model card and the GGUF metadata). The Jinja text marks
+every assistant reply with ``{% generation %}...{% endgeneration %}`` so that transformers can tell
+which tokens are trainable; :attr:`ChatTemplate.inference_source` is the same template without the
+markers, for engines that do not know that tag (llama.cpp, Ollama).
+
+>>> get_template("chatml").end_of_turn
+('<|im_end|>',)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+
+_MARKER_RE = re.compile(r"\{%-?\s*(?:end)?generation\s*-?%\}")
+_JINJA_SYNTAX_RE = re.compile(r"\{\{|\{%|\{#")
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """One registry template and the facts other components need about it.
+
+    ``end_of_turn`` holds the string(s) that close an assistant reply in the family's reference
+    vocabulary; when ``end_of_turn_is_eos`` is true the template writes the tokenizer's own
+    ``eos_token`` there (use :meth:`end_of_turn_for`). ``stop`` are the stop strings for
+    llama.cpp / Ollama. ``emits_bos`` says whether the template writes ``bos_token`` itself
+    (tokenization must then never add a second one). ``control_tokens`` must each be one token of
+    the vocabulary (apply_template adds the missing ones). ``prefix_stable`` is false when an earlier
+    part of the text depends on later messages (mistral-v3 moves the system text to the last user turn).
+    """
+
+    name: str
+    source: str
+    description: str
+    roles: tuple[str, ...]
+    native_system: bool
+    system_handling: str
+    strict_alternation: bool
+    end_of_turn: tuple[str, ...]
+    end_of_turn_is_eos: bool
+    stop: tuple[str, ...]
+    emits_bos: bool
+    reference_bos: str | None
+    reference_eos: str | None
+    control_tokens: tuple[str, ...] = ()
+    prefix_stable: bool = True
+
+    @property
+    def supports_system(self) -> bool:
+        """Whether a system message is accepted (natively or folded into a user turn)."""
+        return "system" in self.roles
+
+    @cached_property
+    def inference_source(self) -> str:
+        """The template without ``{% generation %}`` markers (renders the same text)."""
+        return strip_generation_markers(self.source)
+
+    @property
+    def control_strings(self) -> tuple[str, ...]:
+        """Literal special strings of the format that message contents must not contain."""
+        specials = set(self.end_of_turn) | set(self.control_tokens) | {s for s in self.stop if s.startswith(("<", "["))}
+        return tuple(sorted(specials))
+
+    def end_of_turn_for(self, tokenizer) -> tuple[str, ...]:
+        """The end-of-turn string(s) as they appear with ``tokenizer`` (its EOS when the template uses it)."""
+        if self.end_of_turn_is_eos:
+            eos = getattr(tokenizer, "eos_token", None)
+            return (eos,) if eos else self.end_of_turn
+        return self.end_of_turn
+
+
+def _spec(**kw) -> dict:
+    return kw
+
+
+_ALL_ROLES = ("system", "user", "assistant")
+_SPECS: dict[str, dict] = {
+    "chatml": _spec(
+        description="ChatML (Qwen, SmolLM, Hermes): <|im_start|>ruolo ... <|im_end|>; system nativo / native system",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+        end_of_turn=("<|im_end|>",), end_of_turn_is_eos=False, stop=("<|im_start|>", "<|im_end|>"),
+        emits_bos=False, reference_bos=None, reference_eos="<|im_end|>", control_tokens=("<|im_start|>", "<|im_end|>"),
+    ),
+    "llama-3": _spec(
+        description="Llama 3 / 3.1 Instruct: <|start_header_id|>ruolo<|end_header_id|> ... <|eot_id|>",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+        end_of_turn=("<|eot_id|>",), end_of_turn_is_eos=False,
+        stop=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        emits_bos=True, reference_bos="<|begin_of_text|>", reference_eos="<|end_of_text|>",
+        control_tokens=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    ),
+    "mistral": _spec(
+        description="Mistral Instruct v0.1/v0.2 (tokenizer v1): [INST] ... [/INST]; system nel primo turno utente / system folded into the first user turn",
+        roles=_ALL_ROLES, native_system=False, system_handling="first-user", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>",
+    ),
+    "mistral-v3": _spec(
+        description="Mistral Instruct v0.3 (tokenizer v3, [INST] di controllo / control tokens); system nell'ultimo turno utente / system in the last user turn",
+        roles=_ALL_ROLES, native_system=False, system_handling="last-user", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>", control_tokens=("[INST]", "[/INST]"),
+        prefix_stable=False,
+    ),
+    "llama-2": _spec(
+        description="Llama 2 Chat: <s>[INST] <<SYS>> ... <</SYS>> ... [/INST] ... </s>; BOS a ogni scambio / BOS on every exchange",
+        roles=_ALL_ROLES, native_system=False, system_handling="first-user", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>",
+    ),
+    "zephyr": _spec(
+        description="Zephyr: <|system|> / <|user|> / <|assistant|>, ogni turno chiuso da EOS / every turn closed by EOS",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("<|system|>", "<|user|>", "<|assistant|>", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>",
+    ),
+    "gemma": _spec(
+        description="Gemma: <start_of_turn>user/model ... <end_of_turn>; system nel primo turno utente / system folded into the first user turn",
+        roles=_ALL_ROLES, native_system=False, system_handling="first-user", strict_alternation=True,
+        end_of_turn=("<end_of_turn>",), end_of_turn_is_eos=False, stop=("<start_of_turn>", "<end_of_turn>"),
+        emits_bos=True, reference_bos="<bos>", reference_eos="<eos>", control_tokens=("<start_of_turn>", "<end_of_turn>"),
+    ),
+    "alpaca-it": _spec(
+        description="Alpaca italiano (Camoscio, Stambecco): ### Istruzione: / ### Input: / ### Risposta:; il system sostituisce il preambolo / system replaces the preamble",
+        roles=_ALL_ROLES, native_system=False, system_handling="preamble", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True,
+        stop=("### Istruzione:", "### Input:", "### Risposta:", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>",
+    ),
+}
+
+
+def _jinja_dir() -> Path:
+    return Path(str(resources.files("hf_ita_plugin") / "templates" / "jinja"))
+
+
+def list_templates() -> list[str]:
+    """Names of the registry templates, sorted."""
+    return sorted(_SPECS)
+
+
+@lru_cache(maxsize=None)
+def get_template(name: str) -> ChatTemplate:
+    """The registry template called ``name``; an unknown name is a :class:`ConfigError` listing the valid ones."""
+    if not isinstance(name, str) or name not in _SPECS:
+        raise ConfigError(
+            f"unknown chat template {name!r} / template sconosciuto",
+            hint=f"available templates / template disponibili: {', '.join(list_templates())}",
+        )
+    path = _jinja_dir() / f"{name}.jinja"
+    if not path.is_file():
+        raise ConfigError(f"chat template file missing from the installation: {path}",
+                          hint="reinstall hf-ita-plugin (package data templates/jinja/*.jinja)")
+    return ChatTemplate(name=name, source=path.read_text(encoding="utf-8"), **_SPECS[name])
+
+
+def has_generation_markers(source: str) -> bool:
+    """Whether a Jinja template marks assistant replies with ``{% generation %}``."""
+    return bool(_MARKER_RE.search(source or ""))
+
+
+def strip_generation_markers(source: str) -> str:
+    """Remove the ``{% generation %}`` / ``{% endgeneration %}`` tags (registry templates render the same)."""
+    return _MARKER_RE.sub("", source)
+
+
+def registry_name_of(source: str | None) -> str | None:
+    """The registry name whose Jinja text equals ``source`` (with or without markers), else ``None``."""
+    if not source or not isinstance(source, str):
+        return None
+    return _names_by_source().get(source)
+
+
+@lru_cache(maxsize=1)
+def _names_by_source() -> dict[str, str]:
+    names = {}
+    for name in list_templates():
+        tpl = get_template(name)
+        names[tpl.inference_source] = name
+        names[tpl.source] = name
+    return names
+
+
+def resolve_template_source(name_or_jinja: str) -> str:
+    """Jinja text for a registry name, a path to a ``.jinja`` file, or literal Jinja text."""
+    if not isinstance(name_or_jinja, str) or not name_or_jinja.strip():
+        raise ConfigError(
+            f"chat template must be a registry name, a .jinja file or Jinja text, got {name_or_jinja!r}",
+            hint=f"available templates / template disponibili: {', '.join(list_templates())}",
+        )
+    value = name_or_jinja
+    if value in _SPECS:
+        return get_template(value).source
+    if _JINJA_SYNTAX_RE.search(value):
+        _check_syntax(value, "the literal chat template")
+        return value
+    path = Path(value).expanduser()
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read chat template file {path}: {exc}") from None
+        if not text.strip():
+            raise ConfigError(f"chat template file {path} is empty")
+        _check_syntax(text, str(path))
+        return text
+    if value.endswith(".jinja") or "/" in value:
+        raise ConfigError(f"chat template file not found: {value}")
+    raise ConfigError(
+        f"unknown chat template {value!r} / template sconosciuto",
+        hint=f"available templates / template disponibili: {', '.join(list_templates())}; or a .jinja path",
+    )
+
+
+def _check_syntax(source: str, where: str) -> None:
+    """Parse ``source`` (markers removed) with Jinja to report syntax errors before any rendering."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    try:
+        env.parse(strip_generation_markers(source))
+    except TemplateSyntaxError as exc:
+        raise ConfigError(f"{where}: invalid Jinja at line {exc.lineno}: {exc.message}") from None
