@@ -18,6 +18,7 @@ from .errors import HfItaError
 COMMANDS = [
     "hf_ita_plugin.commands.train",
     "hf_ita_plugin.commands.template",
+    "hf_ita_plugin.commands.gguf",
 ]
 
 

@@ -1,0 +1,124 @@
+"""``convert``: merge (if needed) -> GGUF of each requested type -> Ollama Modelfile -> verification."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelError
+from .converter import write_gguf
+from .merge import ModelSource, find_adapter_dir, resolve_source
+from .modelfile import write_modelfile
+from .quant_types import QUANT_TYPES, QuantType, parse_quant_types
+from .quantize import quantize_gguf
+from .verify import VerificationFailed, VerifyReport, save_report, verify as verify_gguf
+
+
+@dataclass
+class ConvertResult:
+    """Files written by :func:`convert` and their verification reports (same order as ``paths``)."""
+
+    paths: list[Path]
+    reports: list[VerifyReport] = field(default_factory=list)
+    modelfiles: list[Path] = field(default_factory=list)
+    merged_adapter: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "model"
+
+
+def _intermediate_type(requested: list[QuantType], model_dir: Path) -> QuantType:
+    """The 16/32-bit type the K-quants are made from: a requested float type if any, else F16 (BF16 for bf16 models)."""
+    for name in ("F32", "BF16", "F16"):
+        if QUANT_TYPES[name] in requested:
+            return QUANT_TYPES[name]
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    dtype = str(config.get("dtype") or config.get("torch_dtype") or "")
+    return QUANT_TYPES["BF16"] if "bfloat16" in dtype else QUANT_TYPES["F16"]
+
+
+def convert(
+    model_or_output_dir: str | Path,
+    quant: str | list[str] | tuple[str, ...] = ("q8_0", "Q4_K_M"),
+    out_dir: str | Path | None = None,
+    verify: bool = True,
+    *,
+    name: str | None = None,
+    modelfile: bool = True,
+    strict: bool = True,
+    progress: bool = True,
+) -> ConvertResult:
+    """Export a model directory or a training OUTPUT_DIR (adapter merged first) to GGUF files.
+
+    ``quant``: e.g. ``"q8_0,Q4_K_M"``; F32/F16/BF16/Q8_0/Q5_0/Q4_0 are written in Python, K-quants
+    (Q4_K_M, Q5_K_M, Q6_K, Q3_K_M, Q2_K) by llama.cpp's quantizer. Files go to ``out_dir``
+    (default ``<input>/gguf``) as ``<name>-<TYPE>.gguf``, each with ``<name>-<TYPE>.Modelfile`` and,
+    when ``verify``, ``<name>-<TYPE>.verify.json``. With ``strict`` a failed verification raises
+    :class:`VerificationFailed` (the files and reports stay for inspection).
+
+    Example::
+
+        result = convert("outputs/run1", quant="q8_0,Q4_K_M")
+        print(result.paths, [r.ok for r in result.reports])
+    """
+    source_path = Path(model_or_output_dir)
+    qtypes = parse_quant_types(quant)
+    out = Path(out_dir) if out_dir else source_path / "gguf"
+    out.mkdir(parents=True, exist_ok=True)
+    base_name = _safe_name(name or source_path.resolve().name)
+    result = ConvertResult(paths=[])
+    work = Path(tempfile.mkdtemp(prefix=".hf-ita-gguf-", dir=out))
+    try:
+        source: ModelSource = resolve_source(source_path, work)
+        result.merged_adapter = source.adapter_dir
+        from .tokenizer_meta import load_hf_tokenizer
+
+        tok = load_hf_tokenizer(source.model_dir)
+        config = json.loads((source.model_dir / "config.json").read_text(encoding="utf-8"))
+        targets = {q.name: out / f"{base_name}-{q.name}.gguf" for q in qtypes}
+        direct = [q for q in qtypes if not q.by_llama_cpp]
+        kquants = [q for q in qtypes if q.by_llama_cpp]
+        for q in direct:
+            write_gguf(source.model_dir, targets[q.name], q, name=base_name, tokenizer=tok, progress=progress)
+        if kquants:
+            inter = _intermediate_type(qtypes, source.model_dir)
+            inter_path = targets.get(inter.name) or work / f"{base_name}-{inter.name}.gguf"
+            if not inter_path.exists():
+                write_gguf(source.model_dir, inter_path, inter, name=base_name, tokenizer=tok, progress=progress)
+            for q in kquants:
+                quantize_gguf(inter_path, targets[q.name], q)
+        result.paths = [targets[q.name] for q in qtypes]
+        if modelfile:
+            for path in result.paths:
+                try:
+                    add_bos = tok(" ", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]
+                    result.modelfiles.append(write_modelfile(path, tok, source.model_dir, add_bos=add_bos, context_length=config.get("max_position_embeddings")))
+                except ModelError as exc:
+                    result.notes.append(f"Modelfile non scritto / not written for {path.name}: {exc}")
+        if verify:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(str(source.model_dir), dtype=torch.float32)
+            for path in result.paths:
+                report = verify_gguf(path, source.model_dir, tokenizer=tok, model=model, save=False)
+                report.against = str(source_path)
+                save_report(report)
+                result.reports.append(report)
+            del model
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if verify and strict and not result.ok:
+        failed = [r.summary() for r in result.reports if not r.ok]
+        raise VerificationFailed("verifica GGUF fallita / GGUF verification failed:\n  " + "\n  ".join(failed), hint="see the .verify.json reports next to the files")
+    return result

@@ -1,0 +1,131 @@
+"""Resolve what to convert: a model directory, or a training OUTPUT_DIR / adapter merged into its base.
+
+The LoRA adapter is merged with peft into the base model loaded in full precision from the base
+checkpoint (never the 4-bit copy used for QLoRA training); the adapter's tokenizer and chat
+template travel with the merged model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+
+_TOKENIZER_FILES = ("tokenizer.model",)
+
+
+@dataclass
+class ModelSource:
+    """A model directory ready for conversion, and where it came from."""
+
+    model_dir: Path
+    adapter_dir: Path | None = None
+    base_dir: Path | None = None
+    output_dir: Path | None = None
+
+    @property
+    def merged(self) -> bool:
+        return self.adapter_dir is not None
+
+
+def find_adapter_dir(path: str | Path) -> Path | None:
+    """The peft adapter directory of a training OUTPUT_DIR (``adapter/``) or of an adapter dir itself."""
+    path = Path(path)
+    for candidate in (path / "adapter", path):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    return None
+
+
+def read_adapter_config(adapter_dir: Path) -> dict:
+    file = adapter_dir / "adapter_config.json"
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{file}: adapter_config.json illeggibile / unreadable ({exc})") from exc
+
+
+def resolve_base_dir(adapter_dir: Path) -> Path:
+    """Local full-precision checkpoint of the adapter's base model.
+
+    Looked up, in order: ``metrics.json`` ``base_model_path`` of the enclosing OUTPUT_DIR, the adapter's
+    ``base_model_name_or_path`` as a local directory, the embedded model for its Hub id, the local
+    Hugging Face cache.
+    """
+    from ..embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+
+    config = read_adapter_config(adapter_dir)
+    base = config.get("base_model_name_or_path")
+    metrics = adapter_dir.parent / "metrics.json"
+    if metrics.is_file():
+        try:
+            local = json.loads(metrics.read_text(encoding="utf-8")).get("base_model_path")
+        except json.JSONDecodeError:
+            local = None
+        if local and (Path(local) / "config.json").is_file():
+            return Path(local)
+    if base and (Path(base) / "config.json").is_file():
+        return Path(base)
+    if base == EMBEDDED_HUB_ID:
+        return ensure_embedded_model(verbose=False)
+    if base:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(base, local_files_only=True))
+        except Exception:
+            pass
+    raise ModelError(
+        f"{adapter_dir / 'adapter_config.json'}: modello base {base!r} non trovato in locale / base model not found locally",
+        hint="download the base model (hf download MODEL) or set base_model_name_or_path to a local directory",
+    )
+
+
+def merge_adapter(adapter_dir: Path, base_dir: Path, out_dir: Path) -> Path:
+    """Merge the LoRA adapter into the full-precision base and save it (with the adapter's tokenizer) in ``out_dir``."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    base_config = AutoConfig.from_pretrained(str(base_dir))
+    if getattr(base_config, "quantization_config", None):
+        raise ModelError(
+            f"{base_dir}: il modello base è quantizzato / the base checkpoint is quantized; merging needs the original weights",
+            hint="point base_model_name_or_path at the unquantized base model",
+        )
+    dtype = getattr(base_config, "dtype", None) or getattr(base_config, "torch_dtype", None) or torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    merged = model.merge_and_unload()
+    merged.save_pretrained(str(out_dir), safe_serialization=True)
+    tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
+    AutoTokenizer.from_pretrained(str(tok_dir)).save_pretrained(str(out_dir))
+    for name in _TOKENIZER_FILES:  # SentencePiece model, when transformers does not re-save it
+        for src in (tok_dir / name, base_dir / name):
+            if src.is_file() and not (out_dir / name).exists():
+                shutil.copyfile(src, out_dir / name)
+    del base, model, merged
+    return out_dir
+
+
+def resolve_source(path: str | Path, work_dir: Path) -> ModelSource:
+    """Turn a user path into a convertible model directory, merging an adapter into ``work_dir`` if needed."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: percorso inesistente / path does not exist")
+    adapter_dir = find_adapter_dir(path)
+    if adapter_dir is None:
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"{path}: né un modello né un OUTPUT_DIR di training / neither a model directory nor a training OUTPUT_DIR",
+                hint="expected config.json + *.safetensors, or adapter/adapter_config.json",
+            )
+        return ModelSource(model_dir=path)
+    base_dir = resolve_base_dir(adapter_dir)
+    merged_dir = merge_adapter(adapter_dir, base_dir, work_dir / "merged")
+    return ModelSource(model_dir=merged_dir, adapter_dir=adapter_dir, base_dir=base_dir, output_dir=path if adapter_dir != path else None)

@@ -1,0 +1,181 @@
+"""Ollama ``Modelfile`` next to each GGUF: FROM, TEMPLATE (Go template), stop tokens, default parameters.
+
+The Go template is derived from the model's own Jinja chat template (the single source of truth):
+the Jinja template is rendered by transformers with marker contents, the text around each role's
+marker becomes that role's prefix/suffix, and the result is checked by re-rendering the suite's
+conversations from those pieces and comparing with transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import write_text
+from ..errors import ModelError
+from . import italian_suite
+
+_MARK = {"system": "\x00SYSTEM\x00", "user": "\x00USER\x00", "assistant": "\x00ASSISTANT\x00"}
+
+
+@dataclass
+class RolePieces:
+    """Text before/after each role's content, and the generation prompt, as the chat template writes them."""
+
+    prefix: dict[str, str]
+    suffix: dict[str, str]
+    generation_prompt: str
+    default_system: str | None
+    bos_stripped: str
+
+
+def _render(tok, messages, add_generation_prompt: bool) -> str:
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def role_pieces(tok, add_bos: bool) -> RolePieces:
+    """Split the chat template into per-role prefix/suffix strings (ModelError when it cannot be done)."""
+    m = _MARK
+    conv = [{"role": "system", "content": m["system"]}, {"role": "user", "content": m["user"]}, {"role": "assistant", "content": m["assistant"]}]
+    second_user = "\x00USER2\x00"
+    try:
+        full = _render(tok, conv, False)
+        with_prompt = _render(tok, conv[:2], True)
+        without_prompt = _render(tok, conv[:2], False)
+        user_only = _render(tok, conv[1:2], False)
+        follow_up = _render(tok, [*conv[1:], {"role": "user", "content": second_user}], False)
+    except Exception as exc:
+        raise ModelError(f"il template non accetta system/user/assistant / the chat template rejects a system+user+assistant conversation ({exc})") from exc
+    bos = tok.bos_token or ""
+    stripped = ""
+    if add_bos and bos and full.startswith(bos):
+        stripped = bos  # llama.cpp/Ollama add BOS themselves
+        full, with_prompt, without_prompt, user_only, follow_up = (
+            t[len(bos):] if t.startswith(bos) else t for t in (full, with_prompt, without_prompt, user_only, follow_up)
+        )
+    try:
+        s0 = full.index(m["system"]); s1 = s0 + len(m["system"])
+        u0 = full.index(m["user"]); u1 = u0 + len(m["user"])
+        a0 = full.index(m["assistant"]); a1 = a0 + len(m["assistant"])
+        f0 = follow_up.index(m["assistant"]) + len(m["assistant"]); f1 = follow_up.index(second_user)
+        uo = user_only.index(m["user"])
+    except ValueError as exc:
+        raise ModelError("il template non riporta i messaggi così come sono / the chat template does not copy message contents verbatim") from exc
+    if not s1 <= u0 <= u1 <= a0:
+        raise ModelError("il template non separa i ruoli / the chat template does not keep roles in separate blocks")
+    gen = with_prompt[len(without_prompt):] if with_prompt.startswith(without_prompt) else ""
+    asst_suffix = full[a1:]
+    between_au = follow_up[f0:f1]  # assistant suffix + user prefix
+    if not between_au.startswith(asst_suffix):
+        raise ModelError("il template chiude i turni dell'assistente in modo variabile / assistant turns end differently mid-conversation")
+    user_prefix = between_au[len(asst_suffix):]
+    sys_prefix = full[:s0]
+    between_su = full[s1:u0]
+    between_ua = full[u1:a0]
+    if not between_su.endswith(user_prefix) or not user_only[:uo].endswith(user_prefix):
+        raise ModelError("il template usa intestazioni utente diverse / user turns start differently depending on position")
+    system_suffix = between_su[: len(between_su) - len(user_prefix)]
+    user_suffix = without_prompt[without_prompt.index(m["user"]) + len(m["user"]):]
+    if not between_ua.startswith(user_suffix):
+        raise ModelError("il template chiude i turni utente in modo variabile / user turns end differently mid-conversation")
+    asst_prefix = between_ua[len(user_suffix):]
+    default_system_block = user_only[: uo - len(user_prefix)]
+    default_system = None
+    if default_system_block:
+        if default_system_block.startswith(sys_prefix) and default_system_block.endswith(system_suffix):
+            default_system = default_system_block[len(sys_prefix): len(default_system_block) - len(system_suffix)]
+        else:
+            raise ModelError("il template aggiunge testo non riconosciuto senza system / the template adds unrecognised text when no system message is given")
+    return RolePieces(
+        prefix={"system": sys_prefix, "user": user_prefix, "assistant": asst_prefix},
+        suffix={"system": system_suffix, "user": user_suffix, "assistant": asst_suffix},
+        generation_prompt=gen, default_system=default_system, bos_stripped=stripped,
+    )
+
+
+def render_from_pieces(pieces: RolePieces, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    """Render ``messages`` the way the generated Go template does (used to self-check it)."""
+    if pieces.default_system is not None and (not messages or messages[0]["role"] != "system"):
+        messages = [{"role": "system", "content": pieces.default_system}, *messages]
+    text = "".join(pieces.prefix[m["role"]] + m["content"] + pieces.suffix[m["role"]] for m in messages)
+    return text + (pieces.generation_prompt if add_generation_prompt else "")
+
+
+def _go_quote(text: str) -> str:
+    # Go templates take literal text as-is, except the "{{" delimiter.
+    return text.replace("{{", '{{ "{{" }}')
+
+
+def go_template(pieces: RolePieces) -> str:
+    """Ollama TEMPLATE over ``.Messages`` equivalent to the chat template.
+
+    Written on one line without ``{{-`` trim markers, so whitespace in the role headers is kept exactly.
+    """
+    p, s, q = pieces.prefix, pieces.suffix, _go_quote
+    return "".join([
+        "{{ range $i, $m := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}",
+        f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{{{{ $m.Content }}}}{q(s["system"])}',
+        f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{{{{ $m.Content }}}}{q(s["user"])}',
+        f'{{{{ if $last }}}}{q(pieces.generation_prompt)}{{{{ end }}}}',
+        f'{{{{ else if eq $m.Role "assistant" }}}}{q(p["assistant"])}{{{{ $m.Content }}}}{{{{ if not $last }}}}{q(s["assistant"])}{{{{ end }}}}',
+        "{{ end }}{{ end }}",
+    ])
+
+
+def stop_tokens(tok, pieces: RolePieces) -> list[str]:
+    """End-of-turn strings: the assistant suffix's special token(s) and EOS."""
+    stops: list[str] = []
+    specials = set(tok.all_special_tokens) | {t.content for t in tok.added_tokens_decoder.values() if t.special}
+    suffix = pieces.suffix["assistant"]
+    for token in sorted(specials, key=len, reverse=True):
+        if token and token in suffix and token not in stops:
+            stops.append(token)
+    if tok.eos_token and tok.eos_token not in stops:
+        stops.append(tok.eos_token)
+    return stops
+
+
+def _defaults(model_dir: Path, context_length: int | None) -> dict[str, float | int]:
+    params: dict[str, float | int] = {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.1}
+    gen = model_dir / "generation_config.json"
+    if gen.is_file():
+        cfg = json.loads(gen.read_text(encoding="utf-8"))
+        for key in ("temperature", "top_p", "top_k"):
+            if isinstance(cfg.get(key), (int, float)) and cfg.get("do_sample", True):
+                params[key] = cfg[key]
+    if context_length:
+        params["num_ctx"] = int(min(context_length, 4096))
+    return params
+
+
+def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None) -> str:
+    """Text of an Ollama Modelfile for ``gguf_file`` (referenced by its file name, next to the Modelfile)."""
+    pieces = role_pieces(tok, add_bos)
+    for conv in italian_suite.CONVERSATIONS:
+        try:
+            expected = _render(tok, conv, True)
+        except Exception:
+            continue
+        if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
+            expected = expected[len(pieces.bos_stripped):]
+        if render_from_pieces(pieces, conv, True) != expected:
+            raise ModelError("il template non è traducibile in un TEMPLATE Ollama / the chat template cannot be expressed as an Ollama TEMPLATE (per-turn logic)")
+    template = go_template(pieces)
+    if '"""' in template:
+        raise ModelError('il template contiene """ / the chat template contains """, which a Modelfile cannot quote')
+    lines = [f"FROM ./{Path(gguf_file).name}", "", f'TEMPLATE """{template}"""', ""]
+    if pieces.default_system:
+        lines += [f'SYSTEM """{pieces.default_system}"""', ""]
+    for stop in stop_tokens(tok, pieces):
+        lines.append(f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}")
+    for key, value in _defaults(Path(model_dir), context_length).items():
+        lines.append(f"PARAMETER {key} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def write_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None) -> Path:
+    """Write ``<name>.Modelfile`` next to ``gguf_file`` atomically and return its path."""
+    gguf_file = Path(gguf_file)
+    target = gguf_file.with_name(gguf_file.stem + ".Modelfile")
+    return write_text(target, build_modelfile(gguf_file, tok, model_dir, add_bos=add_bos, context_length=context_length))

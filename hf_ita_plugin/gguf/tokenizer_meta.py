@@ -1,0 +1,266 @@
+"""Tokenizer metadata for GGUF: vocabulary, merges or scores, special tokens, chat template.
+
+Two families are written:
+
+* byte-level BPE (``tokenizer.ggml.model = gpt2``): tokens, merges (via ``gguf.SpecialVocab``) and the
+  ``tokenizer.ggml.pre`` name of llama.cpp's matching pre-tokenizer, recognised from the
+  ``pre_tokenizer`` section of ``tokenizer.json``; an unknown one is an error, never a silent default;
+* SentencePiece (``tokenizer.ggml.model = llama``): pieces, scores and token types read with the
+  ``sentencepiece`` library from ``tokenizer.model`` (or rebuilt from a byte-fallback ``tokenizer.json``).
+
+What the Hugging Face tokenizer actually does (BOS/EOS added or not, leading space) is measured on
+the loaded ``transformers`` tokenizer rather than guessed from config flags.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gguf import GGUFWriter, SpecialVocab, TokenType
+
+from ..errors import ModelError
+
+_GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+KNOWN_PRE_TOKENIZERS: dict[tuple[str, ...], str] = {
+    ("ByteLevel(regex)",): "gpt-2",
+    (f"Split({_GPT2_SPLIT})", "ByteLevel"): "gpt-2",
+    ("Digits(individual)", "ByteLevel(regex)"): "smollm",
+    (f"Split({_LLAMA3_SPLIT})", "ByteLevel"): "llama-bpe",
+    (f"Split({_QWEN2_SPLIT})", "ByteLevel"): "qwen2",
+}
+"""Signature of a ``tokenizer.json`` pre-tokenizer -> llama.cpp ``tokenizer.ggml.pre`` name."""
+
+ITALIAN_PROBE = "L'anno 2024: però c'è più caffè!"
+
+
+@dataclass
+class TokenizerMeta:
+    """Everything the GGUF file needs to tokenize exactly like the Hugging Face tokenizer."""
+
+    model: str  # "gpt2" or "llama"
+    pre: str | None
+    tokens: list[str]
+    token_types: list[int]
+    scores: list[float] | None
+    special_ids: dict[str, int] = field(default_factory=dict)
+    add_bos: bool = False
+    add_eos: bool = False
+    add_space_prefix: bool | None = None
+    chat_template: str | None = None
+    merges_source: Path | None = None  # directory SpecialVocab reads the merges from
+
+    def add_to(self, writer: GGUFWriter) -> None:
+        """Write the tokenizer keys into ``writer``."""
+        writer.add_tokenizer_model(self.model)
+        if self.pre is not None:
+            writer.add_tokenizer_pre(self.pre)
+        writer.add_token_list(self.tokens)
+        if self.scores is not None:
+            writer.add_token_scores(self.scores)
+        writer.add_token_types(self.token_types)
+        if self.add_space_prefix is not None:
+            writer.add_add_space_prefix(self.add_space_prefix)
+        special = SpecialVocab(self.merges_source or Path("/nonexistent"), load_merges=self.model == "gpt2", n_vocab=len(self.tokens))
+        if self.model == "gpt2" and not special.merges:
+            raise ModelError(f"{self.merges_source}: tokenizer BPE senza merges / BPE tokenizer has no merges in tokenizer.json")
+        special.special_token_ids = dict(self.special_ids)
+        special.add_special_token = {"bos": self.add_bos, "eos": self.add_eos}
+        special.chat_template = self.chat_template
+        special.add_to_gguf(writer, quiet=True)
+
+
+def _pre_signature(node: dict[str, Any] | None) -> tuple[str, ...]:
+    if node is None:
+        return ()
+    parts = node.get("pretokenizers") if node.get("type") == "Sequence" else [node]
+    sig: list[str] = []
+    for p in parts:
+        kind = p.get("type")
+        if kind == "ByteLevel":
+            if p.get("add_prefix_space"):
+                sig.append("ByteLevel(prefix-space)")
+            else:
+                sig.append("ByteLevel(regex)" if p.get("use_regex", True) else "ByteLevel")
+        elif kind == "Split":
+            pattern = p.get("pattern") or {}
+            regex = pattern.get("Regex", pattern.get("String"))
+            sig.append(f"Split({regex})" if not p.get("invert") else f"Split(inverted {regex})")
+        elif kind == "Digits":
+            sig.append("Digits(individual)" if p.get("individual_digits") else "Digits")
+        else:
+            sig.append(str(kind))
+    return tuple(sig)
+
+
+def detect_pre_tokenizer(tokenizer_json: dict[str, Any], where: str) -> str:
+    """llama.cpp pre-tokenizer name for a byte-level BPE ``tokenizer.json``, or a clear ModelError."""
+    sig = _pre_signature(tokenizer_json.get("pre_tokenizer"))
+    if sig in KNOWN_PRE_TOKENIZERS:
+        return KNOWN_PRE_TOKENIZERS[sig]
+    raise ModelError(
+        f"{where}: pre-tokenizer BPE sconosciuto / unknown BPE pre-tokenizer {list(sig)}",
+        hint="llama.cpp would split text differently from transformers; supported families: "
+        + ", ".join(sorted(set(KNOWN_PRE_TOKENIZERS.values()))),
+    )
+
+
+def load_hf_tokenizer(model_dir: str | Path):
+    """The ``transformers`` tokenizer of a model directory, or a ModelError."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(model_dir))
+    except Exception as exc:  # transformers raises many types here
+        raise ModelError(f"{model_dir}: impossibile caricare il tokenizer / cannot load the tokenizer ({exc})") from exc
+
+
+def _measure_added_specials(tok) -> tuple[bool, bool]:
+    plain = tok(ITALIAN_PROBE, add_special_tokens=False)["input_ids"]
+    full = tok(ITALIAN_PROBE, add_special_tokens=True)["input_ids"]
+    add_bos = tok.bos_token_id is not None and len(full) > len(plain) and full[0] == tok.bos_token_id
+    add_eos = tok.eos_token_id is not None and len(full) > len(plain) and full[-1] == tok.eos_token_id
+    if len(full) - len(plain) != int(add_bos) + int(add_eos):
+        raise ModelError(
+            f"il tokenizer aggiunge token speciali inattesi / the tokenizer adds unexpected special tokens: {full[:3]}...{full[-3:]}",
+            hint="only BOS/EOS added by the tokenizer can be represented in GGUF",
+        )
+    return add_bos, add_eos
+
+
+def _special_ids(tok) -> dict[str, int]:
+    ids = {}
+    for kind in ("bos", "eos", "unk", "pad"):
+        value = getattr(tok, f"{kind}_token_id", None)
+        if isinstance(value, int):
+            ids[kind] = value
+    return ids
+
+
+def _chat_template(tok) -> str | None:
+    template = getattr(tok, "chat_template", None)
+    if isinstance(template, dict):
+        return template.get("default") or next(iter(template.values()), None)
+    return template
+
+
+def _pad_vocab(tokens: list[str], types: list[int], scores: list[float] | None, n_vocab: int) -> None:
+    for i in range(len(tokens), n_vocab):
+        tokens.append(f"[PAD{i}]")
+        types.append(TokenType.UNUSED)
+        if scores is not None:
+            scores.append(-1000.0)
+
+
+def _gpt2_vocab(tok, n_vocab: int) -> tuple[list[str], list[int]]:
+    vocab = tok.get_vocab()
+    by_id = {i: t for t, i in vocab.items()}
+    added = {i: t for i, t in tok.added_tokens_decoder.items()}
+    if max(by_id) >= n_vocab:
+        raise ModelError(f"il tokenizer ha {max(by_id) + 1} token ma il modello {n_vocab} / tokenizer has more tokens than the embedding rows")
+    tokens, types = [], []
+    for i in range(max(by_id) + 1):
+        if i in added:
+            tokens.append(added[i].content)
+            types.append(TokenType.CONTROL if added[i].special else TokenType.USER_DEFINED)
+        elif i in by_id:
+            tokens.append(by_id[i])
+            types.append(TokenType.NORMAL)
+        else:
+            tokens.append(f"[PAD{i}]")
+            types.append(TokenType.UNUSED)
+    return tokens, types
+
+
+def _spm_vocab_from_model(model_file: Path, tok, n_vocab: int) -> tuple[list[str], list[int], list[float]]:
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    tokens, types, scores = [], [], []
+    for i in range(sp.get_piece_size()):
+        tokens.append(sp.id_to_piece(i))
+        scores.append(float(sp.get_score(i)))
+        if sp.is_unknown(i):
+            types.append(TokenType.UNKNOWN)
+        elif sp.is_control(i):
+            types.append(TokenType.CONTROL)
+        elif sp.is_unused(i):
+            types.append(TokenType.UNUSED)
+        elif sp.is_byte(i):
+            types.append(TokenType.BYTE)
+        else:
+            types.append(TokenType.NORMAL)
+    _apply_added_tokens(tok, tokens, types, scores)
+    return tokens, types, scores
+
+
+def _spm_vocab_from_json(data: dict[str, Any], tok, where: str) -> tuple[list[str], list[int], list[float]]:
+    model = data.get("model") or {}
+    if model.get("type") != "BPE" or not model.get("byte_fallback"):
+        raise ModelError(f"{where}: tokenizer SentencePiece senza tokenizer.model / SentencePiece tokenizer without tokenizer.model", hint="copy the base model's tokenizer.model next to tokenizer.json")
+    by_id = {i: t for t, i in model["vocab"].items()}
+    tokens, types, scores = [], [], []
+    unk = model.get("unk_token")
+    for i in range(max(by_id) + 1):
+        piece = by_id.get(i, f"[PAD{i}]")
+        tokens.append(piece)
+        if piece == unk:
+            types.append(TokenType.UNKNOWN)
+            scores.append(0.0)
+        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            types.append(TokenType.BYTE)
+            scores.append(0.0)
+        else:
+            # SentencePiece BPE vocabularies are ordered by merge priority: a lower id merges first.
+            types.append(TokenType.NORMAL)
+            scores.append(-float(i))
+    _apply_added_tokens(tok, tokens, types, scores)
+    return tokens, types, scores
+
+
+def _apply_added_tokens(tok, tokens: list[str], types: list[int], scores: list[float]) -> None:
+    for i, added in sorted(tok.added_tokens_decoder.items()):
+        while len(tokens) <= i:
+            tokens.append(f"[PAD{len(tokens)}]")
+            types.append(TokenType.UNUSED)
+            scores.append(-1000.0)
+        tokens[i] = added.content
+        types[i] = TokenType.CONTROL if added.special else TokenType.USER_DEFINED
+        scores[i] = 0.0
+
+
+def tokenizer_meta(model_dir: str | Path, n_vocab: int, tokenizer=None) -> TokenizerMeta:
+    """Read the tokenizer of ``model_dir`` into GGUF metadata for a model with ``n_vocab`` embedding rows."""
+    model_dir = Path(model_dir)
+    tok = tokenizer if tokenizer is not None else load_hf_tokenizer(model_dir)
+    json_file = model_dir / "tokenizer.json"
+    data = json.loads(json_file.read_text(encoding="utf-8")) if json_file.is_file() else {}
+    spm_file = model_dir / "tokenizer.model"
+    model_type = (data.get("model") or {}).get("type")
+    is_spm = (model_type == "BPE" and (data.get("model") or {}).get("byte_fallback")) or model_type == "Unigram" or (not data and spm_file.is_file())
+    add_bos, add_eos = _measure_added_specials(tok)
+    common = dict(special_ids=_special_ids(tok), add_bos=add_bos, add_eos=add_eos, chat_template=_chat_template(tok), merges_source=model_dir)
+    if is_spm:
+        if spm_file.is_file():
+            tokens, types, scores = _spm_vocab_from_model(spm_file, tok, n_vocab)
+        else:
+            tokens, types, scores = _spm_vocab_from_json(data, tok, str(json_file))
+        if len(tokens) > n_vocab:
+            raise ModelError(f"{model_dir}: il tokenizer ha {len(tokens)} token ma il modello {n_vocab} / tokenizer larger than the embedding")
+        _pad_vocab(tokens, types, scores, n_vocab)
+        first = tok.convert_ids_to_tokens(tok(ITALIAN_PROBE, add_special_tokens=False)["input_ids"][:1])
+        space_prefix = bool(first) and first[0].startswith("\u2581")
+        return TokenizerMeta("llama", None, tokens, [int(t) for t in types], scores, add_space_prefix=space_prefix, **common)
+    if model_type != "BPE":
+        raise ModelError(f"{json_file}: tipo di tokenizer non supportato / unsupported tokenizer type {model_type!r}", hint="supported: byte-level BPE (tokenizer.json) and SentencePiece")
+    pre = detect_pre_tokenizer(data, str(json_file))
+    tokens, types = _gpt2_vocab(tok, n_vocab)
+    _pad_vocab(tokens, types, None, n_vocab)
+    return TokenizerMeta("gpt2", pre, tokens, [int(t) for t in types], None, **common)

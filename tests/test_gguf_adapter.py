@@ -1,0 +1,74 @@
+"""LoRA: OUTPUT_DIR merged in full precision before conversion, and the adapter as a GGUF applied by llama.cpp."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gguf_models import tiny_mistral_spm
+
+
+def _training_output_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """A training OUTPUT_DIR as the recipe writes it (adapter/ with tokenizer, metrics.json), built with peft."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir = tiny_mistral_spm(tmp_path / "base")
+    out = tmp_path / "run"
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # make the update large enough to move the logits clearly
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(3.0)
+    peft_model.save_pretrained(str(out / "adapter"))
+    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(out / "adapter"))
+    cfg_file = out / "adapter" / "adapter_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["base_model_name_or_path"] = "someone/not-on-this-machine"  # resolved through metrics.json
+    cfg_file.write_text(json.dumps(cfg))
+    (out / "metrics.json").write_text(json.dumps({"base_model": "someone/not-on-this-machine", "base_model_path": str(base_dir)}))
+    return out, base_dir
+
+
+@pytest.mark.slow
+def test_output_dir_merge_and_adapter_gguf_match(tmp_path):
+    import numpy as np
+
+    from hf_ita_plugin.cli import main
+    from hf_ita_plugin.gguf import convert, export_adapter, verify
+    from hf_ita_plugin.gguf.merge import merge_adapter
+    from hf_ita_plugin.gguf.verify import _gguf_logits, _load_llama
+
+    run, base_dir = _training_output_dir(tmp_path)
+
+    # 1. convert OUTPUT_DIR: the adapter is merged first, verification is against the merged model
+    result = convert(run, quant="f32", progress=False)
+    assert result.merged_adapter == run / "adapter"
+    assert result.paths == [run / "gguf" / "run-F32.gguf"] and result.reports[0].ok, result.reports[0].failures
+    assert not [p for p in (run / "gguf").iterdir() if p.name.startswith(".")]  # work dir cleaned
+
+    # 2. adapter GGUF through the CLI, applied by llama.cpp on top of the base GGUF
+    assert main(["gguf", "adapter", str(run)]) == 0
+    lora = run / "adapter" / "adapter-lora.gguf"
+    base_result = convert(base_dir, quant="f32", out_dir=tmp_path / "base-gguf", verify=False, modelfile=False, progress=False)
+    merged_dir = merge_adapter(run / "adapter", base_dir, tmp_path / "merged")
+    report = verify(base_result.paths[0], against=merged_dir, lora_path=lora)
+    assert report.ok, report.failures
+    assert report.logits["top1_agreement"] >= 0.99 and report.logits["max_abs_delta"] < 0.05
+
+    # the adapter really changes the logits (the base alone does not match the merged model)
+    ids = [1, 300, 301, 302, 303]
+    plain = _load_llama(base_result.paths[0], None, None)
+    with_lora = _load_llama(base_result.paths[0], lora, None)
+    assert float(np.abs(_gguf_logits(plain, ids) - _gguf_logits(with_lora, ids)).max()) > 0.5
+    plain.close()
+    with_lora.close()
+
+    # 3. on-demand verify against the OUTPUT_DIR merges again and agrees with the saved verdict
+    assert main(["gguf", "verify", str(result.paths[0]), "--against", str(run)]) == 0
