@@ -19,6 +19,7 @@ COMMANDS = [
     "hf_ita_plugin.commands.train",
     "hf_ita_plugin.commands.template",
     "hf_ita_plugin.commands.gguf",
+    "hf_ita_plugin.commands.hub",
 ]
 
 

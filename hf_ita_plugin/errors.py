@@ -34,3 +34,16 @@ class ConversationError(DataError):
 
 class ModelError(HfItaError):
     """A model or tokenizer cannot be found, loaded, or used as requested."""
+
+
+class HubError(HfItaError):
+    """A Hugging Face Hub operation failed: bad repo id, missing token or permission, a repo holding
+    other content, or a network failure (the message says whether anything was published)."""
+
+
+class JobsError(HfItaError):
+    """A Hugging Face Jobs request failed or was refused (not signed in, unknown job, Hub unreachable)."""
+
+
+class EvaluationError(HfItaError):
+    """An evaluation cannot run as asked (unknown task, lm-evaluation-harness or its data missing)."""

@@ -1,0 +1,81 @@
+"""Names on the Hub versus paths on this machine: repo ids, endpoints, tokens, public model ids.
+
+Shared by card, push and pull: a Hub id is validated before any request, a local path never
+reaches a pushed file, and the endpoint is read at call time (``HF_ENDPOINT`` may change after
+``huggingface_hub`` was imported).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..errors import HubError
+
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+
+
+def validate_repo_id(repo_id: str, *, what: str = "--repo") -> str:
+    """Return ``repo_id`` if it is ``namespace/name`` as the Hub accepts it, else raise :class:`HubError`."""
+    if not isinstance(repo_id, str) or not REPO_ID_RE.match(repo_id) or "--" in repo_id or ".." in repo_id:
+        raise HubError(
+            f"{what}: id di repository non valido / malformed repo id {repo_id!r}",
+            hint="use NAMESPACE/NAME with letters, digits, '-', '_' or '.', e.g. mario/smollm2-ita-qlora",
+        )
+    return repo_id
+
+
+def hub_endpoint(endpoint: str | None = None) -> str:
+    """The Hub endpoint: ``endpoint``, else ``$HF_ENDPOINT`` (read now), else huggingface_hub's default."""
+    if endpoint:
+        return endpoint.rstrip("/")
+    env = os.environ.get("HF_ENDPOINT")
+    if env:
+        return env.rstrip("/")
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def resolve_token(token: str | None = None) -> str | None:
+    """``token`` or the one huggingface_hub finds (``HF_TOKEN``, then ``hf auth login``'s file)."""
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def is_local_path(value: str | os.PathLike | None) -> bool:
+    """True for strings that name a place on this machine rather than a Hub id."""
+    if value is None:
+        return False
+    text = str(value)
+    if os.path.isabs(text) or text.startswith(("./", "../", "~", ".\\")) or re.match(r"^[A-Za-z]:[\\/]", text):
+        return True
+    if text.count("/") != 1:
+        return Path(text).exists() or "\\" in text
+    return Path(text).is_dir()
+
+
+def public_model_id(*candidates: str | None) -> str | None:
+    """The first candidate that is a Hub model id; the embedded model's local copy maps to its Hub id."""
+    from ..embedded import EMBEDDED_HUB_ID, embedded_model_dir
+
+    embedded = str(embedded_model_dir())
+    for candidate in candidates:
+        if not candidate:
+            continue
+        text = str(candidate)
+        if is_local_path(text):
+            try:
+                if Path(text).resolve() == Path(embedded).resolve():
+                    return EMBEDDED_HUB_ID
+            except OSError:
+                pass
+            continue
+        if REPO_ID_RE.match(text):
+            return text
+    return None

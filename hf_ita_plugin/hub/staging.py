@@ -1,0 +1,274 @@
+"""What a publish contains: the files of an OUTPUT_DIR, checked and cleaned for the public.
+
+:func:`stage_publish` turns a training OUTPUT_DIR into ``{path in repo: content}``:
+
+- weights are safetensors only (pickle formats are refused, safetensors headers are checked);
+- ``adapter_config.json`` points at the base model's Hub id, never at a path on this machine;
+- ``metrics.json`` / ``run_config.yaml`` lose their local paths;
+- the model card is rendered for the repo;
+- a final scan refuses any file that still holds the token or a local path.
+
+Nothing here talks to the Hub; :mod:`hf_ita_plugin.hub.push` sends the result in one commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, ModelError
+from .card import CARD_KINDS, render_card
+from .facts import collect_gguf_files, facts_from_output_dir
+from .paths import is_local_path
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+"""Weight/state formats that execute code when loaded (pickle): never published, never loaded by default."""
+BINARY_SUFFIXES = (".safetensors", ".gguf", ".png", ".jpg", ".jpeg")
+VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
+"""Token lists: any string can be a token (``/home`` included), so they are not scanned for local paths."""
+_SKIP_NAMES = {"README.md", ".gitattributes"}  # peft writes its own README into adapter dirs
+_SCAN_BINARY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class PublishSet:
+    """Files of one publish: path in repo -> local file or bytes, plus the rendered card."""
+
+    kind: str
+    files: dict[str, Path | bytes] = field(default_factory=dict)
+    base_model: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def size(self) -> int:
+        return sum(len(v) if isinstance(v, bytes) else v.stat().st_size for v in self.files.values())
+
+
+def check_no_pickle(paths: list[Path], *, where: str) -> None:
+    """Refuse pickle-based weight files (they run code when loaded)."""
+    for path in paths:
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise ModelError(
+                f"{where}: {path.name} è in formato pickle, rifiutato / is a pickle file, refused (safetensors only)",
+                hint="re-save the model with save_pretrained(..., safe_serialization=True) and remove the pickle file",
+            )
+
+
+def check_safetensors(path: Path) -> None:
+    """Check that ``path`` starts with a readable safetensors header."""
+    try:
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            if length <= 0 or length > 100 * 1024 * 1024:
+                raise ValueError("implausible header length")
+            header = json.loads(fh.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a mapping")
+    except (OSError, ValueError, struct.error) as exc:
+        raise ModelError(f"{path}: file safetensors non valido / not a valid safetensors file ({exc})") from None
+
+
+def _model_files(folder: Path, *, where: str) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    check_no_pickle(files, where=where)
+    weights = [p for p in files if p.suffix == ".safetensors"]
+    if not weights:
+        raise ModelError(f"{where}: nessun file .safetensors / no .safetensors weights found")
+    for w in weights:
+        check_safetensors(w)
+    return [p for p in files if p.name not in _SKIP_NAMES]
+
+
+def _clean_adapter_config(path: Path, base_model: str) -> bytes:
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_model
+    return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _clean_metrics(path: Path, base_model: str) -> bytes:
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    metrics.pop("base_model_path", None)
+    metrics["base_model"] = base_model
+    _strip_local_paths(metrics)
+    return (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _clean_run_config(path: Path, base_model: str) -> bytes:
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    model = config.get("model") or {}
+    if model.get("name_or_path") and is_local_path(model["name_or_path"]):
+        model["name_or_path"] = base_model
+    _strip_local_paths(config)
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True).encode()
+
+
+def _strip_local_paths(node: Any) -> None:
+    """Replace absolute/relative local paths in a JSON/YAML tree by their last component."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and is_local_path(value):
+                node[key] = Path(value).name
+            else:
+                _strip_local_paths(value)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            if isinstance(value, str) and is_local_path(value):
+                node[i] = Path(value).name
+            else:
+                _strip_local_paths(value)
+
+
+def _ensure_merged(out: Path, *, produce: bool) -> Path | None:
+    merged = out / "merged"
+    if (merged / "config.json").is_file():
+        return merged
+    if not produce:
+        return None
+    if not (out / "adapter" / "adapter_config.json").is_file():
+        raise ModelError(f"{merged}: modello unito mancante e nessun adattatore da unire / merged model missing and no adapter to merge")
+    try:
+        from ..gguf.merge import merge_adapter, resolve_base_dir
+    except ImportError as exc:
+        raise ModelError(f"{out}: manca {merged} e hf_ita_plugin.gguf non è disponibile / merged/ is missing and the merge module "
+                         f"is unavailable ({exc})", hint="merge the adapter first, into OUTPUT_DIR/merged") from None
+    from ..atomic import atomic_directory
+
+    print(f"hf-ita: unisco l'adattatore al modello base / merging the adapter into its base -> {merged}")
+    adapter = out / "adapter"
+    with atomic_directory(merged, overwrite=True) as tmp:
+        merge_adapter(adapter, resolve_base_dir(adapter), tmp)
+    return merged
+
+
+def _ensure_gguf(out: Path, quants: list[str] | None) -> Path | None:
+    folder = out / "gguf"
+    if not quants:  # None: include what is there; []: include what is there, which must not be nothing
+        if any(folder.glob("*.gguf")):
+            return folder
+        if quants is None:
+            return None
+        raise ModelError(f"{folder}: nessun file .gguf / no .gguf files to publish",
+                         hint="name the types to export, e.g. --gguf Q4_K_M,q8_0")
+    try:
+        from ..gguf import convert, parse_quant_types
+    except ImportError as exc:
+        raise ModelError(f"{out}: hf_ita_plugin.gguf non è disponibile / the GGUF export module is unavailable ({exc})",
+                         hint="produce the GGUF files first into OUTPUT_DIR/gguf/") from None
+    wanted = [q.name for q in parse_quant_types(quants)]
+    present = {g.quant for g in collect_gguf_files(folder)}
+    missing = [q for q in wanted if q not in present]
+    if missing:
+        print(f"hf-ita: esporto in GGUF / exporting to GGUF: {', '.join(missing)}")
+        convert(out, quant=missing, out_dir=folder)
+    return folder
+
+
+def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "adapter", merged: bool = False,
+                  gguf: list[str] | None = None, base_model: str | None = None, keep_card: bool = False,
+                  lookup: bool = True, endpoint: str | None = None, token: str | None = None) -> PublishSet:
+    """Collect, check and clean the files to publish from a training OUTPUT_DIR.
+
+    ``kind``: ``adapter`` (adapter at the repo root; ``merged/`` and ``gguf/`` alongside when present
+    or requested), ``merged`` (merged model at the root) or ``gguf`` (GGUF files at the root).
+    ``merged``/``gguf`` produce the merged model / the GGUF types when OUTPUT_DIR lacks them
+    (``gguf=[]``: the GGUF files already in OUTPUT_DIR/gguf, at least one). Without these options
+    whatever OUTPUT_DIR/merged and OUTPUT_DIR/gguf already hold is published too; with ``gguf``
+    naming types, only the GGUF files of those types.
+    """
+    if kind not in CARD_KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(CARD_KINDS)}; got {kind!r}")
+    out = Path(output_dir)
+    if not out.is_dir():
+        raise ConfigError(f"{out}: cartella di output inesistente / OUTPUT_DIR does not exist")
+    adapter = out / "adapter"
+    if kind == "adapter" and not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter}: adapter_config.json mancante / missing: not a training OUTPUT_DIR",
+                         hint="pass the OUTPUT_DIR of a finished `hf-ita train` run (it contains adapter/)")
+    facts = facts_from_output_dir(out, repo_id=repo_id, base_model=base_model, lookup=lookup, endpoint=endpoint, token=token)
+    pset = PublishSet(kind=kind, base_model=facts.base_model)
+
+    merged_dir = _ensure_merged(out, produce=merged or kind == "merged")
+    if kind == "gguf" and not merged:
+        merged_dir = None  # a GGUF repo carries the merged weights only when asked to
+    if kind == "merged" and merged_dir is None:
+        raise ModelError(f"{out / 'merged'}: modello unito mancante / merged model missing")
+    gguf_dir = _ensure_gguf(out, gguf)
+    if kind == "gguf" and gguf_dir is None:
+        raise ModelError(f"{out / 'gguf'}: nessun file .gguf / no .gguf files", hint="pass --gguf Q4_K_M (or produce them with the gguf export)")
+
+    if kind == "adapter":
+        for path in _model_files(adapter, where=str(adapter)):
+            rel = path.relative_to(adapter).as_posix()
+            pset.files[rel] = _clean_adapter_config(path, facts.base_model) if rel == "adapter_config.json" else path
+    if merged_dir is not None:
+        prefix = "" if kind == "merged" else "merged/"
+        for path in _model_files(merged_dir, where=str(merged_dir)):
+            pset.files[prefix + path.relative_to(merged_dir).as_posix()] = path
+    gguf_files = []
+    if gguf_dir is not None:
+        prefix = "" if kind == "gguf" else "gguf/"
+        gguf_files = collect_gguf_files(gguf_dir, prefix=prefix, only=_quant_names(gguf))
+        for g in gguf_files:
+            pset.files[g.path] = gguf_dir / Path(g.path).name
+            if g.modelfile:
+                pset.files[g.modelfile] = gguf_dir / Path(g.modelfile).name
+
+    if (out / "metrics.json").is_file():
+        pset.files["metrics.json"] = _clean_metrics(out / "metrics.json", facts.base_model)
+    if (out / "run_config.yaml").is_file():
+        pset.files["run_config.yaml"] = _clean_run_config(out / "run_config.yaml", facts.base_model)
+    if (out / "loss_curve.png").is_file():
+        pset.files["loss_curve.png"] = out / "loss_curve.png"
+
+    if keep_card and (out / "README.md").is_file():
+        from huggingface_hub import ModelCard
+
+        try:
+            card = ModelCard.load(out / "README.md")
+        except Exception as exc:
+            raise ConfigError(f"{out / 'README.md'}: metadati della scheda non validi / invalid card metadata ({exc})") from None
+        pset.files["README.md"] = str(card).encode()
+    else:
+        merged_path = None
+        if merged_dir is not None:
+            merged_path = "" if kind == "merged" else "merged"
+        card = render_card(facts, kind, gguf_files=gguf_files, merged_path=merged_path)
+        pset.files["README.md"] = str(card).encode()
+    return pset
+
+
+def _quant_names(gguf: list[str] | None) -> list[str] | None:
+    if not gguf:
+        return None
+    try:
+        from ..gguf import parse_quant_types
+
+        return [q.name for q in parse_quant_types(gguf)]
+    except ImportError:
+        return [q.upper() for q in gguf]
+
+
+def scan_for_secrets(pset: PublishSet, *, token: str | None, local_roots: list[str]) -> None:
+    """Refuse the publish if any file holds the token, or a text file holds a path under ``local_roots``."""
+    needles_text = [r.rstrip("/") + "/" for r in local_roots if r and len(r) > 1]
+    for path_in_repo, content in pset.files.items():
+        binary = path_in_repo.endswith(BINARY_SUFFIXES)
+        if isinstance(content, bytes):
+            data = content
+        else:
+            with open(content, "rb") as fh:
+                data = fh.read(_SCAN_BINARY_BYTES if binary else None)
+        if token and token.encode() in data:
+            raise ConfigError(f"{path_in_repo}: contiene il token Hugging Face / contains the Hugging Face token: refusing to publish",
+                              hint="remove the token from the file (tokens belong in HF_TOKEN or `hf auth login`, never in files)")
+        if binary or path_in_repo.rsplit("/", 1)[-1] in VOCABULARY_FILES:
+            continue
+        for needle in needles_text:
+            if needle.encode() in data:
+                raise ConfigError(f"{path_in_repo}: contiene un percorso locale / contains a local path ({needle}): refusing to publish",
+                                  hint="replace local paths with Hub ids (e.g. --base-model ORG/NAME)")
