@@ -2,9 +2,12 @@
 
 The reference converter comes from the llama-cpp-python sdist, downloaded with pip into a temporary
 directory and run in place (never copied into this repository). Both converters run as child
-processes writing F16; wall time and peak RSS (``os.wait4`` rusage of that child) are compared as
-medians of several runs. F16 throughput (source bytes / s) is compared with a plain copy of the
-same safetensors bytes.
+processes doing the same work: the same checkpoint to one F16 GGUF, nothing else (ours through the
+public ``convert`` API with ``verify=False, modelfile=False``, since the reference neither verifies nor
+writes a Modelfile). Runs alternate which converter goes first; wall time and peak RSS (``os.wait4``
+rusage of that child) are compared as medians. F16 throughput (source bytes / s) is compared with a
+plain copy of the same safetensors bytes (``shutil.copyfile`` + fsync), both end to end (whole child
+process, interpreter start included) and for the ``convert`` call alone (timed inside the child).
 
 Models: the embedded SmolLM2-135M, and a ~1B-parameter random Llama checkpoint (bf16) generated into
 a temporary directory.
@@ -31,8 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 OURS = (
-    "import sys; from hf_ita_plugin.gguf.converter import write_gguf; from hf_ita_plugin.gguf.quant_types import QUANT_TYPES; "
-    "write_gguf(sys.argv[1], sys.argv[2], QUANT_TYPES['F16'], progress=False)"
+    "import sys, time; from hf_ita_plugin.gguf import convert; t = time.perf_counter(); "
+    "convert(sys.argv[1], quant='f16', out_dir=sys.argv[2], name='ours', verify=False, modelfile=False, progress=False); "
+    "print(f'CONVERT_S {time.perf_counter() - t:.4f}')"
 )
 
 
@@ -47,18 +51,19 @@ def fetch_reference(tmp: Path) -> Path:
     return next(tmp.glob("llama_cpp_python-*/vendor/llama.cpp/convert_hf_to_gguf.py"))
 
 
-def run_child(cmd: list[str]) -> tuple[float, int]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MiB of that child)."""
+def run_child(cmd: list[str]) -> tuple[float, int, str]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MiB of that child, its stdout)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed: {proc.stderr.read().decode()[-2000:]}")
-    proc.stderr.close()
-    return wall, usage.ru_maxrss // 1024
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0); err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[:3]} failed: {err.read().decode()[-2000:]}")
+        return wall, usage.ru_maxrss // 1024, out.read().decode()
 
 
 def make_big_llama(target: Path, tokenizer_dir: Path) -> Path:
@@ -82,23 +87,33 @@ def make_big_llama(target: Path, tokenizer_dir: Path) -> Path:
 def bench_model(label: str, model_dir: Path, reference: Path, work: Path, runs: int) -> dict:
     weights = sorted(model_dir.glob("*.safetensors"))
     src_bytes = sum(f.stat().st_size for f in weights)
-    ours_t, ours_m, ref_t, ref_m, copy_t = [], [], [], [], []
-    for i in range(runs):
-        out = work / f"{label}-ours.gguf"
-        t, m = run_child([sys.executable, "-c", OURS, str(model_dir), str(out)])
-        ours_t.append(t); ours_m.append(m); out.unlink()
+    ours_t, ours_m, ours_c, ref_t, ref_m, copy_t = [], [], [], [], [], []
+
+    def ours() -> None:
+        t, m, out = run_child([sys.executable, "-c", OURS, str(model_dir), str(work / "ours")])
+        ours_t.append(t); ours_m.append(m)
+        ours_c.append(float(next(line.split()[1] for line in out.splitlines() if line.startswith("CONVERT_S"))))
+        shutil.rmtree(work / "ours")
+
+    def reference_run() -> None:
         out = work / f"{label}-ref.gguf"
-        t, m = run_child([sys.executable, str(reference), str(model_dir), "--outtype", "f16", "--outfile", str(out)])
+        t, m, _ = run_child([sys.executable, str(reference), str(model_dir), "--outtype", "f16", "--outfile", str(out)])
         ref_t.append(t); ref_m.append(m); out.unlink()
+
+    for i in range(runs):
+        for step in ((ours, reference_run) if i % 2 == 0 else (reference_run, ours)):  # alternate who goes first
+            step()
         start = time.perf_counter()
         for k, f in enumerate(weights):
             shutil.copyfile(f, work / f"copy-{k}")
-        with open(work / "copy-0", "rb+") as fh:
-            os.fsync(fh.fileno())
+        for k in range(len(weights)):
+            with open(work / f"copy-{k}", "rb+") as fh:
+                os.fsync(fh.fileno())
         copy_t.append(time.perf_counter() - start)
         for k in range(len(weights)):
             (work / f"copy-{k}").unlink()
-        print(f"  {label} run {i + 1}/{runs}: ours {ours_t[-1]:.1f}s {ours_m[-1]} MiB | llama.cpp {ref_t[-1]:.1f}s {ref_m[-1]} MiB | copy {copy_t[-1]:.2f}s", file=sys.stderr)
+        print(f"  {label} run {i + 1}/{runs}: ours {ours_t[-1]:.1f}s (convert {ours_c[-1]:.1f}s) {ours_m[-1]} MiB | "
+              f"llama.cpp {ref_t[-1]:.1f}s {ref_m[-1]} MiB | copy {copy_t[-1]:.2f}s", file=sys.stderr)
     med = statistics.median
     return {
         "model": label, "source_mib": round(src_bytes / 2**20, 1), "runs": runs,
@@ -106,6 +121,7 @@ def bench_model(label: str, model_dir: Path, reference: Path, work: Path, runs: 
         "ours_peak_rss_mib": med(ours_m), "reference_peak_rss_mib": med(ref_m), "rss_ratio": round(med(ours_m) / med(ref_m), 3),
         "ours_mib_per_s": round(src_bytes / 2**20 / med(ours_t), 1), "copy_mib_per_s": round(src_bytes / 2**20 / med(copy_t), 1),
         "throughput_vs_copy": round(med(copy_t) / med(ours_t), 3),
+        "ours_convert_s": round(med(ours_c), 2), "convert_throughput_vs_copy": round(med(copy_t) / med(ours_c), 3),
     }
 
 
@@ -132,13 +148,17 @@ def main() -> int:
             row = bench_model("random-llama-1B", big, reference, tmp, args.big_runs)
             row["parameters"] = n_params
             results.append(row)
-    summary = {"bench": "gguf_convert_f16", "targets": {"time_ratio": 0.8, "rss_ratio": 0.5, "throughput_vs_copy": 0.5},
+    summary = {"bench": "gguf_convert_f16", "ours": "convert(verify=False, modelfile=False)", "targets": {"time_ratio": 0.8, "rss_ratio": 0.5, "throughput_vs_copy": 0.5},
                "cpu_count": os.cpu_count(), "results": results}
     print(json.dumps(summary))
-    print(f"\n{'model':<18}{'ours s':>9}{'ref s':>9}{'time x':>8}{'ours MiB':>10}{'ref MiB':>9}{'RSS x':>7}{'MiB/s':>8}{'copy MiB/s':>11}{'vs copy':>8}")
+    print(f"\n{'model':<18}{'ours s':>9}{'ref s':>9}{'time x':>8}{'ours MiB':>10}{'ref MiB':>9}{'RSS x':>7}{'MiB/s':>8}"
+          f"{'copy MiB/s':>11}{'vs copy':>8}{'convert s':>10}{'vs copy':>8}")
     for r in results:
         print(f"{r['model']:<18}{r['ours_s']:>9}{r['reference_s']:>9}{r['time_ratio']:>8}{r['ours_peak_rss_mib']:>10}"
-              f"{r['reference_peak_rss_mib']:>9}{r['rss_ratio']:>7}{r['ours_mib_per_s']:>8}{r['copy_mib_per_s']:>11}{r['throughput_vs_copy']:>8}")
+              f"{r['reference_peak_rss_mib']:>9}{r['rss_ratio']:>7}{r['ours_mib_per_s']:>8}{r['copy_mib_per_s']:>11}"
+              f"{r['throughput_vs_copy']:>8}{r['ours_convert_s']:>10}{r['convert_throughput_vs_copy']:>8}")
+    print("time x / RSS x: ours over llama.cpp's convert_hf_to_gguf.py; vs copy: copy time over ours "
+          "(whole process, then the convert call alone)")
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"bench_gguf-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -63,6 +63,132 @@ def test_missing_source_and_non_model_dir(tmp_path):
         convert(tmp_path / "empty", quant="f16")
 
 
+# --- streaming conversion without torch/transformers -------------------------------------------------
+
+def _tiny_llama_checkpoint(out: Path, dtype) -> dict:
+    """A 2-layer Llama checkpoint saved with safetensors in ``dtype`` (a small Italian BPE tokenizer), with F16 edge values."""
+    import torch
+    from safetensors.torch import save_file
+
+    from gguf_models import qwen2_bpe_tokenizer
+
+    out.mkdir(parents=True)
+    tok = qwen2_bpe_tokenizer(out)
+    hidden, heads, kv_heads, inter, vocab = 64, 4, 2, 96, len(tok) + 4
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden, "intermediate_size": inter,
+              "num_hidden_layers": 2, "num_attention_heads": heads, "num_key_value_heads": kv_heads, "vocab_size": vocab,
+              "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True}
+    (out / "config.json").write_text(json.dumps(config))
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,)}
+    for i in range(2):
+        p = f"model.layers.{i}."
+        shapes.update({p + "self_attn.q_proj.weight": (hidden, hidden), p + "self_attn.k_proj.weight": (kv_heads * 16, hidden),
+                       p + "self_attn.v_proj.weight": (kv_heads * 16, hidden), p + "self_attn.o_proj.weight": (hidden, hidden),
+                       p + "mlp.gate_proj.weight": (inter, hidden), p + "mlp.up_proj.weight": (inter, hidden),
+                       p + "mlp.down_proj.weight": (hidden, inter), p + "input_layernorm.weight": (hidden,),
+                       p + "post_attention_layernorm.weight": (hidden,)})
+    tensors = {name: torch.randn(shape, generator=gen) * 0.02 for name, shape in shapes.items()}
+    edge = torch.tensor([0.0, -0.0, 1e-8, -3e-7, 6.1e-5, 6.0e-5, 65504.0, 65519.0, 65520.0, -7e4, 1.0, -2.5, 3.14159, 1e-4, 0.333333, 1e5])
+    q = tensors["model.layers.0.self_attn.q_proj.weight"]
+    q.view(-1)[: len(edge)] = edge
+    tensors = {name: t.to(dtype).contiguous() for name, t in tensors.items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return tensors
+
+
+def _expected_bytes(name: str, tensor, out_type: str, config: dict) -> bytes:
+    """What the old torch-based converter wrote for one tensor (float32 through torch, then numpy/gguf)."""
+    import torch
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    from hf_ita_plugin.gguf.architectures import permute_rotary
+
+    t = tensor
+    if t.dim() == 1:
+        return t.to(torch.float32).numpy().tobytes()
+    if name.endswith("q_proj.weight"):
+        t = permute_rotary(t, config["num_attention_heads"])
+    elif name.endswith("k_proj.weight"):
+        t = permute_rotary(t, config["num_key_value_heads"])
+    if out_type == "F16":
+        return t.to(torch.float16).numpy().tobytes()
+    data = t.to(torch.float32).numpy()
+    if out_type == "F32":
+        return data.tobytes()
+    return quantize(data, GGMLQuantizationType[out_type]).tobytes()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf edge values of the F16 source through Q8_0
+@pytest.mark.parametrize("src_dtype, out_types", [
+    ("float32", ["F32", "F16", "BF16", "Q8_0"]),
+    ("bfloat16", ["F16", "F32", "BF16"]),
+    ("float16", ["F16", "Q8_0"]),
+])
+def test_streamed_tensors_equal_torch_conversion(tmp_path, monkeypatch, src_dtype, out_types):
+    """Chunked numpy conversion (several chunks per tensor), byte copies and q/k permutation give the old torch bytes."""
+    import torch
+    from gguf import GGUFReader
+
+    from hf_ita_plugin.gguf import QUANT_TYPES, converter
+    from hf_ita_plugin.gguf.architectures import ARCHITECTURES
+
+    monkeypatch.setattr(converter, "CHUNK_ELEMENTS", 4000)  # several chunks of whole rows per large tensor
+    model_dir = tmp_path / "llama"
+    tensors = _tiny_llama_checkpoint(model_dir, getattr(torch, src_dtype))
+    config = json.loads((model_dir / "config.json").read_text())
+    names = ARCHITECTURES["LlamaForCausalLM"].tensor_name_map(config)
+    for out_type in out_types:
+        out = converter.write_gguf(model_dir, tmp_path / f"m-{out_type}.gguf", QUANT_TYPES[out_type], progress=False)
+        by_name = {t.name: t for t in GGUFReader(str(out)).tensors}
+        assert len(by_name) == len(tensors)
+        for hf_name, tensor in tensors.items():
+            gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+            got = by_name[gguf_name]
+            assert bytes(got.data.tobytes()) == _expected_bytes(hf_name, tensor, out_type, config), (src_dtype, out_type, hf_name)
+        assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_plain_conversion_imports_neither_torch_nor_transformers(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    model_dir = tmp_path / "llama"
+    _tiny_llama_checkpoint(model_dir, torch.bfloat16)
+    code = (
+        "import sys; from hf_ita_plugin.gguf import convert; "
+        "r = convert(sys.argv[1], quant='f16,q8_0', out_dir=sys.argv[2], verify=False, modelfile=False, progress=False); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules), [p.name for p in r.paths])"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(model_dir), str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "[] ['llama-F16.gguf', 'llama-Q8_0.gguf']"
+
+
+def test_tokenizer_read_without_transformers_equals_transformers(tmp_path, monkeypatch):
+    """Generic BPE tokenizer.json (SmolLM2, a Qwen2-style one): same GGUF metadata as through transformers."""
+    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.gguf import tokenizer_meta as tm
+
+    from gguf_models import qwen2_bpe_tokenizer
+
+    qwen_dir = tmp_path / "qwen-tok"
+    qwen_dir.mkdir()
+    qwen_tok = qwen2_bpe_tokenizer(qwen_dir)
+    for model_dir, n_vocab in ((ensure_embedded_model(), 49152), (qwen_dir, len(qwen_tok) + 20)):
+        reference = tm.tokenizer_meta(model_dir, n_vocab, use_transformers=True)
+        with monkeypatch.context() as m:
+            m.setattr(tm, "load_hf_tokenizer", lambda *_: pytest.fail("transformers tokenizer loaded"))
+            direct = tm.tokenizer_meta(model_dir, n_vocab)
+        assert direct == reference, model_dir
+        assert direct.chat_template and direct.special_ids["eos"] == reference.special_ids["eos"]
+
+
 # --- real conversions -----------------------------------------------------------------------------------
 
 def _tensor_names(path: Path) -> dict[str, str]:

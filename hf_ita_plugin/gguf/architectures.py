@@ -67,8 +67,19 @@ class Architecture:
             )
         return mapped
 
+    def permutes(self, gguf_name: str) -> bool:
+        """Whether ``gguf_name``'s rows are reordered (rotary q/k); a pure layout change, valid in any dtype."""
+        return self.permute_qk and gguf_name.endswith(("attn_q.weight", "attn_k.weight"))
+
+    def shifts_values(self, gguf_name: str) -> bool:
+        """Whether ``gguf_name``'s values change (Gemma's ``norm + 1``); needs a float tensor."""
+        return self.norm_plus_one and gguf_name.endswith("norm.weight")
+
     def transform(self, gguf_name: str, tensor, config: dict[str, Any]):
-        """Apply the layout fixes llama.cpp expects to one tensor (a torch tensor, float32)."""
+        """Apply the layout fixes llama.cpp expects to one tensor (numpy array or torch tensor).
+
+        Row permutations work on any dtype (raw BF16 bits included); ``norm + 1`` needs float values.
+        """
         if self.permute_qk and gguf_name.endswith("attn_q.weight"):
             return permute_rotary(tensor, int(config["num_attention_heads"]))
         if self.permute_qk and gguf_name.endswith("attn_k.weight"):
@@ -119,7 +130,10 @@ def _write_rope_scaling(writer: GGUFWriter, rope: dict[str, Any], hf_class: str)
 
 
 def rope_freqs_tensor(model_dir, config: dict[str, Any]):
-    """Llama-3.x rope frequency factors (``rope_freqs.weight``) computed by transformers, or None."""
+    """Llama-3.x rope frequency factors (``rope_freqs.weight``, float32 numpy) computed by transformers, or None.
+
+    Only these checkpoints import torch/transformers during a conversion.
+    """
     if (rope_parameters(config).get("rope_type") or "default") != "llama3":
         return None
     import torch
@@ -131,7 +145,7 @@ def rope_freqs_tensor(model_dir, config: dict[str, Any]):
     base = float(rope_parameters(config)["rope_theta"])
     dim = head_dim(config)
     plain = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-    return (plain / scaled).to(torch.float32)
+    return (plain / scaled).to(torch.float32).numpy()
 
 
 def _gemma2_hparams(writer: GGUFWriter, config: dict[str, Any]) -> None:

@@ -1,17 +1,83 @@
-"""A Hugging Face checkpoint directory read lazily: config plus memory-mapped safetensors.
+"""A Hugging Face checkpoint directory read lazily: config plus safetensors read without torch.
 
-Tensors are opened with ``safetensors.safe_open`` (memory-mapped) and materialised one at a time,
-so reading never holds more than one tensor in memory.
+The safetensors headers (an 8-byte length and a JSON table) are parsed directly, and tensor bytes are
+read with ``os.preadv`` into caller-sized numpy buffers, in chunks: nothing stays mapped or resident
+after a chunk is converted, so peak memory is a chunk (or, for tensors that need a layout fix, one
+tensor), never the model. BF16, which numpy lacks, is read as its raw ``uint16`` bits.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+import os
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from ..errors import ModelError
+from .encode import to_float32
+
+RAW_DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
+}
+"""safetensors dtype -> numpy dtype of its raw elements (BF16 as its uint16 bit pattern)."""
+
+_MAX_HEADER = 100 * 2**20
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """Where one tensor lives: its file, absolute byte offset and size, dtype and shape."""
+
+    name: str
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def raw_dtype(self) -> np.dtype:
+        return RAW_DTYPES[self.dtype]
+
+
+def read_safetensors_header(file: Path) -> dict[str, TensorRef]:
+    """Tensor table of one ``.safetensors`` file (a ModelError naming the file when it is malformed)."""
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ModelError(f"{file}: file safetensors troncato / truncated safetensors file")
+            (length,) = struct.unpack("<Q", head)
+            if length > _MAX_HEADER:
+                raise ModelError(f"{file}: intestazione safetensors non valida / invalid safetensors header (length {length})")
+            table = json.loads(fh.read(length))
+            size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{file}: intestazione safetensors illeggibile / unreadable safetensors header ({exc})") from exc
+    base = 8 + length
+    refs: dict[str, TensorRef] = {}
+    for name, info in table.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = (int(x) for x in info["data_offsets"])
+            ref = TensorRef(name, file, str(info["dtype"]), tuple(int(d) for d in info["shape"]), base + begin, end - begin)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{file}: voce {name!r} dell'intestazione non valida / invalid header entry ({exc})") from exc
+        if ref.offset + ref.nbytes > size:
+            raise ModelError(f"{file}: il tensore {name!r} supera la fine del file / tensor {name!r} extends past the end of the file")
+        if ref.dtype in RAW_DTYPES and ref.numel * ref.raw_dtype.itemsize != ref.nbytes:
+            raise ModelError(f"{file}: il tensore {name!r} ha dimensione incoerente / size of {name!r} does not match its shape and dtype")
+        refs[name] = ref
+    return refs
 
 
 class Checkpoint:
@@ -27,12 +93,10 @@ class Checkpoint:
         except json.JSONDecodeError as exc:
             raise ModelError(f"{config_file}: JSON non valido / invalid JSON ({exc})") from exc
         self._files = self._safetensors_files()
-        self._stack = ExitStack()
-        self._handles: dict[Path, Any] = {}
-        self._where: dict[str, Path] = {}
+        self._refs: dict[str, TensorRef] = {}
         for file in self._files:
-            for name in self._open(file).keys():
-                self._where[name] = file
+            self._refs.update(read_safetensors_header(file))
+        self._fds: dict[Path, int] = {}
 
     def _safetensors_files(self) -> list[Path]:
         index = self.path / "model.safetensors.index.json"
@@ -49,13 +113,6 @@ class Checkpoint:
                 raise ModelError(f"{f}: file di pesi mancante / weight shard listed in the index is missing")
         return files
 
-    def _open(self, file: Path):
-        if file not in self._handles:
-            from safetensors import safe_open
-
-            self._handles[file] = self._stack.enter_context(safe_open(str(file), framework="pt"))
-        return self._handles[file]
-
     @property
     def files(self) -> list[Path]:
         return list(self._files)
@@ -66,34 +123,66 @@ class Checkpoint:
         return sum(f.stat().st_size for f in self._files)
 
     def names(self) -> list[str]:
-        return list(self._where)
+        return list(self._refs)
+
+    def ref(self, name: str) -> TensorRef:
+        """Location, dtype and shape of tensor ``name``; a ModelError for a dtype that is not a float type."""
+        ref = self._refs[name]
+        if ref.dtype not in RAW_DTYPES:
+            raise ModelError(
+                f"{ref.file}: tensore {name!r} di tipo {ref.dtype} non supportato / unsupported dtype {ref.dtype} for {name!r}",
+                hint="supported: " + ", ".join(RAW_DTYPES),
+            )
+        return ref
 
     def shape(self, name: str) -> list[int]:
-        return list(self._open(self._where[name]).get_slice(name).get_shape())
+        return list(self._refs[name].shape)
 
     def dtype(self, name: str) -> str:
-        return str(self._open(self._where[name]).get_slice(name).get_dtype())
+        return self._refs[name].dtype
 
-    def get(self, name: str):
-        """Materialise one tensor (a ``torch.Tensor``, a copy) from a short-lived memory map.
+    def fileno(self, ref: TensorRef) -> int:
+        """Read-only file descriptor of the shard holding ``ref`` (opened once, closed by :meth:`close`)."""
+        if ref.file not in self._fds:
+            self._fds[ref.file] = os.open(ref.file, os.O_RDONLY)
+        return self._fds[ref.file]
 
-        The file is mapped only while this tensor is read, so pages of tensors already written do not
-        stay resident (peak RSS is bounded by the largest tensor, not the file).
+    def read_raw(self, name: str, start: int = 0, count: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Elements ``[start, start + count)`` of tensor ``name`` (flattened), in its raw dtype (BF16 as uint16).
+
+        ``out``: a buffer of the raw dtype with at least ``count`` elements to read into (reused between chunks).
         """
-        from safetensors import safe_open
+        ref = self.ref(name)
+        count = ref.numel - start if count is None else count
+        dtype = ref.raw_dtype
+        if out is None:
+            out = np.empty(count, dtype=dtype)
+        else:
+            out = out[:count]
+        view = memoryview(out.view(np.uint8))
+        fd, pos, done = self.fileno(ref), ref.offset + start * dtype.itemsize, 0
+        while done < len(view):
+            got = os.preadv(fd, [view[done:]], pos + done)
+            if got <= 0:
+                raise ModelError(f"{ref.file}: lettura di {name!r} interrotta / file ended while reading {name!r}")
+            done += got
+        return out
 
-        with safe_open(str(self._where[name]), framework="pt") as handle:
-            return handle.get_tensor(name)
+    def get(self, name: str) -> np.ndarray:
+        """One whole tensor as a float32 numpy array of its shape (a fresh copy)."""
+        ref = self.ref(name)
+        return to_float32(self.read_raw(name), ref.dtype).reshape(ref.shape)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._where
+        return name in self._refs
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
+        return iter(self._refs)
 
     def close(self) -> None:
-        self._stack.close()
-        self._handles.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def __enter__(self) -> "Checkpoint":
         return self

@@ -1,33 +1,62 @@
 """Streaming Hugging Face -> GGUF converter built on the ``gguf`` package's GGUFWriter.
 
 All tensor infos are declared first (names, shapes, output types), the header, key/values and
-tensor infos are written, then each tensor is read from the memory-mapped safetensors, fixed up,
-converted and written before the next one is touched: peak memory is one tensor, not the model.
-The file is written under a temporary name and renamed when complete.
+tensor infos are written, then each tensor is streamed through ``GGUFWriter.write_tensor_data``:
+read from the safetensors file in chunks of whole rows, converted in numpy and written with large
+sequential writes (a tensor whose bytes do not change is copied file-to-file by the kernel). Only the
+rotary q/k permutation and Gemma's ``norm + 1`` hold one tensor in memory. No torch, no transformers
+for a plain checkpoint with a ``tokenizer.json`` BPE tokenizer. The file is written under a
+temporary name, fsynced once and renamed when complete.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf import GGML_QUANT_VERSION, GGMLQuantizationType, GGUFWriter
+from gguf import GGML_QUANT_VERSION, GGMLQuantizationType, GGUFEndian, GGUFValueType, GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES
-from gguf.quants import quant_shape_to_byte_shape, quantize
+from gguf.quants import quant_shape_to_byte_shape
 
 from ..atomic import atomic_path
 from ..errors import ModelError
 from .architectures import Architecture, architecture_for, is_tied, rope_freqs_tensor
 from .checkpoint import Checkpoint
+from .encode import encode_chunk, is_byte_copy
 from .quant_types import QuantType
 from .tokenizer_meta import tokenizer_meta
 
 logging.getLogger("gguf").setLevel(logging.ERROR)  # SpecialVocab heuristics warn about what we set explicitly
 _SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)
+CHUNK_ELEMENTS = 1 << 20
+"""Elements converted per step (rounded to whole rows): a few MiB, small enough to stay in cache."""
+
+
+
+class StreamingGGUFWriter(GGUFWriter):
+    """GGUFWriter whose key/value section packs string arrays (the vocabulary, the merges) in one pass.
+
+    The bytes are those of :meth:`GGUFWriter._pack_val` (length-prefixed UTF-8 items), without a Python
+    call and a bytearray per item: for a 50k-token vocabulary this is most of the metadata time.
+    """
+
+    def _pack_val(self, val: Any, vtype: GGUFValueType, add_vtype: bool, sub_type: GGUFValueType | None = None) -> bytes:
+        if vtype != GGUFValueType.ARRAY or sub_type not in (None, GGUFValueType.STRING) or not val or not isinstance(val[0], str) \
+                or not all(isinstance(v, str) for v in val):
+            return super()._pack_val(val, vtype, add_vtype, sub_type)
+        order = "<" if self.endianess == GGUFEndian.LITTLE else ">"
+        length = struct.Struct(order + "Q").pack
+        parts = [struct.pack(order + "I", vtype)] if add_vtype else []
+        parts += [struct.pack(order + "IQ", GGUFValueType.STRING, len(val))]
+        for item in val:
+            data = item.encode("utf-8")
+            parts += (length(len(data)), data)
+        return b"".join(parts)
 
 
 @dataclass
@@ -36,7 +65,7 @@ class _PlannedTensor:
     gguf_name: str
     shape: tuple[int, ...]
     out_type: GGMLQuantizationType
-    generated: Any = None
+    generated: Any = None  # float32 numpy array
 
     @property
     def nbytes(self) -> int:
@@ -68,7 +97,7 @@ def plan_tensors(ckpt: Checkpoint, arch: Architecture, qtype: QuantType) -> list
         if hf_name.endswith(_SKIPPED_SUFFIXES) or (tied and hf_name == "lm_head.weight"):
             continue
         gguf_name = arch.gguf_name(hf_name, names)
-        shape = tuple(ckpt.shape(hf_name))
+        shape = ckpt.ref(hf_name).shape  # also refuses non-float dtypes before anything is written
         plan.append(_PlannedTensor(hf_name, gguf_name, shape, _tensor_type(qtype, gguf_name, shape)))
     freqs = rope_freqs_tensor(ckpt.path, ckpt.config)
     if freqs is not None:
@@ -85,15 +114,72 @@ def make_readable(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def _encode(tensor, out_type: GGMLQuantizationType) -> np.ndarray:
-    import torch
+class _TensorStream:
+    """One planned tensor as GGUFWriter's ``write_tensor_data`` sees it: ``nbytes`` and ``tofile(fout)``.
 
-    if out_type == GGMLQuantizationType.F16:
-        return tensor.to(torch.float16).numpy()
-    data = tensor.to(torch.float32).numpy()
-    if out_type == GGMLQuantizationType.F32:
-        return data
-    return quantize(data, out_type)
+    ``tofile`` produces the GGUF bytes chunk by chunk instead of materialising the converted tensor.
+    """
+
+    def __init__(self, planned: _PlannedTensor, ckpt: Checkpoint, arch: Architecture, bar):
+        self.p, self.ckpt, self.arch, self.bar = planned, ckpt, arch, bar
+        self.nbytes = planned.nbytes
+
+    def tofile(self, fout) -> None:
+        p, ckpt = self.p, self.ckpt
+        written = 0
+        if p.generated is not None:
+            written += self._write(fout, encode_chunk(np.ascontiguousarray(p.generated, dtype=np.float32).reshape(-1), "F32", p.out_type, p.shape[-1]))
+        else:
+            ref = ckpt.ref(p.hf_name)
+            if self.arch.shifts_values(p.gguf_name) or self.arch.permutes(p.gguf_name):
+                as_float = self.arch.shifts_values(p.gguf_name)
+                whole = ckpt.get(p.hf_name) if as_float else ckpt.read_raw(p.hf_name).reshape(ref.shape)
+                fixed = np.ascontiguousarray(self.arch.transform(p.gguf_name, whole, ckpt.config)).reshape(-1)
+                del whole
+                written += self._convert(fout, lambda start, count, _buf: fixed[start:start + count], "F32" if as_float else ref.dtype, ref.numel)
+            elif is_byte_copy(ref.dtype, p.out_type):
+                written += self._copy(fout, ref)
+            else:
+                written += self._convert(fout, lambda start, count, buf: ckpt.read_raw(p.hf_name, start, count, out=buf), ref.dtype, ref.numel, ref.raw_dtype)
+        if written != self.nbytes:  # pragma: no cover - would be a bug in the planner
+            raise ModelError(f"{p.gguf_name}: scritti {written} byte invece di {self.nbytes} / wrote {written} bytes instead of {self.nbytes}")
+
+    def _write(self, fout, data: np.ndarray) -> int:
+        n = fout.write(memoryview(np.ascontiguousarray(data)).cast("B"))
+        self.bar.update(n)
+        return n
+
+    def _convert(self, fout, read, src_dtype: str, numel: int, buffer_dtype=None) -> int:
+        row = self.p.shape[-1] if self.p.shape else 1
+        step = max(1, CHUNK_ELEMENTS // row) * row
+        buf = np.empty(min(step, numel), dtype=buffer_dtype) if buffer_dtype is not None else None
+        written = 0
+        for start in range(0, numel, step):
+            raw = read(start, min(step, numel - start), buf)
+            written += self._write(fout, encode_chunk(raw, src_dtype, self.p.out_type, row))
+        return written
+
+    def _copy(self, fout, ref) -> int:
+        """Same bytes in and out: kernel copy between the files (read/write fallback where unsupported)."""
+        fout.flush()
+        src, dst = self.ckpt.fileno(ref), fout.fileno()
+        done = 0
+        try:
+            while done < ref.nbytes:
+                n = os.copy_file_range(src, dst, ref.nbytes - done, ref.offset + done)
+                if n <= 0:
+                    break
+                done += n
+                self.bar.update(n)
+        except OSError:
+            pass  # e.g. a filesystem without copy_file_range: continue with plain reads
+        if done < ref.nbytes:
+            itemsize = ref.raw_dtype.itemsize
+            rest = ref.nbytes - done
+            buf = np.empty(min(CHUNK_ELEMENTS, rest // itemsize), dtype=ref.raw_dtype)
+            for start in range(done // itemsize, ref.numel, len(buf)):
+                done += self._write(fout, self.ckpt.read_raw(ref.name, start, min(len(buf), ref.numel - start), out=buf))
+        return done
 
 
 def write_gguf(
@@ -113,7 +199,6 @@ def write_gguf(
     if qtype.by_llama_cpp:
         raise ModelError(f"{qtype.name} è prodotto dal quantizzatore di llama.cpp / {qtype.name} is made by llama.cpp's quantizer, not written directly")
     out_path = Path(out_path)
-    import torch
     from tqdm.auto import tqdm
 
     with Checkpoint(model_dir) as ckpt:
@@ -122,7 +207,7 @@ def write_gguf(
         n_vocab = int(ckpt.shape(next(p.hf_name for p in plan if p.gguf_name == "token_embd.weight"))[0])
         meta = tokenizer_meta(ckpt.path, n_vocab, tokenizer=tokenizer)
         with atomic_path(out_path) as tmp:
-            writer = GGUFWriter(tmp, arch.name)
+            writer = StreamingGGUFWriter(tmp, arch.name)
             try:
                 writer.add_name(name or ckpt.path.name)
                 writer.add_languages(["it"])
@@ -144,15 +229,7 @@ def write_gguf(
                 writer.write_ti_data_to_file()
                 bar = tqdm(total=sum(p.nbytes for p in plan), unit="B", unit_scale=True, desc=f"GGUF {qtype.name}", disable=not progress)
                 for p in plan:
-                    tensor = p.generated if p.hf_name is None else ckpt.get(p.hf_name)
-                    if p.hf_name is not None:
-                        if not (p.out_type == GGMLQuantizationType.F16 and tensor.dtype == torch.float16):
-                            tensor = tensor.float()
-                        tensor = arch.transform(p.gguf_name, tensor, ckpt.config)
-                    data = _encode(tensor, p.out_type)
-                    writer.write_tensor_data(data)
-                    bar.update(p.nbytes)
-                    del tensor, data
+                    writer.write_tensor_data(_TensorStream(p, ckpt, arch, bar))
                 bar.close()
             finally:
                 writer.close()

@@ -81,9 +81,11 @@ def convert(
     try:
         source: ModelSource = resolve_source(source_path, work)
         result.merged_adapter = source.adapter_dir
-        from .tokenizer_meta import load_hf_tokenizer
+        tok = None
+        if verify or modelfile:  # transformers is the reference for both; a plain conversion does not load it
+            from .tokenizer_meta import load_hf_tokenizer
 
-        tok = load_hf_tokenizer(source.model_dir)
+            tok = load_hf_tokenizer(source.model_dir)
         config = json.loads((source.model_dir / "config.json").read_text(encoding="utf-8"))
         targets = {q.name: out / f"{base_name}-{q.name}.gguf" for q in qtypes}
         direct = [q for q in qtypes if not q.by_llama_cpp]

@@ -8,8 +8,13 @@ Two families are written:
 * SentencePiece (``tokenizer.ggml.model = llama``): pieces, scores and token types read with the
   ``sentencepiece`` library from ``tokenizer.model`` (or rebuilt from a byte-fallback ``tokenizer.json``).
 
-What the Hugging Face tokenizer actually does (BOS/EOS added or not, leading space) is measured on
-the loaded ``transformers`` tokenizer rather than guessed from config flags.
+A byte-level BPE tokenizer saved as a generic ``tokenizer.json`` (``tokenizer_class``
+``TokenizersBackend``/``PreTrainedTokenizerFast``) is read without transformers: vocabulary and added
+tokens with the ``tokenizers`` library, special tokens and the chat template from
+``tokenizer_config.json`` / ``chat_template.jinja``, and whether BOS/EOS are added is measured by
+encoding a probe with the same post-processor transformers would use. Everything else (SentencePiece,
+tokenizer classes with their own defaults, special tokens missing from the vocabulary) is read from
+the loaded ``transformers`` tokenizer, where BOS/EOS and the leading space are measured too.
 """
 
 from __future__ import annotations
@@ -122,17 +127,22 @@ def load_hf_tokenizer(model_dir: str | Path):
         raise ModelError(f"{model_dir}: impossibile caricare il tokenizer / cannot load the tokenizer ({exc})") from exc
 
 
-def _measure_added_specials(tok) -> tuple[bool, bool]:
-    plain = tok(ITALIAN_PROBE, add_special_tokens=False)["input_ids"]
-    full = tok(ITALIAN_PROBE, add_special_tokens=True)["input_ids"]
-    add_bos = tok.bos_token_id is not None and len(full) > len(plain) and full[0] == tok.bos_token_id
-    add_eos = tok.eos_token_id is not None and len(full) > len(plain) and full[-1] == tok.eos_token_id
+def _added_specials(plain: list[int], full: list[int], bos_id: int | None, eos_id: int | None) -> tuple[bool, bool]:
+    """Whether encoding with special tokens (``full``) added BOS and/or EOS around ``plain``."""
+    add_bos = bos_id is not None and len(full) > len(plain) and full[0] == bos_id
+    add_eos = eos_id is not None and len(full) > len(plain) and full[-1] == eos_id
     if len(full) - len(plain) != int(add_bos) + int(add_eos):
         raise ModelError(
             f"il tokenizer aggiunge token speciali inattesi / the tokenizer adds unexpected special tokens: {full[:3]}...{full[-3:]}",
             hint="only BOS/EOS added by the tokenizer can be represented in GGUF",
         )
     return add_bos, add_eos
+
+
+def _measure_added_specials(tok) -> tuple[bool, bool]:
+    plain = tok(ITALIAN_PROBE, add_special_tokens=False)["input_ids"]
+    full = tok(ITALIAN_PROBE, add_special_tokens=True)["input_ids"]
+    return _added_specials(plain, full, tok.bos_token_id, tok.eos_token_id)
 
 
 def _special_ids(tok) -> dict[str, int]:
@@ -159,17 +169,17 @@ def _pad_vocab(tokens: list[str], types: list[int], scores: list[float] | None, 
             scores.append(-1000.0)
 
 
-def _gpt2_vocab(tok, n_vocab: int) -> tuple[list[str], list[int]]:
-    vocab = tok.get_vocab()
+def _gpt2_vocab(vocab: dict[str, int], added: dict[int, tuple[str, bool]], n_vocab: int) -> tuple[list[str], list[int]]:
+    """Token strings and types by id; ``added``: id -> (content, special) of the added tokens."""
     by_id = {i: t for t, i in vocab.items()}
-    added = {i: t for i, t in tok.added_tokens_decoder.items()}
     if max(by_id) >= n_vocab:
         raise ModelError(f"il tokenizer ha {max(by_id) + 1} token ma il modello {n_vocab} / tokenizer has more tokens than the embedding rows")
     tokens, types = [], []
     for i in range(max(by_id) + 1):
         if i in added:
-            tokens.append(added[i].content)
-            types.append(TokenType.CONTROL if added[i].special else TokenType.USER_DEFINED)
+            content, special = added[i]
+            tokens.append(content)
+            types.append(TokenType.CONTROL if special else TokenType.USER_DEFINED)
         elif i in by_id:
             tokens.append(by_id[i])
             types.append(TokenType.NORMAL)
@@ -236,15 +246,99 @@ def _apply_added_tokens(tok, tokens: list[str], types: list[int], scores: list[f
         scores[i] = 0.0
 
 
-def tokenizer_meta(model_dir: str | Path, n_vocab: int, tokenizer=None) -> TokenizerMeta:
-    """Read the tokenizer of ``model_dir`` into GGUF metadata for a model with ``n_vocab`` embedding rows."""
+_GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")  # without one, AutoTokenizer picks a class from config.json
+_SPECIAL_KINDS = ("bos", "eos", "unk", "pad")
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{file}: JSON non valido / invalid JSON ({exc})") from exc
+
+
+def _token_content(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _files_chat_template(model_dir: Path, config: dict[str, Any]) -> tuple[bool, str | None]:
+    """(readable, template) the way transformers picks it: chat_template.jinja, else tokenizer_config.json."""
+    if (model_dir / "additional_chat_templates").is_dir():
+        return False, None  # named templates: let transformers decide which one is the default
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return True, jinja.read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
+    return True, template if isinstance(template, str) else None
+
+
+def _bpe_meta_from_files(model_dir: Path, data: dict[str, Any], n_vocab: int) -> TokenizerMeta | None:
+    """Metadata of a generic byte-level BPE ``tokenizer.json`` without transformers, or None when transformers is needed."""
+    from tokenizers import Tokenizer, processors
+
+    config = _read_json(model_dir / "tokenizer_config.json")
+    specials_map = _read_json(model_dir / "special_tokens_map.json")
+    if config.get("tokenizer_class") not in _GENERIC_CLASSES:
+        return None  # a tokenizer class may bring its own special-token defaults
+    readable, template = _files_chat_template(model_dir, config)
+    if not readable:
+        return None
+    tk = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    added = {i: (t.content, bool(t.special)) for i, t in tk.get_added_tokens_decoder().items()}
+    for key, entry in (config.get("added_tokens_decoder") or {}).items():
+        if added.get(int(key)) != (entry.get("content"), bool(entry.get("special"))):
+            return None  # tokenizer_config.json adds or changes tokens: transformers merges them
+    names = {kind: _token_content(config.get(f"{kind}_token", specials_map.get(f"{kind}_token"))) for kind in _SPECIAL_KINDS}
+    extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+    extra_names = [_token_content(t) for t in (extra.values() if isinstance(extra, dict) else extra)]
+    ids = {kind: tk.token_to_id(name) for kind, name in names.items() if name is not None}
+    if any(i is None for i in ids.values()) or any(n is None or tk.token_to_id(n) is None for n in extra_names):
+        return None  # transformers would add the missing special token to the vocabulary
+    if "add_bos_token" in config or "add_eos_token" in config or tk.post_processor is None:
+        # transformers rebuilds the post-processor from the flags (BOS/EOS only when they exist)
+        add_bos = bool(config.get("add_bos_token", False)) and "bos" in ids
+        add_eos = bool(config.get("add_eos_token", False)) and "eos" in ids
+        pieces = [(names["bos"], ids["bos"])] * add_bos + [(names["eos"], ids["eos"])] * add_eos
+        single = " ".join([f"{names['bos']}:0"] * add_bos + ["$A:0"] + [f"{names['eos']}:0"] * add_eos)
+        tk.post_processor = processors.TemplateProcessing(single=single, special_tokens=pieces)
+    plain = tk.encode(ITALIAN_PROBE, add_special_tokens=False).ids
+    full = tk.encode(ITALIAN_PROBE, add_special_tokens=True).ids
+    add_bos, add_eos = _added_specials(plain, full, ids.get("bos"), ids.get("eos"))
+    tokens, types = _gpt2_vocab(tk.get_vocab(with_added_tokens=True), added, n_vocab)
+    _pad_vocab(tokens, types, None, n_vocab)
+    return TokenizerMeta(
+        "gpt2", detect_pre_tokenizer(data, str(model_dir / "tokenizer.json")), tokens, [int(t) for t in types], None,
+        special_ids=ids, add_bos=add_bos, add_eos=add_eos, chat_template=template, merges_source=model_dir,
+    )
+
+
+def tokenizer_meta(model_dir: str | Path, n_vocab: int, tokenizer=None, *, use_transformers: bool = False) -> TokenizerMeta:
+    """Read the tokenizer of ``model_dir`` into GGUF metadata for a model with ``n_vocab`` embedding rows.
+
+    A generic byte-level BPE ``tokenizer.json`` is read without transformers; otherwise ``tokenizer``
+    (an already loaded transformers tokenizer) is used, or loaded. ``use_transformers=True`` reads
+    everything through transformers (the reference the direct reading is tested against).
+    """
     model_dir = Path(model_dir)
-    tok = tokenizer if tokenizer is not None else load_hf_tokenizer(model_dir)
     json_file = model_dir / "tokenizer.json"
     data = json.loads(json_file.read_text(encoding="utf-8")) if json_file.is_file() else {}
     spm_file = model_dir / "tokenizer.model"
     model_type = (data.get("model") or {}).get("type")
     is_spm = (model_type == "BPE" and (data.get("model") or {}).get("byte_fallback")) or model_type == "Unigram" or (not data and spm_file.is_file())
+    if not is_spm and model_type == "BPE":
+        detect_pre_tokenizer(data, str(json_file))  # an unknown pre-tokenizer is refused before anything else
+        if not use_transformers:
+            meta = _bpe_meta_from_files(model_dir, data, n_vocab)
+            if meta is not None:
+                return meta
+    tok = tokenizer if tokenizer is not None else load_hf_tokenizer(model_dir)
     add_bos, add_eos = _measure_added_specials(tok)
     common = dict(special_ids=_special_ids(tok), add_bos=add_bos, add_eos=add_eos, chat_template=_chat_template(tok), merges_source=model_dir)
     if is_spm:
@@ -261,6 +355,7 @@ def tokenizer_meta(model_dir: str | Path, n_vocab: int, tokenizer=None) -> Token
     if model_type != "BPE":
         raise ModelError(f"{json_file}: tipo di tokenizer non supportato / unsupported tokenizer type {model_type!r}", hint="supported: byte-level BPE (tokenizer.json) and SentencePiece")
     pre = detect_pre_tokenizer(data, str(json_file))
-    tokens, types = _gpt2_vocab(tok, n_vocab)
+    added = {i: (t.content, bool(t.special)) for i, t in tok.added_tokens_decoder.items()}
+    tokens, types = _gpt2_vocab(tok.get_vocab(), added, n_vocab)
     _pad_vocab(tokens, types, None, n_vocab)
     return TokenizerMeta("gpt2", pre, tokens, [int(t) for t in types], None, **common)
