@@ -1,0 +1,49 @@
+"""hf-ita-plugin: fine-tune open LLMs for Italian and ship them where people use them.
+
+Public API::
+
+    from hf_ita_plugin import ItalianSFT, RunConfig
+    result = ItalianSFT.from_yaml("examples/smollm2-135m-cpu.yaml").train()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# Heavy modules (torch, transformers) load on first use, so `hf-ita --help` stays fast.
+_LAZY = {
+    "ItalianSFT": ".recipe",
+    "TrainResult": ".recipe",
+    "RunConfig": ".config",
+    "HfItaError": ".errors",
+    "apply_template": ".templates",
+    "DEFAULT_SYSTEM_PROMPT": ".templates",
+    "ensure_embedded_model": ".embedded",
+    "load_conversations": ".data",
+    "load_adapter": ".hub.pull",
+    "push": ".hub.push",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import RunConfig
+    from .data import load_conversations
+    from .embedded import ensure_embedded_model
+    from .errors import HfItaError
+    from .hub.pull import load_adapter
+    from .hub.push import push
+    from .recipe import ItalianSFT, TrainResult
+    from .templates import DEFAULT_SYSTEM_PROMPT, apply_template
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_ita_plugin' has no attribute {name!r}")

@@ -1,0 +1,469 @@
+"""ItalianSFT: the QLoRA fine-tuning recipe.
+
+config -> tokenizer + chat template -> conversations -> token ids with assistant-only masks
+-> base model in 4-bit NF4 (double quantization) -> ``prepare_model_for_kbit_training`` -> LoRA on
+all linear layers -> TRL ``SFTTrainer`` (padding-free or packed batches, cosine schedule, periodic
+eval, checkpoints) -> held-out evaluation before/after -> adapter directory + metrics + loss curve.
+
+Example::
+
+    from hf_ita_plugin import ItalianSFT
+    result = ItalianSFT.from_yaml("examples/smollm2-135m-cpu.yaml").train()
+    print(result.adapter_dir, result.metrics["eval"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .config import RunConfig
+from .data import bundled_data_path, load_conversations
+from .embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+from .errors import ConfigError, DataError, HfItaError, ModelError
+
+ADAPTER_DIRNAME = "adapter"
+CHECKPOINTS_DIRNAME = "checkpoints"
+_EVAL_BEFORE_FILE = "eval_before.json"
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`ItalianSFT.train` leaves behind."""
+
+    output_dir: Path
+    adapter_dir: Path
+    metrics_path: Path
+    config_path: Path
+    loss_curve_path: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedData:
+    train: list[dict[str, list[int]]]
+    eval: list[dict[str, list[int]]]
+    dropped_truncated: int
+    train_tokens: int
+
+
+class ItalianSFT:
+    """The QLoRA supervised fine-tuning recipe for Italian.
+
+    Build it from a :class:`~hf_ita_plugin.config.RunConfig`, a YAML file (:meth:`from_yaml`) or a
+    packaged preset (:meth:`from_preset`). ``model``/``tokenizer`` may be passed already loaded
+    (e.g. by your own transformers code); otherwise ``config.model`` says what to load, and no
+    model named means the embedded SmolLM2-135M-Instruct. ``callbacks`` are extra transformers
+    ``TrainerCallback`` objects handed to the trainer.
+    """
+
+    def __init__(self, config: RunConfig | None = None, *, model=None, tokenizer=None, callbacks=None):
+        self.config = config or RunConfig()
+        self.callbacks = list(callbacks or [])
+        if (model is None) != (tokenizer is None):
+            raise ConfigError("pass both model= and tokenizer=, or neither")
+        self._user_model = model
+        self._user_tokenizer = tokenizer
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> "ItalianSFT":
+        """Recipe from a YAML config file with optional ``section.key=value`` overrides."""
+        return cls(RunConfig.from_yaml(path, overrides))
+
+    @classmethod
+    def from_preset(cls, name: str, overrides: list[str] | None = None) -> "ItalianSFT":
+        """Recipe from a packaged preset (``smollm2-135m-cpu``, ``mistral-7b``...)."""
+        return cls(RunConfig.from_preset(name, overrides))
+
+    # ------------------------------------------------------------------ public steps
+    def resolve_model_path(self) -> str:
+        """Local directory or Hub id of the base model (imports the embedded one if needed)."""
+        name = self.config.model.name_or_path
+        return str(ensure_embedded_model()) if name is None else name
+
+    def base_model_id(self) -> str:
+        """Public id of the base model, for cards and metadata (never a machine path)."""
+        name = self.config.model.name_or_path
+        if name is None:
+            return EMBEDDED_HUB_ID
+        return name
+
+    def load_tokenizer(self):
+        """Tokenizer with the configured chat template and BOS/EOS/PAD hygiene applied."""
+        from transformers import AutoTokenizer
+
+        from .templates import apply_template
+
+        tokenizer = self._user_tokenizer
+        if tokenizer is None:
+            path = self.resolve_model_path()
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(
+                    path, revision=self.config.model.revision, trust_remote_code=self.config.model.trust_remote_code
+                )
+            except (OSError, ValueError) as exc:
+                raise ModelError(
+                    f"cannot load the tokenizer of model {path!r}: {_first_line(exc)}",
+                    hint="check model.name_or_path (a Hub id you can access, or a local directory with tokenizer files)",
+                ) from None
+        return apply_template(tokenizer, self.config.model.template)
+
+    def prepare_data(self, tokenizer) -> PreparedData:
+        """Load, validate and tokenize train/eval conversations with assistant-only masks."""
+        from .templates import registry_template_of, tokenize_conversation, validate_messages, with_system_prompt
+
+        cfg = self.config.data
+        max_length = self.config.training.max_seq_length
+
+        def tokenize_all(source: str, limit: int | None) -> tuple[list[dict[str, list[int]]], int]:
+            convs = load_conversations(source, format=cfg.format, split=cfg.split, limit=limit)
+            out, dropped = [], 0
+            for index, messages in enumerate(convs):
+                messages = with_system_prompt(messages, cfg.system_prompt)
+                try:
+                    validate_messages(messages, registry_template_of(tokenizer), for_training=True)
+                    example = tokenize_conversation(tokenizer, messages, max_length=max_length)
+                except HfItaError as exc:
+                    raise type(exc)(f"{source}: row {index}: {exc.message}", hint=exc.hint) from None
+                if sum(example["assistant_masks"]) == 0:
+                    dropped += 1  # truncation removed every answer token: nothing to learn
+                    continue
+                out.append({"input_ids": example["input_ids"], "assistant_masks": example["assistant_masks"]})
+            if not out:
+                raise DataError(f"{source}: no usable example (all {len(convs)} rows lost their answer to "
+                                f"truncation at training.max_seq_length={max_length})")
+            return out, dropped
+
+        train, dropped = tokenize_all(cfg.train, cfg.max_train_examples)
+        evals: list[dict[str, list[int]]] = []
+        if cfg.eval:
+            evals, dropped_eval = tokenize_all(cfg.eval, cfg.max_eval_examples)
+            dropped += dropped_eval
+        tokens = sum(len(e["input_ids"]) for e in train)
+        return PreparedData(train=train, eval=evals, dropped_truncated=dropped, train_tokens=tokens)
+
+    def load_model(self):
+        """Base model (4-bit NF4 + double quant unless ``quantization.mode: none``) wrapped with LoRA."""
+        import torch
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        qcfg, train_cfg = self.config.quantization, self.config.training
+        compute_dtype = resolve_compute_dtype(qcfg.compute_dtype)
+        model = self._user_model
+        if model is None:
+            path = self.resolve_model_path()
+            kwargs: dict[str, Any] = {"dtype": compute_dtype, "revision": self.config.model.revision,
+                                      "trust_remote_code": self.config.model.trust_remote_code}
+            kwargs["attn_implementation"] = self.attn_implementation()
+            if qcfg.mode != "none":
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True,
+                    bnb_4bit_quant_type=qcfg.mode,
+                    bnb_4bit_use_double_quant=qcfg.double_quant,
+                    bnb_4bit_compute_dtype=compute_dtype,
+                )
+                kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+            try:
+                model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load model {path!r}: {_first_line(exc)}",
+                                 hint="check model.name_or_path and that you have access to it") from None
+        if getattr(model, "peft_config", None):
+            return model  # already a PeftModel: train the adapter as given
+        if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=train_cfg.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        elif train_cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        lora = self.config.lora
+        peft_config = LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+            bias="none", task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, peft_config)
+
+    def attn_implementation(self) -> str | None:
+        """The configured attention kernel; by default, for padding-free or packed batches, SDPA
+        run per sequence (:mod:`hf_ita_plugin.attention`) instead of one dense block mask."""
+        if self.config.model.attn_implementation:
+            return self.config.model.attn_implementation
+        if self.config.training.batching in ("padding_free", "packed"):
+            from .attention import register_varlen_sdpa
+
+            return register_varlen_sdpa()
+        return None
+
+    def evaluate(self, model, tokenizer, data: PreparedData, *, label: str) -> dict[str, float]:
+        """Held-out bits per byte (prose) and response loss (held-out conversations)."""
+        from .evaluate import bits_per_byte, response_loss
+
+        ecfg = self.config.evaluation
+        out: dict[str, float] = {}
+        text = load_bpb_text(ecfg.bpb_text, ecfg.bpb_max_chars)
+        if text is not None:
+            bpb = bits_per_byte(model, tokenizer, text, max_length=ecfg.max_length, desc=f"bits/byte ({label})")
+            out["bits_per_byte"] = round(bpb.bits_per_byte, 5)
+        if ecfg.response_loss and data.eval:
+            rl = response_loss(model, data.eval, pad_id=tokenizer.pad_token_id or 0, desc=f"response loss ({label})")
+            out["response_loss"] = round(rl.loss, 5)
+        return out
+
+    # ------------------------------------------------------------------ the whole run
+    def train(self, *, resume: bool = False) -> TrainResult:
+        """Run the recipe end to end and return paths and metrics.
+
+        With ``resume=True`` training continues from the last checkpoint in
+        ``OUTPUT_DIR/checkpoints``. Everything that can be checked (config, data, tokenizer, chat
+        template) is checked before anything is written.
+        """
+        from transformers import set_seed
+
+        from .templates import template_name
+
+        started = time.time()
+        cfg = self.config
+        out_dir = Path(cfg.training.output_dir)
+        ckpt_dir = out_dir / CHECKPOINTS_DIRNAME
+        _check_output_dir(out_dir, ckpt_dir, resume)
+        set_seed(cfg.training.seed)
+
+        tokenizer = self.load_tokenizer()
+        data = self.prepare_data(tokenizer)
+        print(f"hf-ita: {len(data.train)} training and {len(data.eval)} held-out conversations, "
+              f"{data.train_tokens} training tokens"
+              + (f" ({data.dropped_truncated} dropped: answer truncated away)" if data.dropped_truncated else ""))
+        model = self.load_model()
+        _print_trainable(model)
+
+        eval_before = _load_json(ckpt_dir / _EVAL_BEFORE_FILE) if resume else None
+        if eval_before is None and cfg.evaluation.before_after:
+            eval_before = self.evaluate(model, tokenizer, data, label="before")
+            atomic.write_json(ckpt_dir / _EVAL_BEFORE_FILE, eval_before)
+
+        trainer = self._build_trainer(model, tokenizer, data, ckpt_dir)
+        train_out = trainer.train(resume_from_checkpoint=True if resume else None)
+        train_seconds = train_out.metrics.get("train_runtime", 0.0)
+
+        eval_after = self.evaluate(model, tokenizer, data, label="after")
+        history = trainer.state.log_history
+        trained_tokens = _last_logged(history, "num_tokens")
+
+        metrics: dict[str, Any] = {
+            "base_model": self.base_model_id(),
+            "base_model_path": self.resolve_model_path() if self._user_model is None else None,
+            "template": template_name(tokenizer) or cfg.model.template,
+            "quantization": cfg.quantization.mode,
+            "data": {"train_examples": len(data.train), "eval_examples": len(data.eval),
+                     "train_tokens": data.train_tokens, "dropped_truncated": data.dropped_truncated,
+                     "train_source": cfg.data.train, "eval_source": cfg.data.eval},
+            "train": {
+                "steps": trainer.state.global_step,
+                "epochs": round(trainer.state.epoch or 0.0, 4),
+                "final_loss": _last_logged(history, "loss"),
+                "mean_loss": round(train_out.training_loss, 5),
+                "eval_loss": _last_logged(history, "eval_loss"),
+                "trained_tokens": trained_tokens,
+                "tokens_per_second": round(trained_tokens / train_seconds, 2) if trained_tokens and train_seconds else None,
+                "train_runtime_s": round(train_seconds, 2),
+                "peak_memory_mb": _peak_memory_mb(),
+                "resumed": bool(resume),
+            },
+            "eval": {"before": eval_before or {}, "after": eval_after, "change": _relative_change(eval_before, eval_after)},
+            "hyperparameters": {**dataclasses.asdict(cfg.lora), **{k: getattr(cfg.training, k) for k in (
+                "max_seq_length", "per_device_batch_size", "gradient_accumulation_steps", "learning_rate",
+                "num_epochs", "max_steps", "warmup_ratio", "lr_scheduler", "batching", "seed")},
+                "compute_dtype": str(resolve_compute_dtype(cfg.quantization.compute_dtype)).replace("torch.", ""),
+                "double_quant": cfg.quantization.double_quant},
+            "hardware": _hardware(),
+            "loss_history": [{"step": h["step"], **{k: h[k] for k in ("loss", "eval_loss", "learning_rate") if k in h}}
+                             for h in history if "loss" in h or "eval_loss" in h],
+            "wall_time_s": round(time.time() - started, 2),
+        }
+        return self._write_outputs(out_dir, model, tokenizer, metrics)
+
+    # ------------------------------------------------------------------ internals
+    def _build_trainer(self, model, tokenizer, data: PreparedData, ckpt_dir: Path):
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        t = self.config.training
+        compute_dtype = str(resolve_compute_dtype(self.config.quantization.compute_dtype))
+        has_eval = bool(data.eval)
+        args = SFTConfig(
+            output_dir=str(ckpt_dir),
+            # sequences are already truncated by tokenize_conversation; packing uses it as block size
+            max_length=None if t.batching == "padding_free" else t.max_seq_length,
+            per_device_train_batch_size=t.per_device_batch_size,
+            per_device_eval_batch_size=t.per_device_batch_size,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            learning_rate=t.learning_rate,
+            num_train_epochs=t.num_epochs,
+            max_steps=t.max_steps,
+            warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+            lr_scheduler_type=t.lr_scheduler,
+            weight_decay=t.weight_decay,
+            max_grad_norm=t.max_grad_norm,
+            logging_steps=t.logging_steps,
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=t.eval_steps,
+            save_strategy="steps",
+            save_steps=t.save_steps,
+            save_total_limit=t.save_total_limit,
+            seed=t.seed,
+            data_seed=t.seed,
+            report_to=t.report_to,
+            gradient_checkpointing=False,  # already set up on the model (prepare_model_for_kbit_training)
+            bf16=compute_dtype.endswith("bfloat16"),
+            fp16=compute_dtype.endswith("float16") and not compute_dtype.endswith("bfloat16"),
+            padding_free=t.batching == "padding_free",
+            packing=t.batching == "packed",
+            packing_strategy="bfd",
+            assistant_only_loss=False,  # masks come pre-computed in `assistant_masks`
+            dataset_num_proc=None,
+            remove_unused_columns=True,
+            dataloader_num_workers=0,
+            save_only_model=False,
+            disable_tqdm=False,
+            include_num_input_tokens_seen="no",
+        )
+        train_ds = Dataset.from_list(data.train)
+        eval_ds = Dataset.from_list(data.eval) if has_eval else None
+        return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                          callbacks=self.callbacks or None)
+
+    def _write_outputs(self, out_dir: Path, model, tokenizer, metrics: dict[str, Any]) -> TrainResult:
+        from .plotting import plot_loss_curve
+
+        adapter_dir = out_dir / ADAPTER_DIRNAME
+        with atomic.atomic_directory(adapter_dir, overwrite=True) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        config_path = atomic.write_text(out_dir / "run_config.yaml", self.config.to_yaml())
+        loss_path = plot_loss_curve(metrics["loss_history"], out_dir / "loss_curve.png",
+                                    title=f"{metrics['base_model']} · QLoRA ({metrics['quantization']})")
+        metrics_path = atomic.write_json(out_dir / "metrics.json", metrics)
+        from .hub.card import write_card
+
+        write_card(out_dir, lookup=False)  # the model card (README.md), ready for `hf-ita push`
+        result = TrainResult(out_dir, adapter_dir, metrics_path, config_path, loss_path, metrics)
+        print_summary(result)
+        return result
+
+
+def resolve_compute_dtype(name: str):
+    """``auto`` -> bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def load_bpb_text(spec: str | None, max_chars: int | None) -> str | None:
+    """The held-out prose for bits-per-byte: ``bundled``, a file path, or ``None``."""
+    if spec is None:
+        return None
+    path = bundled_data_path("prose_it.txt") if spec == "bundled" else Path(spec)
+    if not path.is_file():
+        raise DataError(f"evaluation.bpb_text: file not found: {spec}")
+    text = path.read_text(encoding="utf-8")
+    return text[:max_chars] if max_chars else text
+
+
+def _check_output_dir(out_dir: Path, ckpt_dir: Path, resume: bool) -> None:
+    if resume:
+        has_ckpt = ckpt_dir.is_dir() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
+        if not has_ckpt:
+            raise ConfigError(f"--resume: no checkpoint to resume in {ckpt_dir}",
+                              hint="run without --resume to start, or point --output-dir at an interrupted run")
+        return
+    finished = (out_dir / ADAPTER_DIRNAME).exists()
+    checkpointed = ckpt_dir.is_dir() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
+    if finished or checkpointed:
+        raise ConfigError(f"output directory {out_dir} already holds a run",
+                          hint="use --resume to continue it, or choose another --output-dir")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_json(path: Path) -> dict | None:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _last_logged(history: list[dict[str, Any]], key: str):
+    for entry in reversed(history):
+        if key in entry:
+            return entry[key]
+    return None
+
+
+def _relative_change(before: dict | None, after: dict) -> dict[str, float]:
+    if not before:
+        return {}
+    return {k: round((after[k] - before[k]) / before[k], 5) for k in after if k in before and before[k]}
+
+
+def _peak_memory_mb() -> dict[str, float]:
+    import torch
+
+    out = {"process_rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["cuda_allocated"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def _hardware() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"platform": platform.platform(terse=True), "python": sys.version.split()[0],
+                            "torch": torch.__version__, "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _print_trainable(model) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    print(f"hf-ita: LoRA trains {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
+
+
+def print_summary(result: TrainResult) -> None:
+    """A short human summary of a finished run."""
+    m = result.metrics
+    tr, ev = m["train"], m["eval"]
+    lines = [
+        "",
+        "=== hf-ita: run summary ===",
+        f"base model        {m['base_model']}  (template {m['template']}, quantization {m['quantization']})",
+        f"data              {m['data']['train_examples']} train / {m['data']['eval_examples']} held-out conversations",
+        f"training          {tr['steps']} steps, final loss {tr['final_loss']}, {tr['tokens_per_second']} tokens/s, "
+        f"{tr['train_runtime_s']} s",
+    ]
+    for key, label in (("response_loss", "response loss"), ("bits_per_byte", "bits per byte")):
+        if key in ev["after"]:
+            before = ev["before"].get(key)
+            change = ev["change"].get(key)
+            lines.append(f"{label:<17} {before} -> {ev['after'][key]}" + (f"  ({change:+.1%})" if change is not None else ""))
+    lines += [f"adapter           {result.adapter_dir}", f"metrics           {result.metrics_path}",
+              f"loss curve        {result.loss_curve_path}", f"wall time         {m['wall_time_s']} s", ""]
+    print("\n".join(lines))

@@ -1,0 +1,209 @@
+"""ItalianSFT end to end: a real QLoRA run (bitsandbytes NF4 on CPU) of a few steps on the embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from hf_ita_plugin.config import RunConfig
+from hf_ita_plugin.errors import ConfigError, DataError, ModelError
+from hf_ita_plugin.recipe import ItalianSFT
+
+pytestmark = pytest.mark.slow
+
+# Small enough for a few seconds a step on 2 cores, large enough to exercise every stage.
+TINY = [
+    "data.max_train_examples=24",
+    "data.max_eval_examples=6",
+    "training.max_seq_length=160",
+    "training.per_device_batch_size=4",
+    "training.max_steps=4",
+    "training.save_steps=2",
+    "training.eval_steps=4",
+    "training.logging_steps=1",
+    "training.warmup_ratio=0.0",
+    "evaluation.bpb_max_chars=1200",
+    "evaluation.max_length=160",
+]
+
+
+def tiny_recipe(output_dir, *extra, callbacks=None):
+    cfg = RunConfig.from_preset("smollm2-135m-cpu", TINY + [f"training.output_dir={output_dir}", *extra])
+    return ItalianSFT(cfg, callbacks=callbacks)
+
+
+class StopAfter(TrainerCallback):
+    """Simulates a crash (e.g. the machine going away) right after a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step + 1:
+            raise RuntimeError("simulated interruption")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    return tiny_recipe(out).train()
+
+
+def test_outputs_are_complete_and_safetensors_only(finished_run):
+    files = {p.name for p in finished_run.adapter_dir.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= files
+    assert not {f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))}
+    assert finished_run.loss_curve_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = RunConfig.from_yaml(finished_run.config_path)
+    assert saved.training.max_steps == 4 and saved.quantization.mode == "nf4"
+    metrics = json.loads(finished_run.metrics_path.read_text())
+    assert metrics["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert metrics["train"]["steps"] == 4
+    assert metrics["train"]["trained_tokens"] > 0 and metrics["train"]["tokens_per_second"] > 0
+    assert metrics["train"]["peak_memory_mb"]["process_rss"] > 100
+    for stage in ("before", "after"):
+        assert metrics["eval"][stage]["bits_per_byte"] > 0
+        assert metrics["eval"][stage]["response_loss"] > 0
+    assert len([h for h in metrics["loss_history"] if "loss" in h]) == 4
+
+
+def test_training_moves_the_loss(finished_run):
+    ev = finished_run.metrics["eval"]
+    # a few steps at lr 3e-4 on Italian answers must change the held-out response loss
+    assert ev["after"]["response_loss"] != pytest.approx(ev["before"]["response_loss"], abs=1e-4)
+
+
+def test_adapter_reloads_with_auto_peft_and_changes_logits(finished_run):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir = finished_run.adapter_dir
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    assert "<|im_start|>assistant" in tokenizer.chat_template
+    model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(finished_run.metrics["base_model_path"], dtype=torch.float32)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Qual è la capitale d'Italia?"}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        tuned_logits = model(input_ids=ids).logits
+        base_logits = base(input_ids=ids).logits
+        with model.disable_adapter():
+            disabled_logits = model(input_ids=ids).logits
+    assert torch.allclose(disabled_logits, base_logits, atol=1e-4)
+    assert (tuned_logits - base_logits).abs().max().item() > 1e-3
+
+
+def test_model_is_real_qlora_on_every_linear_layer(tmp_path):
+    import bitsandbytes as bnb
+
+    recipe = tiny_recipe(tmp_path / "out")
+    model = recipe.load_model()
+    layer = model.base_model.model.model.layers[0]
+    for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+        module = getattr(layer.self_attn, name)
+        assert isinstance(module.base_layer, bnb.nn.Linear4bit)
+        assert module.base_layer.weight.quant_type == "nf4"
+        assert module.base_layer.weight.quant_state.nested  # double quantization
+    for name in ("gate_proj", "up_proj", "down_proj"):
+        assert hasattr(getattr(layer.mlp, name), "lora_A")
+    n_layers = model.config.num_hidden_layers
+    lora_modules = [n for n, _ in model.named_modules() if n.endswith("lora_A")]
+    assert len(lora_modules) == 7 * n_layers
+    assert not (tmp_path / "out").exists()  # loading writes nothing
+
+
+def test_training_labels_are_exactly_the_assistant_tokens_plus_eos(tmp_path):
+    recipe = tiny_recipe(tmp_path / "out", "data.max_train_examples=6", "training.max_seq_length=1024")
+    tokenizer = recipe.load_tokenizer()
+    data = recipe.prepare_data(tokenizer)
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for example in data.train:
+        ids, mask = example["input_ids"], example["assistant_masks"]
+        assert len(ids) < 1024  # nothing truncated: every answer is complete
+        trained = [t for t, m in zip(ids, mask) if m]
+        assert trained and trained[-1] == end_id  # every answer ends with the end-of-turn token
+        assert trained.count(end_id) == sum(1 for i, t in enumerate(ids) if t == end_id and mask[i])
+        assert "<|im_start|>" not in tokenizer.decode(trained)  # no role headers in the loss
+    # ... and TRL's collator turns them into labels for exactly those tokens
+    model = recipe.load_model()
+    trainer = recipe._build_trainer(model, tokenizer, data, tmp_path / "ckpt")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    labels = batch["labels"][0]
+    expected = []
+    for example in data.train[:3]:
+        masked = [t if m else -100 for t, m in zip(example["input_ids"], example["assistant_masks"])]
+        masked[0] = -100
+        expected += masked
+    assert labels.tolist() == expected
+    assert "position_ids" in batch and "attention_mask" not in batch  # padding-free batches
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        tiny_recipe(out, callbacks=[StopAfter(2)]).train()
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (out / "adapter").exists() and not (out / "metrics.json").exists()  # nothing half-written
+    with pytest.raises(ConfigError, match="already holds a run"):
+        tiny_recipe(out).train()
+    result = tiny_recipe(out).train(resume=True)
+    assert result.metrics["train"]["steps"] == 4 and result.metrics["train"]["resumed"]
+    steps_logged = [h["step"] for h in result.metrics["loss_history"] if "loss" in h]
+    assert steps_logged and min(steps_logged) >= 1 and max(steps_logged) == 4
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert result.metrics["eval"]["before"]  # carried over from the interrupted run
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint to resume"):
+        tiny_recipe(tmp_path / "out").train(resume=True)
+
+
+def test_bad_inputs_fail_before_writing_anything(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match="cannot load the tokenizer of model '/nonexistent/model'"):
+        tiny_recipe(out, "model.name_or_path=/nonexistent/model").train()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="no-such-org/no-such-model"):
+        tiny_recipe(out, "model.name_or_path=no-such-org/no-such-model").train()
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match="the dataset is empty"):
+        tiny_recipe(out, f"data.train={empty}").train()
+
+    no_answer = tmp_path / "no_answer.jsonl"
+    no_answer.write_text(json.dumps({"instruction": "Scrivi una poesia", "input": ""}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="row 0: cannot tell the format"):
+        tiny_recipe(out, f"data.train={no_answer}").train()
+    with pytest.raises(DataError, match="row 0: missing field 'output'"):
+        tiny_recipe(out, f"data.train={no_answer}", "data.format=alpaca").train()
+
+    ends_with_user = tmp_path / "ends_with_user.jsonl"
+    ends_with_user.write_text(json.dumps({"messages": [{"role": "user", "content": "Ciao"}]}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="row 0"):
+        tiny_recipe(out, f"data.train={ends_with_user}").train()
+    assert not out.exists()
+
+
+def test_tokenizer_without_chat_template_is_a_clear_error(tmp_path):
+    from transformers import AutoTokenizer
+
+    from hf_ita_plugin.embedded import ensure_embedded_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model())
+    tokenizer.chat_template = None
+    tok_dir = tmp_path / "tok"
+    tokenizer.save_pretrained(tok_dir)
+    for leftover in ("chat_template.jinja", "chat_template.json"):
+        if (tok_dir / leftover).exists():
+            os.remove(tok_dir / leftover)
+    cfg = RunConfig.from_preset("smollm2-135m-cpu", TINY + [f"training.output_dir={tmp_path / 'out'}", "model.template=null"])
+    recipe = ItalianSFT(cfg, model=torch.nn.Linear(1, 1), tokenizer=AutoTokenizer.from_pretrained(tok_dir))
+    with pytest.raises(ModelError, match="chat template"):
+        recipe.train()
+    assert not (tmp_path / "out").exists()
