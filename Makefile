@@ -27,6 +27,10 @@ $(VENV)/.core-installed: $(BIN)/python setup.cfg pyproject.toml
 
 $(VENV)/.dev-installed: $(VENV)/.core-installed
 	$(BIN)/pip install -e ".[cpu,gguf,data,space,dev]"
+	# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || echo "chromium not installed: the browser tests will be skipped"
 	touch $@
 
 setup: $(VENV)/.core-installed

@@ -20,6 +20,7 @@ COMMANDS = [
     "hf_ita_plugin.commands.template",
     "hf_ita_plugin.commands.gguf",
     "hf_ita_plugin.commands.hub",
+    "hf_ita_plugin.commands.jobs",
 ]
 
 

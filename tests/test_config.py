@@ -39,7 +39,7 @@ def test_preset_plus_file_values_plus_overrides(tmp_path):
     path = write(tmp_path, "preset: smollm2-135m-cpu\ntraining:\n  max_steps: 7\n")
     cfg = RunConfig.from_yaml(path, ["training.max_steps=3", "data.system_prompt=none"])
     assert cfg.training.max_steps == 3
-    assert cfg.training.max_seq_length == 384  # from the preset
+    assert cfg.training.max_seq_length == 256  # from the preset
     assert cfg.data.system_prompt == "none"
 
 

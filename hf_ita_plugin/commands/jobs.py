@@ -1,0 +1,151 @@
+"""``hf-ita launch`` and ``hf-ita jobs list|status|logs|cancel|hardware``: runs on Hugging Face Jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    launch = subparsers.add_parser(
+        "launch", help="run `hf-ita train` + push on Hugging Face hardware (HF Jobs)",
+        description="Start an HF Job that installs hf-ita, trains with CONFIG and pushes the result to --repo. "
+                    "Your token goes to the job as the secret HF_TOKEN only.")
+    launch.add_argument("config", help="YAML config file (the same one `hf-ita train` takes)")
+    launch.add_argument("--flavor", required=True, help="hardware flavor, e.g. a10g-small (see `hf-ita jobs hardware`)")
+    launch.add_argument("--repo", help="output model repo owner/name (default: YOU/<name of training.output_dir>)")
+    launch.add_argument("--public", action="store_true", help="publish a public repo (default: private)")
+    launch.add_argument("--name", help="run name (job label), default derived from the repo and the time")
+    launch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set training.num_epochs=2 (repeatable)")
+    launch.add_argument("--data-repo", metavar="OWNER/NAME",
+                        help="upload a local data.train file to this private dataset repo and train from it")
+    launch.add_argument("--package", help="pip requirement installed in the job (default: this release, or $HF_ITA_PACKAGE_SPEC)")
+    launch.add_argument("--image", help="Docker image with CUDA + PyTorch (default: a pytorch/pytorch CUDA runtime image)")
+    launch.add_argument("--timeout", default=None, help="maximum duration, e.g. 90m or 8h (default: 8h)")
+    launch.add_argument("--dry-run", action="store_true", help="validate and print the job spec, launch nothing")
+    launch.add_argument("--follow", action="store_true", help="stream the logs until the job ends")
+    launch.set_defaults(func=run_launch)
+
+    jobs = subparsers.add_parser("jobs", help="list, follow or cancel your hf-ita runs on HF Jobs",
+                                 description="Your hf-ita runs on Hugging Face Jobs (found by their hf-ita labels).")
+    sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
+    sub.required = True
+    ls = sub.add_parser("list", help="your hf-ita runs, newest first")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(func=run_list)
+    status = sub.add_parser("status", help="the stage of one run")
+    status.add_argument("job_id")
+    status.set_defaults(func=run_status)
+    logs = sub.add_parser("logs", help="print a run's logs")
+    logs.add_argument("job_id")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep streaming until the job ends")
+    logs.set_defaults(func=run_logs)
+    cancel = sub.add_parser("cancel", help="cancel a run")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(func=run_cancel)
+    hardware = sub.add_parser("hardware", help="hardware flavors with price per hour")
+    hardware.set_defaults(func=run_hardware)
+
+
+def _client():
+    from ..jobs import JobsClient
+
+    return JobsClient()
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..config import RunConfig
+    from ..errors import ConfigError
+    from ..jobs import build_job_spec, is_local_source, validate_repo_id
+
+    config = RunConfig.from_yaml(args.config, args.overrides)
+    client = _client()
+    hardware = client.validate_flavor(args.flavor)
+    repo = args.repo or f"{client.username}/{Path(config.training.output_dir).name}"
+    repo = validate_repo_id(repo, what="--repo")
+    if args.data_repo:
+        if not is_local_source(config.data.train):
+            raise ConfigError(f"--data-repo carica un file locale, ma data.train è / uploads a local data.train file, "
+                              f"but data.train is {config.data.train!r}")
+        if args.dry_run:
+            print(f"(dry run) would upload {config.data.train} to the private dataset {args.data_repo}")
+            config = config.with_overrides([f"data.train={validate_repo_id(args.data_repo, what='--data-repo')}"])
+        else:
+            dataset = client.upload_dataset(config.data.train, args.data_repo, private=True)
+            print(f"Dataset caricato / uploaded: {client.endpoint}/datasets/{dataset} (private)")
+            config = config.with_overrides([f"data.train={dataset}"])
+    spec = build_job_spec(config, flavor=hardware.name, output_repo=repo, private=not args.public, run_name=args.name,
+                          via="cli", package=args.package, image=args.image, timeout=args.timeout)
+    if args.dry_run:
+        print(json.dumps(spec.describe(), indent=2, ensure_ascii=False))
+        return 0
+    run = client.submit(spec)
+    print(f"Job avviato / started: {run.id}  [{hardware.label}]")
+    print(f"  {run.url}")
+    print(f"  stage: {run.stage_text}   output: {run.repo_url}")
+    if not args.follow:
+        print(f"Segui i log / follow the logs: hf-ita jobs logs {run.id} --follow")
+        return 0
+    return _follow(client, run.id)
+
+
+def _follow(client, job_id: str) -> int:
+    for line in client.logs(job_id, follow=True):
+        print(line, flush=True)
+    run = client.wait(job_id, poll_s=1.0, timeout_s=60)
+    print(f"Stato finale / final stage: {run.stage_text}" + (f" ({run.message})" if run.message else ""))
+    if run.stage == "COMPLETED":
+        url = client.published_repo(run)
+        print(f"Pubblicato / published: {url}" if url else f"Repo non trovato / repo not found yet: {run.repo_url}")
+        return 0
+    return 1
+
+
+def run_list(args: argparse.Namespace) -> int:
+    runs = _client().list_runs()
+    if args.json:
+        print(json.dumps([{"id": r.id, "stage": r.stage, "name": r.name, "flavor": r.flavor, "repo": r.output_repo,
+                           "via": r.via, "created_at": r.created_at.isoformat() if r.created_at else None, "url": r.url}
+                          for r in runs], indent=2))
+        return 0
+    if not runs:
+        print("Nessun job hf-ita / no hf-ita jobs yet")
+        return 0
+    print(f"{'JOB ID':<26} {'STAGE':<10} {'FLAVOR':<12} {'VIA':<6} {'CREATED':<17} REPO")
+    for r in runs:
+        created = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "-"
+        print(f"{r.id:<26} {r.stage:<10} {r.flavor or '-':<12} {r.via or '-':<6} {created:<17} {r.output_repo or '-'}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    run = _client().status(args.job_id)
+    print(f"{run.id}: {run.stage_text}" + (f" ({run.message})" if run.message else ""))
+    print(f"  {run.url}")
+    if run.output_repo:
+        print(f"  output: {run.repo_url}")
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    client = _client()
+    if args.follow:
+        return _follow(client, args.job_id)
+    for line in client.logs(args.job_id, follow=False):
+        print(line)
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    run = _client().cancel(args.job_id)
+    print(f"{run.id}: {run.stage_text}")
+    return 0
+
+
+def run_hardware(args: argparse.Namespace) -> int:
+    for hw in _client().hardware():
+        print(hw.label)
+    return 0

