@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Before torch loads: OpenMP busy-waiting makes torch crawl when llama.cpp threads, a local server
+# or another process share the 2 cores (see hf_ita_plugin/cli.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture

@@ -9,13 +9,16 @@ with roles ``system`` (optional, first), ``user`` and ``assistant``. Supported r
 - ``prompt-completion``: ``{"prompt", "completion"}``
 
 Sources: ``bundled`` / ``bundled-heldout`` (the packaged Italian sets), a local
-``.json``/``.jsonl``/``.csv``/``.parquet`` file, or a Hub dataset id (through ``datasets``).
+``.json``/``.jsonl``/``.csv``/``.parquet``/``.yaml`` file, a taxonomy directory (InstructLab
+layout, see :mod:`hf_ita_plugin.data.taxonomy`), or a Hub dataset id (through ``datasets``).
+Columns with other names are mapped with ``columns={"instruction": "domanda", ...}``.
 Every problem names the source, the row and the field.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +28,11 @@ from ..errors import DataError
 Messages = list[dict[str, str]]
 
 FORMATS = ("messages", "alpaca", "sharegpt", "prompt-completion")
+SOURCE_FORMATS = ("auto", *FORMATS, "taxonomy")
+"""Values of ``format`` accepted by :func:`load_examples` (``taxonomy``: the source is a taxonomy folder)."""
+COLUMN_NAMES = ("messages", "conversations", "instruction", "input", "output", "prompt", "completion", "category", "id")
+"""Canonical column names a ``columns`` mapping can fill from other columns."""
+_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".yaml", ".yml")
 BUNDLED_SOURCES = {"bundled": "train.jsonl", "bundled-heldout": "heldout.jsonl"}
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "model": "assistant", "system": "system"}
@@ -41,7 +49,14 @@ def load_rows(source: str, *, split: str = "train") -> tuple[list[dict[str, Any]
         path = bundled_data_path(BUNDLED_SOURCES[source])
         return _read_jsonl(path), f"{source} ({path.name})"
     path = Path(source).expanduser()
-    if path.exists() or source.endswith((".json", ".jsonl", ".csv", ".parquet")):
+    if path.is_dir():
+        from .taxonomy import is_taxonomy, taxonomy_rows
+
+        if not is_taxonomy(path):
+            raise DataError(f"{source}: a directory source must be a taxonomy (knowledge/, foundational_skills/, "
+                            "compositional_skills/ with qna.yaml leaves)")
+        return taxonomy_rows(path), f"taxonomy {path}"
+    if path.exists() or source.endswith(_FILE_SUFFIXES):
         if not path.is_file():
             raise DataError(f"data file not found: {source}")
         return _read_file(path), str(path)
@@ -75,12 +90,26 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of rows (or {{\"data\": [...]}}), got {type(data).__name__}")
         return data
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise DataError(f"{path}: malformed YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a YAML list of rows (or data: [...]), got {type(data).__name__}")
+        return data
     if suffix in (".csv", ".parquet"):
         from datasets import load_dataset
 
         ds = load_dataset("csv" if suffix == ".csv" else "parquet", data_files=str(path), split="train")
         return [dict(r) for r in ds]
-    raise DataError(f"{path}: unsupported file type {suffix!r}", hint="use .jsonl, .json, .csv or .parquet")
+    raise DataError(f"{path}: unsupported file type {suffix!r}", hint="use .jsonl, .json, .csv, .parquet or .yaml")
 
 
 def _read_hub(dataset_id: str, split: str) -> list[dict[str, Any]]:
@@ -159,23 +188,123 @@ def _require_text(value: Any, where: str, field: str) -> None:
         raise DataError(f"{where}: field '{field}' is empty")
 
 
+def map_columns(row: Any, columns: dict[str, str] | None, *, where: str) -> Any:
+    """``row`` with canonical columns filled from the mapped ones (``{"instruction": "domanda"}``)."""
+    if not columns or not isinstance(row, dict):
+        return row
+    out = dict(row)
+    for canonical, column in columns.items():
+        if column not in row:
+            raise DataError(f"{where}: missing column {column!r} (mapped to {canonical!r})",
+                            hint=f"the row has columns {sorted(map(str, row))}")
+        out[canonical] = row[column]
+    return out
+
+
+def check_columns(columns: dict[str, str] | None) -> None:
+    """Validate a ``columns`` mapping: canonical name -> source column name."""
+    for canonical, column in (columns or {}).items():
+        if canonical not in COLUMN_NAMES:
+            raise DataError(f"column mapping: unknown canonical column {canonical!r}",
+                            hint=f"map one of {', '.join(COLUMN_NAMES)} to a column of your data, e.g. instruction=domanda")
+        if not isinstance(column, str) or not column:
+            raise DataError(f"column mapping: {canonical!r} must name a column, got {column!r}")
+
+
 def load_conversations(source: str, *, format: str = "auto", split: str = "train",
-                       limit: int | None = None) -> list[Messages]:
-    """Load ``source`` as a list of canonical conversations.
+                       limit: int | None = None, columns: dict[str, str] | None = None) -> list[Messages]:
+    """Load ``source`` as a list of canonical conversations; the first bad row is an error.
 
     >>> convs = load_conversations("bundled")          # the packaged Italian training set
     >>> convs[0][-1]["role"]
     'assistant'
     """
-    rows, label = load_rows(source, split=split)
+    rows, label = _rows_for(source, format, split)
+    check_columns(columns)
     if not rows:
         raise DataError(f"{label}: the dataset is empty")
-    convs = list(_convert_all(rows, format, label))
+    convs = list(_convert_all(rows, _row_format(format), label, columns))
     return convs[:limit] if limit else convs
 
 
-def _convert_all(rows: Iterable[Any], fmt: str, label: str) -> Iterable[Messages]:
+@dataclass
+class Example:
+    """One loaded conversation and where it came from."""
+
+    index: int
+    """Row index in the source."""
+    messages: Messages
+    category: str | None = None
+    id: str | None = None
+
+
+@dataclass
+class InvalidRow:
+    """A row that could not be converted: its index, what is wrong, the raw row, a reason code."""
+
+    index: int
+    problem: str
+    row: Any
+    reason: str = "invalid"
+
+
+@dataclass
+class LoadedData:
+    """The result of a lenient load: usable examples, and every unusable row with its index and reason."""
+
+    label: str
+    examples: list[Example]
+    invalid: list[InvalidRow]
+    total_rows: int
+
+
+def load_examples(source: str, *, format: str = "auto", split: str = "train", limit: int | None = None,
+                  columns: dict[str, str] | None = None, strict: bool = False) -> LoadedData:
+    """Load ``source`` keeping row indices and categories; bad rows are collected, not fatal.
+
+    With ``strict=True`` the first bad row raises :class:`DataError` (like :func:`load_conversations`).
+    ``limit`` keeps the first ``limit`` rows of the source.
+    """
+    rows, label = _rows_for(source, format, split)
+    check_columns(columns)
+    if not rows:
+        raise DataError(f"{label}: the dataset is empty")
+    if limit:
+        rows = rows[:limit]
+    fmt = _row_format(format)
+    examples, invalid = [], []
     for index, row in enumerate(rows):
         where = f"{label}: row {index}"
+        try:
+            mapped = map_columns(row, columns, where=where)
+            row_fmt = detect_format(mapped, where=where) if fmt == "auto" and isinstance(mapped, dict) else fmt
+            messages = to_messages(mapped, row_fmt, where=where)
+        except DataError as exc:
+            if strict:
+                raise
+            invalid.append(InvalidRow(index, exc.message.removeprefix(f"{where}: "), row))
+            continue
+        category = mapped.get("category") if isinstance(mapped.get("category"), str) else None
+        ident = mapped.get("id") if isinstance(mapped.get("id"), (str, int)) else None
+        examples.append(Example(index, messages, category, None if ident is None else str(ident)))
+    return LoadedData(label, examples, invalid, len(rows))
+
+
+def _rows_for(source: str, format: str, split: str) -> tuple[list[Any], str]:
+    if format not in SOURCE_FORMATS:
+        raise DataError(f"unknown data format {format!r}", hint=f"one of: {', '.join(SOURCE_FORMATS)}")
+    if format == "taxonomy" and not Path(source).expanduser().is_dir():
+        raise DataError(f"--format taxonomy: {source} is not a directory", hint="pass the taxonomy's root folder")
+    return load_rows(source, split=split)
+
+
+def _row_format(format: str) -> str:
+    return "messages" if format == "taxonomy" else format
+
+
+def _convert_all(rows: Iterable[Any], fmt: str, label: str, columns: dict[str, str] | None = None) -> Iterable[Messages]:
+    for index, row in enumerate(rows):
+        where = f"{label}: row {index}"
+        row = map_columns(row, columns, where=where)
         row_fmt = detect_format(row, where=where) if fmt == "auto" and isinstance(row, dict) else fmt
         yield to_messages(row, row_fmt, where=where)

@@ -1,0 +1,181 @@
+"""Benchmark: data preparation throughput (clean + near-dedup + template + tokenize) and its scaling.
+
+Rows are synthetic but realistic: recombinations of the bundled Italian conversations (prompts
+with varied openings, answers assembled from sentences of the same category), with injected
+exact duplicates, near duplicates, mojibake, template leaks and English answers, at rates typical
+of machine-translated Alpaca data.
+
+For every size (default 10k and 100k rows) the whole pipeline of ``hf-ita data prepare`` runs
+(workers = one per core, tokens counted with the embedded SmolLM2 tokenizer and its ChatML
+template) several times; medians are reported. Baseline in the same run: templating +
+tokenization alone on the same rows (what any trainer pays), so ``pipeline / baseline`` says what
+cleaning and dedup cost on top. Scaling: time(largest)/time(smallest) against the row ratio
+(1.0 = linear).
+
+    python bench/bench_data.py [--sizes 10000,100000] [--repeats 3]
+
+Prints one JSON line and a table; writes bench/results/data.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from hf_ita_plugin.atomic import write_json
+from hf_ita_plugin.data import bundled_data_path
+from hf_ita_plugin.data.loaders import Example, LoadedData
+from hf_ita_plugin.data.prepare import PrepareOptions, load_tokenizer, prepare_examples
+
+RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
+TARGET_ROWS_PER_S = 5000
+ENGLISH = [
+    "The capital of the country is a large city with many museums and parks.",
+    "You should drink enough water every day and get regular exercise.",
+    "This function sorts the list in place and returns None.",
+    "Here is a short summary of the text you provided, focusing on the main points.",
+    "Dear Sir or Madam, I am writing to ask for information about the course.",
+]
+OPENINGS = ["", "Per favore, ", "Mi potresti aiutare? ", "Domanda: ", "Ciao! ", "Scusa, ", "Una curiosità: "]
+LEAKS = ["### Risposta:\n", "Output: ", "<|im_start|>assistant\n", "Risposta: "]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def _pools():
+    rows = [json.loads(line) for line in open(bundled_data_path("train.jsonl"), encoding="utf-8")]
+    prompts, sentences = {}, {}
+    for row in rows:
+        cat = row["category"]
+        msgs = row["messages"]
+        prompts.setdefault(cat, []).extend(m["content"] for m in msgs if m["role"] == "user")
+        for m in msgs:
+            if m["role"] == "assistant" and "```" not in m["content"]:
+                sentences.setdefault(cat, []).extend(s for s in _SENTENCE.split(m["content"]) if len(s) > 20)
+    code_answers = [m["content"] for r in rows for m in r["messages"] if m["role"] == "assistant" and "```" in m["content"]]
+    return prompts, sentences, code_answers
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[list[dict[str, str]]]:
+    """``n`` conversations: ~70% clean, 6% exact dups, 6% near dups, 5% mojibake, 5% leaks, 4% English, 4% code."""
+    rng = random.Random(seed)
+    prompts, sentences, code_answers = _pools()
+    cats = sorted(prompts)
+    out: list[list[dict[str, str]]] = []
+    for i in range(n):
+        kind = rng.random()
+        if out and kind < 0.06:
+            out.append([dict(m) for m in rng.choice(out)])  # exact duplicate
+            continue
+        if out and kind < 0.12:
+            src = rng.choice(out)
+            words = src[-1]["content"].split()
+            if len(words) > 25:
+                words[rng.randrange(len(words))] = rng.choice(["davvero", "anche", "inoltre"])
+            out.append([*src[:-1], {"role": "assistant", "content": " ".join(words)}])  # near duplicate
+            continue
+        cat = rng.choice(cats)
+        prompt = rng.choice(OPENINGS) + rng.choice(prompts[cat]) + f" (caso {rng.randrange(10**6)})"
+        if kind < 0.16 or not sentences.get(cat):
+            answer = rng.choice(code_answers)
+        else:
+            answer = " ".join(rng.sample(sentences[cat], k=min(len(sentences[cat]), rng.randint(2, 6))))
+        if kind > 0.96:
+            answer = " ".join(rng.sample(ENGLISH, k=3))
+        elif kind > 0.91:
+            answer = rng.choice(LEAKS) + answer
+        elif kind > 0.86:
+            answer = answer.encode("utf-8").decode("latin-1", errors="replace")  # mojibake
+        out.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
+    return out
+
+
+def _loaded(convs) -> LoadedData:
+    return LoadedData("synthetic", [Example(i, c) for i, c in enumerate(convs)], [], len(convs))
+
+
+def time_pipeline(convs, workers: int) -> tuple[float, dict]:
+    started = time.perf_counter()
+    prepared = prepare_examples(_loaded(convs), PrepareOptions(tokenizer="embedded", workers=workers, progress=False))
+    return time.perf_counter() - started, prepared.report.to_dict()
+
+
+def time_baseline(convs, tokenizer) -> float:
+    """Template + tokenize only (no cleaning, no dedup): the floor any trainer pays."""
+    from hf_ita_plugin.templates import render
+
+    started = time.perf_counter()
+    texts = [render(tokenizer, c) for c in convs]
+    for i in range(0, len(texts), 512):
+        tokenizer(texts[i : i + 512], add_special_tokens=False)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    tokenizer = load_tokenizer("embedded")
+    time_pipeline(synthetic_rows(500, seed=99), args.workers)  # warm-up: language model, tokenizer, imports
+    rows_table = []
+    for size in sizes:
+        convs = synthetic_rows(size)
+        runs, report = [], None
+        for _ in range(args.repeats):
+            seconds, report = time_pipeline(convs, args.workers)
+            runs.append(seconds)
+        base = [time_baseline(convs, tokenizer) for _ in range(args.repeats)]
+        med, base_med = statistics.median(runs), statistics.median(base)
+        rows_table.append({
+            "rows": size, "pipeline_s": round(med, 3), "pipeline_runs_s": [round(r, 3) for r in runs],
+            "rows_per_s": round(size / med, 1), "baseline_s": round(base_med, 3),
+            "pipeline_over_baseline": round(med / base_med, 2), "kept": report["kept"],
+            "dropped_by_reason": report["dropped_by_reason"],
+        })
+    first, last = rows_table[0], rows_table[-1]
+    time_ratio = last["pipeline_s"] / first["pipeline_s"]
+    row_ratio = last["rows"] / first["rows"]
+    result = {
+        "bench": "data_prepare",
+        "sizes": sizes,
+        "repeats": args.repeats,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "rows_per_s_largest": last["rows_per_s"],
+        "target_rows_per_s": TARGET_ROWS_PER_S,
+        "meets_target": last["rows_per_s"] >= TARGET_ROWS_PER_S,
+        "scaling_time_ratio": round(time_ratio, 2),
+        "scaling_row_ratio": row_ratio,
+        "scaling_exponent": round(math.log(time_ratio) / math.log(row_ratio), 3) if row_ratio > 1 else None,
+        "per_size": rows_table,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(terse=True),
+    }
+    write_json(RESULTS, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "per_size"}))
+    print()
+    print(f"{'rows':>8} {'pipeline s':>11} {'rows/s':>9} {'baseline s':>11} {'× baseline':>11} {'kept':>8}  dropped")
+    for r in rows_table:
+        dropped = ", ".join(f"{k} {v}" for k, v in r["dropped_by_reason"].items())
+        print(f"{r['rows']:>8} {r['pipeline_s']:>11.2f} {r['rows_per_s']:>9.0f} {r['baseline_s']:>11.2f} "
+              f"{r['pipeline_over_baseline']:>11.2f} {r['kept']:>8}  {dropped}")
+    print(f"\nscaling {first['rows']} -> {last['rows']} rows: time ×{time_ratio:.2f} for rows ×{row_ratio:.0f} "
+          f"(exponent {result['scaling_exponent']}, 1.0 = linear); target {TARGET_ROWS_PER_S} rows/s: "
+          f"{'met' if result['meets_target'] else 'NOT met'} ({last['rows_per_s']:.0f} rows/s)")
+    print(f"results: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

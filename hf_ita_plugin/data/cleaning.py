@@ -1,0 +1,274 @@
+"""Cleaning of (often machine-translated) Italian conversations, one conversation at a time.
+
+What happens to every message, in order:
+
+1. Unicode repair with ``ftfy``: mojibake (``perchÃ©`` -> ``perché``), HTML entities, control
+   characters, then NFC normalisation. Plain text (ASCII plus the usual Italian letters and
+   typography) is only NFC-normalised: ftfy would leave it unchanged anyway, and it is the
+   slow step.
+2. Template leaks removed outside code: role tags (``<|im_start|>assistant``, ``[INST]``,
+   ``</s>``...), prompt-format headers (``### Risposta:``, ``### Input:``...), a label opening an
+   answer (``Output:``, ``Risposta:``, ``Assistant:``) and a next turn the answer ran into.
+3. Whitespace normalised outside code (runs of spaces, trailing spaces, 3+ newlines). Fenced
+   code blocks and inline code are kept exactly as written ("code kept as code").
+
+Then the conversation is kept or rejected with a reason: ``invalid`` (structure, see
+:func:`hf_ita_plugin.templates.validate_messages`), ``empty``, ``too_short``, ``too_long``,
+``not_italian`` (the answers' prose, code removed, is identified as another language by
+py3langid and the prompt did not ask for that language; prose that is unmistakably Italian, see
+:func:`~hf_ita_plugin.data.language.looks_italian`, skips the model).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import HfItaError
+from .language import identify, looks_italian, requested_languages
+
+REASONS = ("invalid", "empty", "too_short", "too_long", "not_italian")
+"""Rejection reasons of the cleaner (dedup and tokenization add their own)."""
+FIXES = ("encoding_repaired", "unicode_normalized", "template_leak_removed", "whitespace_normalized")
+"""Changes the cleaner can make to a kept conversation."""
+
+
+@dataclass
+class CleaningConfig:
+    """Thresholds of the cleaner."""
+
+    min_answer_chars: int = 2
+    """An assistant reply shorter than this (after cleaning) is ``too_short``."""
+    min_prompt_chars: int = 2
+    """A user message shorter than this is ``too_short``."""
+    max_chars: int = 20_000
+    """A conversation longer than this many characters is ``too_long``."""
+    require_italian: bool = True
+    min_italian_probability: float = 0.3
+    """Answers count as Italian when Italian is the top language or has at least this probability."""
+    language_min_chars: int = 20
+    """Answers with fewer letters of prose are not language-checked (kept): too short to tell."""
+    repair_unicode: bool = True
+    remove_template_leaks: bool = True
+    normalize_whitespace: bool = True
+
+
+@dataclass
+class CleanOutcome:
+    """What the cleaner made of one conversation: cleaned messages, or a rejection reason."""
+
+    messages: list[dict[str, Any]] | None
+    reason: str | None = None
+    detail: str = ""
+    fixes: tuple[str, ...] = ()
+    language: str | None = None
+
+    @property
+    def kept(self) -> bool:
+        return self.messages is not None
+
+
+# Characters that never need ftfy: printable ASCII, newlines/tabs, Italian letters and the
+# typography Italian text uses. Anything else (Ã, Â, â€, control characters...) goes through ftfy.
+_PLAIN = frozenset(
+    [chr(c) for c in range(32, 127)] + list("\n\t")
+    + list("àèéìíòóùúÀÈÉÌÍÒÓÙÚçÇäöüÄÖÜßñÑâêîôûÂÊÎÔÛëïÿ")
+    + list("«»“”‘’„–—…•·°€£§©®™×÷±½¼¾²³¹µ¿¡→←↑↓✓")
+)
+
+_FENCE = re.compile(r"(```|~~~)[^\n]*\n?.*?(?:\1|\Z)", re.S)
+_INLINE = re.compile(r"`[^`\n]+`")
+
+# Role and control tags of common chat formats.
+_ROLE_TAGS = re.compile(
+    r"<\|im_start\|>\s*(?:system|user|assistant)?|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|end_of_text\|>"
+    r"|<\|begin_of_text\|>|<\|start_header_id\|>\s*\w*\s*<\|end_header_id\|>|<\|(?:system|user|assistant|end)\|>"
+    r"|<start_of_turn>\s*(?:user|model)?|<end_of_turn>|\[/?INST\]|<</?SYS>>|</?s>|<bos>|<eos>",
+    re.I,
+)
+# "### Risposta:" style headers of Alpaca-like prompt formats, anywhere in prose (label kept out).
+_FORMAT_HEADERS = re.compile(
+    r"^[ \t]*#{2,}[ \t]*(?:Istruzione|Istruzioni|Input|Contesto|Risposta|Instruction|Response|Output|Answer|Domanda)"
+    r"[ \t]*:?[ \t]*",
+    re.I | re.M,
+)
+# A label opening a message ("Output: ...", "Risposta: ...", "Assistant: ...").
+_ANSWER_LABEL = re.compile(
+    r"\A[ \t\n]*(?:#{1,4}[ \t]*)?(?:Risposta|Output|Response|Answer|Assistente|Assistant|Bot|AI|GPT|Modello)[ \t]*:[ \t]*\n?",
+    re.I,
+)
+_PROMPT_LABEL = re.compile(
+    r"\A[ \t\n]*(?:#{1,4}[ \t]*)?(?:Istruzione|Instruction|Domanda|Question|Utente|User|Human|Umano|Input)[ \t]*:[ \t]*\n?",
+    re.I,
+)
+# The answer ran into the next turn of the prompt format: cut it there.
+_NEXT_TURN = re.compile(
+    r"\n[ \t]*(?:#{2,}[ \t]*(?:Istruzione|Instruction|Input|Human|Utente|User)[ \t]*:|(?:Human|Umano)[ \t]*:)",
+    re.I,
+)
+_MULTI_SPACE = re.compile(r"(?<=\S)[ \t]{2,}")
+_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n)")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def repair_unicode(text: str) -> tuple[str, list[str]]:
+    """Fix mojibake and other encoding damage with ftfy, then NFC; returns ``(text, fixes)``."""
+    fixes = []
+    if not set(text) <= _PLAIN:
+        import ftfy
+
+        fixed = ftfy.fix_text(text, uncurl_quotes=False, normalization="NFC")
+        if fixed != text:
+            # tell real repairs from mere normalisation
+            fixes.append("encoding_repaired" if fixed != unicodedata.normalize("NFC", text) else "unicode_normalized")
+        return fixed, fixes
+    return text, fixes  # plain characters only: already NFC
+
+
+def split_code(text: str) -> list[tuple[bool, str]]:
+    """Split ``text`` into ``(is_code, piece)`` runs: fenced blocks and inline code are code."""
+    pieces: list[tuple[bool, str]] = []
+    if "`" not in text and "~~~" not in text:
+        return [(False, text)]
+    pos = 0
+    for match in _FENCE.finditer(text):
+        pieces.extend(_split_inline(text[pos : match.start()]))
+        pieces.append((True, match.group(0)))
+        pos = match.end()
+    pieces.extend(_split_inline(text[pos:]))
+    return [p for p in pieces if p[1]]
+
+
+def _split_inline(text: str) -> list[tuple[bool, str]]:
+    out, pos = [], 0
+    for match in _INLINE.finditer(text):
+        out.append((False, text[pos : match.start()]))
+        out.append((True, match.group(0)))
+        pos = match.end()
+    out.append((False, text[pos:]))
+    return out
+
+
+def remove_template_leaks(text: str, role: str, *, at_start: bool = True) -> tuple[str, bool]:
+    """Prose ``text`` without role tags, prompt-format headers and leaked labels.
+
+    Returns ``(text, ran_into_next_turn)``: for an assistant reply that continued into the next
+    turn of a prompt format (``### Istruzione:``...), the text is cut there and the flag is set.
+    """
+    if "<" in text or "[" in text:
+        text = _ROLE_TAGS.sub("", text)
+    cut = _NEXT_TURN.search(text) if role == "assistant" else None
+    if cut:
+        text = text[: cut.start()]
+    if "#" in text:
+        text = _FORMAT_HEADERS.sub("", text)
+    if at_start and role == "assistant":
+        text = _ANSWER_LABEL.sub("", text, count=1)
+    elif at_start and role == "user":
+        text = _PROMPT_LABEL.sub("", text, count=1)
+    return text, cut is not None
+
+
+def normalize_whitespace(text: str) -> str:
+    """Single spaces inside lines, no trailing spaces, at most one blank line (indentation kept)."""
+    text = _MULTI_SPACE.sub(" ", text)
+    text = _TRAILING_SPACE.sub("", text)
+    return _MANY_NEWLINES.sub("\n\n", text)
+
+
+def clean_text(text: str, role: str, config: CleaningConfig) -> tuple[str, list[str]]:
+    """Clean one message's content; returns ``(text, fixes applied)``."""
+    fixes: list[str] = []
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if config.repair_unicode:
+        text, fixes = repair_unicode(text)
+    out: list[str] = []
+    leaked = respaced = False
+    for index, (is_code, piece) in enumerate(split_code(text)):
+        if is_code:
+            out.append(piece)
+            continue
+        new, truncated = piece, False
+        if config.remove_template_leaks:
+            for _ in range(5):  # until nothing changes: removing a tag can expose another
+                stripped, cut = remove_template_leaks(new, role, at_start=index == 0)
+                truncated = truncated or cut
+                if stripped == new:
+                    break
+                new = stripped
+            leaked = leaked or new != piece
+        if config.normalize_whitespace:
+            spaced = normalize_whitespace(new)
+            respaced = respaced or spaced != new
+            new = spaced
+        out.append(new)
+        if truncated:
+            break  # the rest is the next turn of the prompt format, code included
+    joined = "".join(out)
+    cleaned = joined.strip()
+    if leaked:
+        fixes.append("template_leak_removed")
+    if config.normalize_whitespace and (respaced or cleaned != joined):
+        fixes.append("whitespace_normalized")
+    return cleaned, fixes
+
+
+def clean_conversation(messages: Any, config: CleaningConfig | None = None) -> CleanOutcome:
+    """Clean one conversation and decide whether it is kept.
+
+    >>> out = clean_conversation([{"role": "user", "content": "Capitale d'Italia?"},
+    ...                           {"role": "assistant", "content": "### Risposta: La capitale Ã¨ Roma."}])
+    >>> out.messages[1]["content"], out.fixes
+    ('La capitale è Roma.', ('encoding_repaired', 'template_leak_removed'))
+    """
+    from ..templates import validate_messages
+
+    config = config or CleaningConfig()
+    if not isinstance(messages, (list, tuple)) or not messages:
+        return CleanOutcome(None, "invalid", f"a conversation must be a non-empty list of messages, got {_describe(messages)}")
+    cleaned: list[dict[str, Any]] = []
+    fixes: list[str] = []
+    for i, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("content"), str) and isinstance(message.get("role"), str)):
+            return CleanOutcome(None, "invalid",
+                                f"messages[{i}]: expected {{role: text, content: text}}, got {_describe(message)}")
+        text, applied = clean_text(message["content"], message["role"], config)
+        fixes.extend(f for f in applied if f not in fixes)
+        if not text:
+            return CleanOutcome(None, "empty", f"messages[{i}] ({message['role']}) is empty"
+                                + (" after removing template leaks" if message["content"].strip() else ""))
+        cleaned.append({**message, "content": text})
+    try:
+        validate_messages(cleaned, for_training=True)
+    except HfItaError as exc:
+        return CleanOutcome(None, "invalid", exc.message)
+    for i, message in enumerate(cleaned):
+        limit = {"assistant": config.min_answer_chars, "user": config.min_prompt_chars}.get(message["role"], 0)
+        if len(message["content"]) < limit:
+            return CleanOutcome(None, "too_short", f"messages[{i}] ({message['role']}) has {len(message['content'])} "
+                                f"characters, fewer than {limit}")
+    total = sum(len(m["content"]) for m in cleaned)
+    if total > config.max_chars:
+        return CleanOutcome(None, "too_long", f"{total} characters, more than {config.max_chars}")
+    language = None
+    if config.require_italian:
+        answers = "\n".join(m["content"] for m in cleaned if m["role"] == "assistant")
+        if looks_italian(answers):  # unmistakable Italian: skip the (slower) language-ID model
+            return CleanOutcome(cleaned, None, "", tuple(fixes), "it")
+        guess = identify(answers, min_chars=config.language_min_chars)
+        language = guess.language
+        if guess.is_italian(config.min_italian_probability) is False:
+            asked = set().union(*(requested_languages(m["content"]) for m in cleaned if m["role"] == "user"))
+            if guess.language not in asked:
+                return CleanOutcome(None, "not_italian", f"answer language {guess.language} "
+                                    f"(p={guess.probability:.2f}, italian p={guess.italian_probability:.2f})",
+                                    language=language)
+    return CleanOutcome(cleaned, None, "", tuple(fixes), language)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"

@@ -1,0 +1,111 @@
+"""Curriculum ordering in the LAB style: knowledge first, then foundational skills, then
+compositional skills; optionally short to long inside each phase.
+
+A conversation's phase comes from its category: taxonomy categories are the phase names
+themselves; the bundled Italian categories are mapped by :data:`CATEGORY_PHASES`; anything else
+is a compositional skill unless a custom ``mapping`` says otherwise.
+
+Training in phases (one config, phases in sequence)::
+
+    for name, conversations in curriculum.phases(pairs, short_to_long=True):
+        ...  # train on `conversations`, continuing from the previous phase's weights
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from ..errors import ConfigError, DataError
+
+PHASES = ("knowledge", "foundational_skills", "compositional_skills")
+DEFAULT_PHASE = "compositional_skills"
+CATEGORY_PHASES: dict[str, str] = {
+    # facts and explanations of facts
+    "cultura_generale": "knowledge",
+    "spiegazioni": "knowledge",
+    # language, reasoning, code, translation
+    "grammatica": "foundational_skills",
+    "ragionamento": "foundational_skills",
+    "codice": "foundational_skills",
+    "traduzioni": "foundational_skills",
+    # tasks that combine knowledge and skills
+    "riassunti": "compositional_skills",
+    "riscritture": "compositional_skills",
+    "email_lettere": "compositional_skills",
+    "consigli_pratici": "compositional_skills",
+    "conversazione": "compositional_skills",
+    "istruzioni_con_sistema": "compositional_skills",
+}
+"""Phase of each category of the bundled Italian data."""
+
+Messages = list[dict[str, Any]]
+
+
+def phase_of(category: str | None, mapping: Mapping[str, str] | None = None) -> str:
+    """The curriculum phase of a category (``knowledge/...`` taxonomy paths map to their first folder)."""
+    if mapping and category in mapping:
+        phase = mapping[category]
+        if phase not in PHASES:
+            raise ConfigError(f"curriculum mapping: category {category!r} -> {phase!r} is not a phase",
+                              hint=f"phases: {', '.join(PHASES)}")
+        return phase
+    if not category:
+        return DEFAULT_PHASE
+    head = category.split("/", 1)[0]
+    if head in PHASES:
+        return head
+    return CATEGORY_PHASES.get(category, DEFAULT_PHASE)
+
+
+def _pairs(items: Iterable[Any]) -> list[tuple[Messages, str | None]]:
+    pairs = []
+    for i, item in enumerate(items):
+        if isinstance(item, tuple) and len(item) == 2:
+            pairs.append((item[0], item[1]))
+        elif isinstance(item, dict) and "messages" in item:
+            pairs.append((item["messages"], item.get("category")))
+        elif hasattr(item, "messages") and hasattr(item, "category"):
+            pairs.append((item.messages, item.category))
+        else:
+            raise DataError(f"curriculum: item {i} must be (messages, category), a row with 'messages' "
+                            f"and 'category', or an Example; got {type(item).__name__}")
+    return pairs
+
+
+def _length(messages: Messages) -> int:
+    return sum(len(str(m.get("content", ""))) for m in messages)
+
+
+def phases(conversations_with_categories: Iterable[Any], *, short_to_long: bool = False,
+           mapping: Mapping[str, str] | None = None, merge_skills: bool = False) -> list[tuple[str, list[Messages]]]:
+    """Split conversations into curriculum phases, in training order; empty phases are left out.
+
+    ``conversations_with_categories``: ``(messages, category)`` pairs, rows with ``messages`` and
+    ``category``, or :class:`~hf_ita_plugin.data.loaders.Example` objects. Inside a phase the input
+    order is kept, or with ``short_to_long`` conversations are sorted by length (stable).
+    ``merge_skills`` gives the two phases of the LAB paper: ``knowledge`` then ``skills``.
+
+    >>> phases([([{"role": "user", "content": "Scrivi un'email"}], "email_lettere"),
+    ...         ([{"role": "user", "content": "Chi era Dante?"}], "cultura_generale")])[0][0]
+    'knowledge'
+    """
+    buckets: dict[str, list[Messages]] = {p: [] for p in PHASES}
+    for messages, category in _pairs(conversations_with_categories):
+        buckets[phase_of(category, mapping)].append(messages)
+    if merge_skills:
+        buckets = {"knowledge": buckets["knowledge"],
+                   "skills": buckets["foundational_skills"] + buckets["compositional_skills"]}
+    out = []
+    for name, convs in buckets.items():
+        if convs:
+            out.append((name, sorted(convs, key=_length) if short_to_long else convs))
+    return out
+
+
+def order(conversations_with_categories: Iterable[Any], *, short_to_long: bool = False,
+          mapping: Mapping[str, str] | None = None) -> list[tuple[str, int]]:
+    """``(phase, input position)`` for every item, in curriculum order (to reorder rows with metadata)."""
+    pairs = _pairs(conversations_with_categories)
+    keyed = [(PHASES.index(phase_of(cat, mapping)), _length(msgs) if short_to_long else 0, i)
+             for i, (msgs, cat) in enumerate(pairs)]
+    return [(PHASES[p], i) for p, _, i in sorted(keyed)]

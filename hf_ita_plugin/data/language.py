@@ -1,0 +1,123 @@
+"""Language identification of answers, with the model that ships inside ``py3langid``.
+
+Used by the cleaner (drop answers that are not Italian) and by the evaluation suite (Italian-rate
+of generated answers). Code blocks and inline code are removed before identification (code is
+not a language), and prose too short to identify reliably is reported as ``None`` ("unknown")
+rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..errors import DataError
+
+MIN_PROSE_CHARS = 20
+"""Below this many letters of prose (code removed) a language guess is not trusted."""
+MAX_PROSE_CHARS = 400
+"""Identification reads at most this many characters: enough for a reliable guess, and fast."""
+
+_FENCED = re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_URL = re.compile(r"https?://\S+")
+
+LANGUAGE_NAMES = {
+    "it": ("italiano", "italian"), "en": ("inglese", "english"), "fr": ("francese", "french"),
+    "de": ("tedesco", "german"), "es": ("spagnolo", "spanish"), "pt": ("portoghese", "portuguese"),
+    "ro": ("rumeno", "romanian"), "nl": ("olandese", "dutch"), "la": ("latino", "latin"),
+    "ru": ("russo", "russian"), "zh": ("cinese", "chinese"), "ja": ("giapponese", "japanese"),
+}
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    language: str | None
+    """ISO 639-1 code of the most likely language, or ``None`` when the prose is too short to tell."""
+    probability: float
+    """Probability of that language."""
+    italian_probability: float
+    """Probability of Italian (close relatives such as Ligurian or Venetian can outrank it on short texts)."""
+    prose_chars: int
+
+    def is_italian(self, min_italian_probability: float = 0.3) -> bool | None:
+        """``True``/``False``, or ``None`` when the prose was too short to tell."""
+        if self.language is None:
+            return None
+        return self.language == "it" or self.italian_probability >= min_italian_probability
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise DataError("language identification needs the package py3langid",
+                        hint="pip install 'hf-ita-plugin[data]'  (or: pip install py3langid)") from None
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def strip_code(text: str) -> str:
+    """``text`` without fenced code blocks, inline code and URLs (what is left is prose)."""
+    if "`" in text or "~~~" in text:
+        text = _FENCED.sub(" ", text)
+        text = _INLINE_CODE.sub(" ", text)
+    if "://" in text:
+        text = _URL.sub(" ", text)
+    return text
+
+
+def identify(text: str, *, min_chars: int = MIN_PROSE_CHARS) -> LanguageGuess:
+    """Guess the language of the prose in ``text`` (code removed).
+
+    >>> identify("Roma è la capitale d'Italia e conta quasi tre milioni di abitanti.").language
+    'it'
+    """
+    prose = strip_code(text)
+    letters = sum(map(str.isalpha, prose[: MAX_PROSE_CHARS * 2]))
+    if letters < min_chars:
+        return LanguageGuess(None, 0.0, 0.0, letters)
+    ranking = _identifier().rank(prose[:MAX_PROSE_CHARS])
+    language, probability = ranking[0]
+    italian = next((float(p) for code, p in ranking if code == "it"), 0.0)
+    return LanguageGuess(str(language), float(probability), italian, letters)
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+# Words frequent in Italian and rare in its neighbours (Spanish, French, Portuguese, English).
+_ITALIAN_MARKERS = frozenset(
+    "il di che è per non della del delle degli dei gli sono anche più perché questo questa questi come nel nella "
+    "nei alla alle allo ma una uno lo ci può hanno essere molto già ancora quando dove sul sulla dalla dal".split()
+)
+_ENGLISH_MARKERS = frozenset("the and of to is you that with for this are it be on your was have".split())
+
+
+def looks_italian(text: str, *, min_words: int = 12) -> bool:
+    """A cheap, conservative check: ``True`` only for prose that is unmistakably Italian.
+
+    At least 15% of the words are frequent Italian-only words and almost none are English
+    function words. ``False`` means "not sure" (ask :func:`identify`), never "not Italian".
+    """
+    words = _WORD.findall(strip_code(text)[: MAX_PROSE_CHARS * 2].lower())
+    if len(words) < min_words:
+        return False
+    italian = sum(w in _ITALIAN_MARKERS for w in words)
+    english = sum(w in _ENGLISH_MARKERS for w in words)
+    return italian >= 0.15 * len(words) and english <= 0.02 * len(words)
+
+
+def requested_languages(prompt: str) -> set[str]:
+    """Languages a prompt explicitly asks the answer to be in (``"traduci in inglese"`` -> ``{"en"}``).
+
+    A translation request towards another language makes an answer in that language correct.
+    """
+    lowered = prompt.lower()
+    found = set()
+    for code, names in LANGUAGE_NAMES.items():
+        if code == "it":
+            continue
+        for name in names:
+            if re.search(rf"\b(?:in|into|to|verso\s+l')\s*(?:lingua\s+)?{name}\b", lowered):
+                found.add(code)
+    return found

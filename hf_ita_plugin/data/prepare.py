@@ -1,0 +1,304 @@
+"""The data preparation pipeline: load -> clean -> dedup -> (tokenize) -> (curriculum) -> write.
+
+``hf-ita data prepare SOURCE --out DIR`` runs :func:`prepare`, which writes, as one atomic
+directory:
+
+- ``DIR/train.jsonl``: the kept conversations ``{"messages", "category"?, "id"?, "source_index",
+  "phase"?}`` (readable by :func:`hf_ita_plugin.data.load_conversations` and so by the recipe);
+- ``DIR/rejected.jsonl``: every row that was not kept, with its index, reason and detail;
+- ``DIR/report.json`` and ``DIR/report.md``: counts and examples per reason and per fix.
+
+Every input row is either kept or rejected with a reason, never silently dropped. Cleaning and
+signatures run in worker processes on large inputs; deduplication keeps the first occurrence.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from tqdm.auto import tqdm
+
+from .. import atomic
+from ..errors import ConfigError, DataError
+from .cleaning import CleaningConfig, CleanOutcome, clean_conversation
+from .dedup import DedupConfig, Deduplicator, Signature, signature
+from .loaders import Example, LoadedData, load_examples
+from .report import DataReport
+
+CURRICULA = ("none", "lab")
+PARALLEL_MIN_ROWS = 4000
+"""Below this many rows the pipeline runs in-process (starting workers would cost more)."""
+_CHUNK = 256
+
+
+@dataclass
+class PrepareOptions:
+    """How to prepare a dataset (every field has a CLI flag in ``hf-ita data prepare``)."""
+
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    curriculum: str = "none"
+    """``none`` (input order) or ``lab`` (knowledge, then foundational, then compositional skills)."""
+    short_to_long: bool = False
+    """With a curriculum: shorter conversations first inside each phase."""
+    tokenizer: str | None = None
+    """``embedded``, a local model directory or a Hub id: count tokens with its chat template."""
+    template: str | None = None
+    """Registry chat template to apply to ``tokenizer`` (``None`` keeps the tokenizer's own)."""
+    system_prompt: str | None = None
+    """System prompt added before counting tokens (``default``, ``none``/``None`` or the text)."""
+    max_tokens: int | None = None
+    """Conversations longer than this many tokens are rejected (``too_many_tokens``)."""
+    workers: int = 0
+    """Processes for cleaning and signatures; 0 = one per CPU core (in-process for small inputs)."""
+    progress: bool = True
+
+
+@dataclass
+class Prepared:
+    """Kept examples (cleaned, in output order) and the report."""
+
+    examples: list[Example]
+    report: DataReport
+    phases: list[str] | None = None
+    token_counts: list[int] | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for i, ex in enumerate(self.examples):
+            row: dict[str, Any] = {"messages": ex.messages}
+            if ex.category is not None:
+                row["category"] = ex.category
+            if ex.id is not None:
+                row["id"] = ex.id
+            row["source_index"] = ex.index
+            if self.phases is not None:
+                row["phase"] = self.phases[i]
+            out.append(row)
+        return out
+
+
+@dataclass
+class PrepareResult:
+    out_dir: Path
+    train_path: Path
+    report_path: Path
+    report: DataReport
+
+
+# ---------------------------------------------------------------------- worker side
+Processed = tuple[CleanOutcome, Signature | None, int | None]
+"""Per row: the cleaner's outcome, its dedup signature, its token count (when counting)."""
+
+_WORKER_TOKENIZERS: dict[tuple[str, str | None], Any] = {}
+
+
+def _tokenizer_for(options: PrepareOptions):
+    key = (options.tokenizer, options.template)
+    if key not in _WORKER_TOKENIZERS:  # loaded once per process (forked workers inherit the parent's)
+        _WORKER_TOKENIZERS[key] = load_tokenizer(*key)
+    return _WORKER_TOKENIZERS[key]
+
+
+def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
+    """Clean, sign and (optionally) count the tokens of a chunk of conversations."""
+    chunk, options = args
+    results: list[list[Any]] = []
+    for messages in chunk:
+        outcome = clean_conversation(messages, options.cleaning)
+        sig = signature(outcome.messages, options.dedup) if outcome.kept and (options.dedup.exact or options.dedup.near) else None
+        results.append([outcome, sig, None])
+    if options.tokenizer:
+        from ..templates import render, with_system_prompt
+
+        tokenizer = _tokenizer_for(options)
+        texts, rows = [], []
+        for row in results:
+            if not row[0].kept:
+                continue
+            try:
+                texts.append(render(tokenizer, with_system_prompt(row[0].messages, options.system_prompt)))
+                rows.append(row)
+            except DataError as exc:  # the template rejected the conversation (e.g. roles it cannot render)
+                row[0], row[1] = CleanOutcome(None, "invalid", exc.message), None
+        if texts:  # the count is len(tokenize_conversation(...)["input_ids"]): rendered text, no extra specials
+            for row, ids in zip(rows, tokenizer(texts, add_special_tokens=False)["input_ids"]):
+                row[2] = len(ids)
+    return [tuple(r) for r in results]  # type: ignore[misc]
+
+
+def _init_worker() -> None:
+    # A forked child must not use the tokenizers thread pool its parent may have started (deadlock):
+    # batches are tokenized sequentially inside each worker, the workers give the parallelism.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def _worker_count(requested: int, rows: int) -> int:
+    if requested < 0:
+        raise ConfigError(f"workers must be >= 0, got {requested}")
+    if rows < PARALLEL_MIN_ROWS and requested == 0:
+        return 1
+    return requested or max(1, min(os.cpu_count() or 1, 8))
+
+
+def _processed_stream(messages: list[Any], options: PrepareOptions) -> Iterable[Processed]:
+    chunks = [(messages[i : i + _CHUNK], options) for i in range(0, len(messages), _CHUNK)]
+    if options.tokenizer:
+        _tokenizer_for(options)  # load (and fail) before any work, and before forking
+    workers = _worker_count(options.workers, len(messages))
+    if workers <= 1:
+        for chunk in chunks:
+            yield from _process_chunk(chunk)
+        return
+    from .language import _identifier
+
+    _identifier()  # load the language model once, before forking
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
+        for results in pool.imap(_process_chunk, chunks):
+            yield from results
+
+
+# ---------------------------------------------------------------------- pipeline
+def prepare_examples(loaded: LoadedData, options: PrepareOptions | None = None) -> Prepared:
+    """Clean, count tokens, deduplicate and order loaded examples; build the report.
+
+    Order of the checks: cleaning (and its reasons), then the token limit, then duplicates (a
+    row dropped for its length never shadows a later copy of itself).
+    """
+    options = options or PrepareOptions()
+    if options.curriculum not in CURRICULA:
+        raise ConfigError(f"unknown curriculum {options.curriculum!r}", hint=f"one of: {', '.join(CURRICULA)}")
+    if options.max_tokens and not options.tokenizer:
+        raise ConfigError("max_tokens needs a tokenizer (tokens are counted with one)")
+    report = DataReport(source=loaded.label, input_rows=loaded.total_rows)
+    for bad in loaded.invalid:
+        report.reject(bad.index, bad.reason, bad.problem, bad.row)
+    started = time.perf_counter()
+    dedup = Deduplicator(options.dedup) if (options.dedup.exact or options.dedup.near) else None
+    kept: list[Example] = []
+    counts: list[int] = []
+    stream = _processed_stream([ex.messages for ex in loaded.examples], options)
+    bar = tqdm(total=len(loaded.examples), desc="pulizia / cleaning", unit="righe", disable=not options.progress, leave=False)
+    for ex, (outcome, sig, n_tokens) in zip(loaded.examples, stream):
+        bar.update(1)
+        if not outcome.kept:
+            report.reject(ex.index, outcome.reason or "invalid", outcome.detail, ex.messages)
+            continue
+        if options.max_tokens and n_tokens is not None and n_tokens > options.max_tokens:
+            report.reject(ex.index, "too_many_tokens", f"{n_tokens} tokens, more than {options.max_tokens}", outcome.messages)
+            continue
+        if dedup is not None and sig is not None:
+            dup = dedup.check(ex.index, sig)
+            if dup is not None:
+                report.reject(ex.index, dup.reason, f"duplicate of row {dup.of_index} (similarity {dup.similarity:.2f})",
+                              outcome.messages)
+                continue
+        if outcome.fixes:
+            report.record_fixes(ex.index, outcome.fixes, ex.messages, outcome.messages)
+        kept.append(Example(ex.index, outcome.messages, ex.category, ex.id))
+        if n_tokens is not None:
+            counts.append(n_tokens)
+    bar.close()
+    report.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
+    token_counts = counts if options.tokenizer else None
+    if token_counts:
+        report.stats.update({"tokens_total": sum(token_counts), "tokens_mean": round(statistics.fmean(token_counts), 1),
+                             "tokens_max": max(token_counts)})
+    phases = None
+    if options.curriculum == "lab":
+        from .curriculum import order
+
+        ordered = order(kept, short_to_long=options.short_to_long)
+        positions = [i for _, i in ordered]
+        kept = [kept[i] for i in positions]
+        phases = [p for p, _ in ordered]
+        if token_counts is not None:
+            token_counts = [token_counts[i] for i in positions]
+        report.stats["phases"] = {p: phases.count(p) for p in dict.fromkeys(phases)}
+    report.kept = len(kept)
+    report.rejections.sort(key=lambda r: r.index)
+    report.check_complete()
+    return Prepared(kept, report, phases, token_counts)
+
+
+def load_tokenizer(name: str, template: str | None = None):
+    """A tokenizer by name (``embedded`` = the embedded SmolLM2), with an optional registry template."""
+    from transformers import AutoTokenizer
+
+    from ..errors import ModelError
+    from ..templates import apply_template
+
+    path = name
+    if name == "embedded":
+        from ..embedded import ensure_embedded_model
+
+        path = str(ensure_embedded_model())
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer {name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                         hint="pass 'embedded', a local model directory or a Hub id you can access") from None
+    return apply_template(tokenizer, template)
+
+
+# ---------------------------------------------------------------------- files
+def write_prepared(out_dir: str | os.PathLike, prepared: Prepared, *, overwrite: bool = False,
+                   extra_files: dict[str, str] | None = None) -> PrepareResult:
+    """Write ``train.jsonl``, ``rejected.jsonl``, ``report.json`` and ``report.md`` as one atomic directory."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError(f"output directory {out} is not empty", hint="choose another --out, or pass --overwrite")
+    with atomic.atomic_directory(out, overwrite=True) as tmp:
+        _write_jsonl(tmp / "train.jsonl", prepared.rows())
+        _write_jsonl(tmp / "rejected.jsonl", [r.to_dict() for r in prepared.report.rejections])
+        report_json = json.dumps(prepared.report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        (tmp / "report.json").write_text(report_json, encoding="utf-8")
+        (tmp / "report.md").write_text(prepared.report.to_markdown(), encoding="utf-8")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return PrepareResult(out, out / "train.jsonl", out / "report.json", prepared.report)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def prepare(source: str, out_dir: str | os.PathLike, *, format: str = "auto", split: str = "train",
+            limit: int | None = None, columns: dict[str, str] | None = None,
+            options: PrepareOptions | None = None, overwrite: bool = False) -> PrepareResult:
+    """Load ``source``, prepare it and write ``out_dir`` (see the module docstring).
+
+    >>> result = prepare("bundled", "/tmp/hf-ita-prepared", overwrite=True)   # doctest: +SKIP
+    >>> result.report.kept                                                     # doctest: +SKIP
+    425
+    """
+    options = options or PrepareOptions()
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:  # fail before the work
+        raise DataError(f"output directory {out} is not empty", hint="choose another --out, or pass --overwrite")
+    loaded = load_examples(source, format=format, split=split, limit=limit, columns=columns)
+    prepared = prepare_examples(loaded, options)
+    prepared.report.options = _options_summary(options)
+    if not prepared.examples:
+        raise DataError(f"{loaded.label}: no row survived preparation ({prepared.report.input_rows} rows: "
+                        + ", ".join(f"{k} {v}" for k, v in prepared.report.dropped.items()) + ")",
+                        hint="see the reasons above; relax --min-answer-chars / --dedup-threshold or check --format")
+    return write_prepared(out, prepared, overwrite=overwrite)
+
+
+def _options_summary(options: PrepareOptions) -> dict[str, Any]:
+    d = asdict(options)
+    d.pop("progress", None)
+    return d

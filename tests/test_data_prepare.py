@@ -1,0 +1,142 @@
+"""The prepare pipeline end to end: dedup, curriculum, tokens, atomic output, the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from hf_ita_plugin.cli import main
+from hf_ita_plugin.data import bundled_data_path, curriculum, load_conversations, load_examples
+from hf_ita_plugin.data.dedup import Deduplicator, DedupConfig, jaccard, signature
+from hf_ita_plugin.data.loaders import Example, LoadedData
+from hf_ita_plugin.data.prepare import PrepareOptions, prepare, prepare_examples
+from hf_ita_plugin.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_conversations("bundled")
+
+
+def test_no_false_duplicates_in_the_bundled_set(bundled):
+    dd = Deduplicator()
+    assert [i for i, conv in enumerate(bundled) if dd.check(i, signature(conv))] == []
+
+
+def test_near_duplicates_found_at_the_exact_threshold(bundled):
+    rng = random.Random(0)
+    dd = Deduplicator(DedupConfig(threshold=0.8))
+    for i, conv in enumerate(bundled):
+        dd.check(i, signature(conv))
+    checked = 0
+    for i, conv in enumerate(bundled[:120]):
+        words = conv[-1]["content"].split()
+        if len(words) < 30:
+            continue
+        words[rng.randrange(len(words))] = "parolanuova"
+        copy = [*conv[:-1], {"role": "assistant", "content": " ".join(words)}]
+        sig = signature(copy)
+        true = jaccard(sig.shingles, signature(conv).shingles)
+        found = dd.check(10_000 + i, sig)
+        if true >= 0.8:
+            checked += 1
+            assert found is not None and found.reason == "near_duplicate" and found.of_index == i
+            assert found.similarity == pytest.approx(true, abs=1e-4)
+        else:
+            assert found is None
+    assert checked >= 30
+
+
+def test_exact_key_ignores_case_punctuation_and_spaces():
+    a = [{"role": "user", "content": "Che ore sono?"}, {"role": "assistant", "content": "Sono le tre."}]
+    b = [{"role": "user", "content": "  che ORE sono "}, {"role": "assistant", "content": "Sono le tre!"}]
+    c = [{"role": "user", "content": "Che ore sono?"}, {"role": "assistant", "content": "Sono le quattro."}]
+    assert signature(a).key == signature(b).key != signature(c).key
+    with pytest.raises(ConfigError, match="threshold"):
+        Deduplicator(DedupConfig(threshold=1.5))
+
+
+def test_curriculum_phases_and_order(bundled):
+    rows = [json.loads(line) for line in open(bundled_data_path("train.jsonl"), encoding="utf-8")]
+    phases = curriculum.phases(rows, short_to_long=True)
+    assert [name for name, _ in phases] == ["knowledge", "foundational_skills", "compositional_skills"]
+    assert sum(len(c) for _, c in phases) == len(rows)
+    for _, convs in phases:
+        lengths = [sum(len(m["content"]) for m in c) for c in convs]
+        assert lengths == sorted(lengths)
+    knowledge_ids = {r["id"] for r in rows if r["category"] in ("cultura_generale", "spiegazioni")}
+    assert len(phases[0][1]) == len(knowledge_ids)
+    two = curriculum.phases([(c, "cultura_generale") for c in bundled[:2]] + [(bundled[3], "codice")], merge_skills=True)
+    assert [(n, len(c)) for n, c in two] == [("knowledge", 2), ("skills", 1)]
+    assert curriculum.phase_of("knowledge/storia/risorgimento") == "knowledge"
+    assert curriculum.phase_of("qualcosa", {"qualcosa": "foundational_skills"}) == "foundational_skills"
+    with pytest.raises(ConfigError, match="not a phase"):
+        curriculum.phase_of("x", {"x": "skills"})
+    with pytest.raises(DataError, match="item 0"):
+        curriculum.phases(["testo"])
+
+
+def test_prepare_bundled_writes_everything_atomically(tmp_path):
+    out = tmp_path / "prepared"
+    result = prepare("bundled", out, options=PrepareOptions(curriculum="lab", progress=False))
+    assert result.train_path == out / "train.jsonl" and result.report.input_rows == 425
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["rejected.jsonl", "report.json", "report.md", "train.jsonl"]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert report["input_rows"] == 425 and report["kept"] == len(rows) == 425 - report["dropped"]
+    assert [r["phase"] for r in rows] == sorted((r["phase"] for r in rows), key=curriculum.PHASES.index)
+    assert load_conversations(str(out / "train.jsonl")) == [r["messages"] for r in rows]  # the recipe can read it
+    assert report["stats"]["phases"]["knowledge"] == sum(r["phase"] == "knowledge" for r in rows)
+    with pytest.raises(DataError, match="is not empty"):
+        prepare("bundled", out)
+    assert not list(tmp_path.glob(".prepared.*"))  # no temporary directory left behind
+
+
+def test_token_counting_and_limit(tmp_path):
+    loaded = load_examples("bundled", limit=40)
+    prepared = prepare_examples(loaded, PrepareOptions(tokenizer="embedded", system_prompt="default",
+                                                       max_tokens=200, progress=False))
+    dropped = [r for r in prepared.report.rejections if r.reason == "too_many_tokens"]
+    assert dropped and all(int(r.detail.split()[0]) > 200 for r in dropped)
+    assert max(prepared.token_counts) <= 200
+    assert len(prepared.examples) + len(dropped) == 40
+    assert prepared.report.stats["tokens_max"] == max(prepared.token_counts)
+    from hf_ita_plugin.data.prepare import load_tokenizer
+    from hf_ita_plugin.templates import tokenize_conversation, with_system_prompt
+
+    tokenizer = load_tokenizer("embedded")
+    for ex, n in list(zip(prepared.examples, prepared.token_counts))[:5]:  # same count as the training tokenization
+        assert len(tokenize_conversation(tokenizer, with_system_prompt(ex.messages, "default"))["input_ids"]) == n
+
+
+def test_parallel_workers_give_the_serial_result():
+    convs = load_conversations("bundled")[:150]
+    messy = convs + [[dict(m) for m in c] for c in convs[:30]]  # 30 exact duplicates at the end
+    loaded = LoadedData("test", [Example(i, m) for i, m in enumerate(messy)], [], len(messy))
+    serial = prepare_examples(loaded, PrepareOptions(workers=1, progress=False))
+    parallel = prepare_examples(loaded, PrepareOptions(workers=2, progress=False))
+    assert [e.messages for e in serial.examples] == [e.messages for e in parallel.examples]
+    assert [r.to_dict() for r in serial.report.rejections] == [r.to_dict() for r in parallel.report.rejections]
+    assert serial.report.dropped["exact_duplicate"] == 30
+
+
+def test_cli_prepare(tmp_path, capsys):
+    src = tmp_path / "alpaca.json"
+    src.write_text(json.dumps([
+        {"domanda": "Che cos'è la fotosintesi?", "risposta": "È il processo con cui le piante producono zuccheri dalla luce."},
+        {"domanda": "What is this?", "risposta": "This is an English answer that should not be kept at all."},
+    ], ensure_ascii=False), encoding="utf-8")
+    code = main(["data", "prepare", str(src), "--column", "instruction=domanda", "--column", "output=risposta",
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "1/2" in printed and "not_italian: 1" in printed
+    rejected = [json.loads(l) for l in (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rejected == [{"index": 1, "reason": "not_italian", "detail": rejected[0]["detail"], "preview": rejected[0]["preview"]}]
+    assert main(["data", "prepare", str(src), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
+    assert "no row survived preparation" in capsys.readouterr().err
+    assert main(["data", "prepare", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o3")]) == 2
+    assert "data file not found" in capsys.readouterr().err
