@@ -17,17 +17,17 @@ pytestmark = pytest.mark.slow
 
 # Small enough for a few seconds a step on 2 cores, large enough to exercise every stage.
 TINY = [
-    "data.max_train_examples=24",
-    "data.max_eval_examples=6",
-    "training.max_seq_length=160",
+    "data.max_train_examples=8",
+    "data.max_eval_examples=3",
+    "training.max_seq_length=256",
     "training.per_device_batch_size=4",
     "training.max_steps=4",
     "training.save_steps=2",
     "training.eval_steps=4",
     "training.logging_steps=1",
     "training.warmup_ratio=0.0",
-    "evaluation.bpb_max_chars=1200",
-    "evaluation.max_length=160",
+    "evaluation.bpb_max_chars=600",
+    "evaluation.max_length=256",
 ]
 
 
