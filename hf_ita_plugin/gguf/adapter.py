@@ -19,7 +19,6 @@ from gguf import GGUFWriter
 from ..atomic import atomic_path
 from ..errors import ModelError
 from .architectures import architecture_for
-from .converter import make_readable
 from .merge import find_adapter_dir, read_adapter_config, resolve_base_dir
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
@@ -108,5 +107,4 @@ def export_adapter(adapter_dir: str | Path, out: str | Path | None = None, *, ba
                     writer.write_tensor_data(np.ascontiguousarray(b.numpy()))
             finally:
                 writer.close()
-            make_readable(tmp)
     return out_path

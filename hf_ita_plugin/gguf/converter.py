@@ -107,13 +107,6 @@ def plan_tensors(ckpt: Checkpoint, arch: Architecture, qtype: QuantType) -> list
     return plan
 
 
-def make_readable(path: Path) -> None:
-    """Give a finished temp file the usual permissions (mkstemp creates it 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 class _TensorStream:
     """One planned tensor as GGUFWriter's ``write_tensor_data`` sees it: ``nbytes`` and ``tofile(fout)``.
 
@@ -233,5 +226,4 @@ def write_gguf(
                 bar.close()
             finally:
                 writer.close()
-            make_readable(tmp)
     return out_path

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..errors import ModelError
-from .converter import make_readable
 from .quant_types import QuantType
 
 
@@ -59,5 +58,4 @@ def quantize_gguf(source: str | Path, out_path: str | Path, qtype: QuantType, *,
         if rc != 0:
             tail = "".join(log)[-2000:]
             raise ModelError(f"{source}: quantizzazione {qtype.name} fallita / llama.cpp quantization to {qtype.name} failed (code {rc})\n{tail}")
-        make_readable(tmp)
     return out_path
