@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .lazy import lazy_getattr
+
 __version__ = "0.1.0"
 
 # Heavy modules (torch, transformers) load on first use, so `hf-ita --help` stays fast.
@@ -39,11 +41,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .templates import DEFAULT_SYSTEM_PROMPT, apply_template
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hf_ita_plugin' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

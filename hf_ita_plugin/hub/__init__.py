@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..lazy import lazy_getattr
+
 _LAZY = {
     "push": ".push",
     "PublishResult": ".push",
@@ -39,11 +41,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .staging import stage_publish
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hf_ita_plugin.hub' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
