@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, describe_yaml_error
 
 QuantMode = Literal["nf4", "fp4", "none"]
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -154,10 +154,7 @@ class RunConfig:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+            raise ConfigError(describe_yaml_error(path, exc)) from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):

@@ -47,3 +47,11 @@ class JobsError(HfItaError):
 
 class EvaluationError(HfItaError):
     """An evaluation cannot run as asked (unknown task, lm-evaluation-harness or its data missing)."""
+
+
+def describe_yaml_error(path, exc: Exception) -> str:
+    """``"PATH: malformed YAML at line L, column C: PROBLEM"`` for a PyYAML parse error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{path}: malformed YAML{where}: {problem}"

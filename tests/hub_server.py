@@ -191,15 +191,19 @@ class HubServer:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
+    def handler_base(self) -> type:
+        """The request handler class; subclasses (e.g. the Jobs server) return their own."""
+        return _Handler
+
     def start(self) -> "HubServer":
         server = self
 
-        class Handler(_Handler):
+        class Handler(self.handler_base()):
             hub = server
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 

@@ -141,19 +141,8 @@ class JobsHubServer(HubServer):
         self._changed = threading.Condition(self._lock)
 
     # ------------------------------------------------------------------ test controls
-    def start(self) -> "JobsHubServer":
-        from http.server import ThreadingHTTPServer
-
-        server = self
-
-        class Handler(_JobsHandler):
-            hub = server
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="jobs-hub-server", daemon=True)
-        self._thread.start()
-        return self
+    def handler_base(self) -> type:
+        return _JobsHandler
 
     def stop(self) -> None:
         with self._changed:

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import DataError
+from ..errors import DataError, describe_yaml_error
 
 KINDS = ("knowledge", "foundational_skills", "compositional_skills")
 LEAF_FILE = "qna.yaml"
@@ -144,10 +144,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DataError(f"{path}: malformed YAML{at}: {problem}") from None
+        raise DataError(describe_yaml_error(path, exc)) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not isinstance(data, dict):
