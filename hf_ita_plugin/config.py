@@ -76,8 +76,14 @@ class DataConfig:
     system_prompt: str | None = "default"
     """``default`` (the Italian default), ``none`` (no system prompt added), or the text itself."""
     max_train_examples: int | None = None
+    """Train on a seeded random sample of this many conversations (spread over the whole file)."""
     max_eval_examples: int | None = None
     split: str = "train"
+    curriculum: Literal["none", "lab", "lab-two-phase"] = "none"
+    """``lab``: knowledge, then foundational skills, then compositional skills (LAB method), phases
+    trained in sequence; ``lab-two-phase``: knowledge then skills; ``none``: shuffled."""
+    curriculum_short_to_long: bool = False
+    """Inside each curriculum phase, short conversations first."""
 
 
 @dataclass
@@ -348,5 +354,8 @@ def _check_ranges(obj: Any, *, path: str, source: str) -> None:
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f">= {low}"
             raise ConfigError(f"{source}: {key} must be {bounds}, got {value!r}")
+    if path == "" and obj.data.curriculum != "none" and obj.training.batching == "packed":
+        raise ConfigError(f"{source}: data.curriculum {obj.data.curriculum!r} needs training.batching padding_free "
+                          "or padded", hint="packing regroups sequences across the whole dataset and loses the phase order")
     if path == "training" and obj.max_steps == 0:
         raise ConfigError(f"{source}: training.max_steps must be -1 (use num_epochs) or a positive number of steps, got 0")

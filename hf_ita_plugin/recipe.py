@@ -26,7 +26,9 @@ from typing import Any
 
 from . import atomic
 from .config import RunConfig
-from .data import bundled_data_path, load_conversations
+from .cpu_training import keep_adapter_in_compute_dtype, score_only_labelled_positions
+from .data import bundled_data_path, load_examples, seeded_sample
+from .data.curriculum import curriculum_order
 from .embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 from .errors import ConfigError, DataError, HfItaError, ModelError
 
@@ -53,6 +55,8 @@ class PreparedData:
     eval: list[dict[str, list[int]]]
     dropped_truncated: int
     train_tokens: int
+    phases: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    """Curriculum phases in training order as ``(name, number of rows)``; empty without a curriculum."""
 
 
 class ItalianSFT:
@@ -117,38 +121,51 @@ class ItalianSFT:
         return apply_template(tokenizer, self.config.model.template)
 
     def prepare_data(self, tokenizer) -> PreparedData:
-        """Load, validate and tokenize train/eval conversations with assistant-only masks."""
+        """Load, validate and tokenize train/eval conversations with assistant-only masks.
+
+        ``data.max_*_examples`` keep a seeded random sample spread over the whole source (the
+        bundled file is grouped by category). With ``data.curriculum`` the training rows are put
+        in curriculum order and :attr:`PreparedData.phases` says which rows belong to which phase.
+        """
         from .templates import registry_template_of, tokenize_conversation, validate_messages, with_system_prompt
 
         cfg = self.config.data
         max_length = self.config.training.max_seq_length
+        seed = self.config.training.seed
 
-        def tokenize_all(source: str, limit: int | None) -> tuple[list[dict[str, list[int]]], int]:
-            convs = load_conversations(source, format=cfg.format, split=cfg.split, limit=limit)
-            out, dropped = [], 0
-            for index, messages in enumerate(convs):
-                messages = with_system_prompt(messages, cfg.system_prompt)
+        def tokenize_all(source: str, limit: int | None, curriculum: str = "none"):
+            examples = load_examples(source, format=cfg.format, split=cfg.split, strict=True).examples
+            examples = seeded_sample(examples, limit, seed)
+            phase_names = [None] * len(examples)
+            if curriculum != "none":
+                examples, phase_names = curriculum_order(examples, curriculum, short_to_long=cfg.curriculum_short_to_long,
+                                                         seed=seed)
+            out, phases, dropped = [], [], 0
+            for example, phase in zip(examples, phase_names):
+                messages = with_system_prompt(example.messages, cfg.system_prompt)
                 try:
                     validate_messages(messages, registry_template_of(tokenizer), for_training=True)
-                    example = tokenize_conversation(tokenizer, messages, max_length=max_length)
+                    tokenized = tokenize_conversation(tokenizer, messages, max_length=max_length)
                 except HfItaError as exc:
-                    raise type(exc)(f"{source}: row {index}: {exc.message}", hint=exc.hint) from None
-                if sum(example["assistant_masks"]) == 0:
+                    raise type(exc)(f"{source}: row {example.index}: {exc.message}", hint=exc.hint) from None
+                if sum(tokenized["assistant_masks"]) == 0:
                     dropped += 1  # truncation removed every answer token: nothing to learn
                     continue
-                out.append({"input_ids": example["input_ids"], "assistant_masks": example["assistant_masks"]})
+                out.append({"input_ids": tokenized["input_ids"], "assistant_masks": tokenized["assistant_masks"]})
+                phases.append(phase)
             if not out:
-                raise DataError(f"{source}: no usable example (all {len(convs)} rows lost their answer to "
+                raise DataError(f"{source}: no usable example (all {len(examples)} rows lost their answer to "
                                 f"truncation at training.max_seq_length={max_length})")
-            return out, dropped
+            return out, dropped, phases
 
-        train, dropped = tokenize_all(cfg.train, cfg.max_train_examples)
+        train, dropped, train_phases = tokenize_all(cfg.train, cfg.max_train_examples, cfg.curriculum)
         evals: list[dict[str, list[int]]] = []
         if cfg.eval:
-            evals, dropped_eval = tokenize_all(cfg.eval, cfg.max_eval_examples)
+            evals, dropped_eval, _ = tokenize_all(cfg.eval, cfg.max_eval_examples)
             dropped += dropped_eval
         tokens = sum(len(e["input_ids"]) for e in train)
-        return PreparedData(train=train, eval=evals, dropped_truncated=dropped, train_tokens=tokens)
+        phases = _phase_sizes(train_phases) if cfg.curriculum != "none" else []
+        return PreparedData(train=train, eval=evals, dropped_truncated=dropped, train_tokens=tokens, phases=phases)
 
     def load_model(self):
         """Base model (4-bit NF4 + double quant unless ``quantization.mode: none``) wrapped with LoRA."""
@@ -267,7 +284,8 @@ class ItalianSFT:
             "quantization": cfg.quantization.mode,
             "data": {"train_examples": len(data.train), "eval_examples": len(data.eval),
                      "train_tokens": data.train_tokens, "dropped_truncated": data.dropped_truncated,
-                     "train_source": cfg.data.train, "eval_source": cfg.data.eval},
+                     "train_source": cfg.data.train, "eval_source": cfg.data.eval,
+                     "curriculum": [{"phase": name, "examples": n} for name, n in data.phases]},
             "train": {
                 "steps": trainer.state.global_step,
                 "epochs": round(trainer.state.epoch or 0.0, 4),
@@ -337,11 +355,16 @@ class ItalianSFT:
             save_only_model=False,
             disable_tqdm=False,
             include_num_input_tokens_seen="no",
+            # curriculum: the rows are already in phase order, feed them as they are
+            train_sampling_strategy="sequential" if data.phases else "random",
         )
         train_ds = Dataset.from_list(data.train)
         eval_ds = Dataset.from_list(data.eval) if has_eval else None
-        return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                          callbacks=self.callbacks or None)
+        score_only_labelled_positions()
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, callbacks=self.callbacks or None)
+        keep_adapter_in_compute_dtype(trainer.model, resolve_compute_dtype(self.config.quantization.compute_dtype))
+        return trainer
 
     def _write_outputs(self, out_dir: Path, model, tokenizer, metrics: dict[str, Any]) -> TrainResult:
         from .plotting import plot_loss_curve
@@ -360,6 +383,16 @@ class ItalianSFT:
         result = TrainResult(out_dir, adapter_dir, metrics_path, config_path, loss_path, metrics)
         print_summary(result)
         return result
+
+
+def _phase_sizes(phase_names: list[str | None]) -> list[tuple[str, int]]:
+    sizes: list[tuple[str, int]] = []
+    for name in phase_names:
+        if sizes and sizes[-1][0] == name:
+            sizes[-1] = (name, sizes[-1][1] + 1)
+        else:
+            sizes.append((str(name), 1))
+    return sizes
 
 
 def resolve_compute_dtype(name: str):

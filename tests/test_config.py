@@ -59,6 +59,8 @@ def test_scientific_notation_string_is_a_number(tmp_path):
         ("training: [1, 2]\n", "training must be a mapping"),
         ("preset: mistral-8b\n", "unknown preset 'mistral-8b'"),
         ("- just\n- a list\n", "top level must be a mapping"),
+        ("data:\n  curriculum: knowledge-first\n", "data.curriculum must be one of none, lab, lab-two-phase"),
+        ("data:\n  curriculum: lab\ntraining:\n  batching: packed\n", "data.curriculum 'lab' needs training.batching"),
     ],
 )
 def test_errors_name_the_key_and_allowed_values(tmp_path, text, expected):

@@ -140,6 +140,22 @@ def test_training_labels_are_exactly_the_assistant_tokens_plus_eos(tmp_path):
         expected += masked
     assert labels.tolist() == expected
     assert "position_ids" in batch and "attention_mask" not in batch  # padding-free batches
+    # TRL casts QLoRA adapters to bf16 (60x slower matmuls on CPUs without bf16); the recipe keeps fp32
+    trainable = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
+    assert trainable == {torch.float32}
+
+
+def test_curriculum_trains_phases_in_order(tmp_path):
+    recipe = tiny_recipe(tmp_path / "out", "data.max_train_examples=40", "data.curriculum=lab",
+                         "training.max_seq_length=1024")
+    tokenizer = recipe.load_tokenizer()
+    data = recipe.prepare_data(tokenizer)
+    assert [name for name, _ in data.phases] == ["knowledge", "foundational_skills", "compositional_skills"]
+    assert sum(n for _, n in data.phases) == len(data.train) == 40
+    trainer = recipe._build_trainer(recipe.load_model(), tokenizer, data, tmp_path / "ckpt")
+    # the trainer feeds the rows in curriculum order, not shuffled
+    fed = [t for batch in trainer.get_train_dataloader() for t in batch["input_ids"].flatten().tolist()]
+    assert fed == [t for row in data.train for t in row["input_ids"]]
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):

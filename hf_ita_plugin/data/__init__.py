@@ -17,6 +17,7 @@ from .loaders import (
     load_conversations,
     load_examples,
     load_rows,
+    seeded_sample,
     to_messages,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "load_conversations",
     "load_examples",
     "load_rows",
+    "seeded_sample",
     "to_messages",
 ]

@@ -5,7 +5,9 @@ A conversation's phase comes from its category: taxonomy categories are the phas
 themselves; the bundled Italian categories are mapped by :data:`CATEGORY_PHASES`; anything else
 is a compositional skill unless a custom ``mapping`` says otherwise.
 
-Training in phases (one config, phases in sequence)::
+Training in phases from one config: ``data.curriculum: lab`` (or ``lab-two-phase``) makes the
+recipe order the training rows with :func:`curriculum_order` and feed them sequentially, so the
+phases are trained one after the other on the same weights; or by hand::
 
     for name, conversations in curriculum.phases(pairs, short_to_long=True):
         ...  # train on `conversations`, continuing from the previous phase's weights
@@ -13,6 +15,7 @@ Training in phases (one config, phases in sequence)::
 
 from __future__ import annotations
 
+import random
 from typing import Any, Iterable, Mapping
 
 from ..errors import ConfigError, DataError
@@ -109,3 +112,27 @@ def order(conversations_with_categories: Iterable[Any], *, short_to_long: bool =
     keyed = [(PHASES.index(phase_of(cat, mapping)), _length(msgs) if short_to_long else 0, i)
              for i, (msgs, cat) in enumerate(pairs)]
     return [(PHASES[p], i) for p, _, i in sorted(keyed)]
+
+
+CURRICULA = ("lab", "lab-two-phase")
+
+
+def curriculum_order(examples: Iterable[Any], mode: str = "lab", *, short_to_long: bool = False, seed: int = 0,
+                     mapping: Mapping[str, str] | None = None) -> tuple[list[Any], list[str]]:
+    """Examples (with ``messages`` and ``category``) in training order, and the phase of each.
+
+    ``lab``: the three phases of :data:`PHASES`; ``lab-two-phase``: ``knowledge`` then ``skills``.
+    Inside a phase the order is a seeded shuffle, or shortest first with ``short_to_long``.
+    """
+    if mode not in CURRICULA:
+        raise ConfigError(f"unknown curriculum {mode!r}", hint=f"one of: none, {', '.join(CURRICULA)}")
+    items = list(examples)
+    random.Random(seed).shuffle(items)  # the sorts below are stable: this is the order inside a phase
+    names = ["knowledge", "skills"] if mode == "lab-two-phase" else list(PHASES)
+
+    def phase(item: Any) -> str:
+        name = phase_of(item.category, mapping)
+        return "skills" if mode == "lab-two-phase" and name != "knowledge" else name
+
+    ordered = sorted(items, key=lambda it: (names.index(phase(it)), _length(it.messages) if short_to_long else 0))
+    return ordered, [phase(it) for it in ordered]

@@ -290,6 +290,20 @@ def load_examples(source: str, *, format: str = "auto", split: str = "train", li
     return LoadedData(label, examples, invalid, len(rows))
 
 
+def seeded_sample(items: list[Any], limit: int | None, seed: int) -> list[Any]:
+    """At most ``limit`` items chosen at random with ``seed``, in their original order.
+
+    Unlike ``items[:limit]`` the sample spreads over the whole source, which matters for files
+    grouped by category (the bundled data is).
+    """
+    if not limit or limit >= len(items):
+        return list(items)
+    import random
+
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
 def _rows_for(source: str, format: str, split: str) -> tuple[list[Any], str]:
     if format not in SOURCE_FORMATS:
         raise DataError(f"unknown data format {format!r}", hint=f"one of: {', '.join(SOURCE_FORMATS)}")

@@ -1,0 +1,90 @@
+"""CPU fixes for TRL's SFTTrainer: the compact fused LM head gives the same loss and gradients."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import trl.trainer.utils as trl_utils
+from transformers import LlamaConfig, LlamaForCausalLM
+from trl.trainer.utils import add_fused_lm_head
+
+from hf_ita_plugin.cpu_training import keep_adapter_in_compute_dtype, score_only_labelled_positions
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    m = LlamaForCausalLM(cfg)
+    add_fused_lm_head(m, outputs=("log_probs", "entropy", "is_top1"))
+    return m
+
+
+def labelled_batch():
+    torch.manual_seed(1)
+    ids = torch.randint(0, 300, (2, 24))
+    labels = ids.clone()
+    labels[:, :15] = -100  # prompt: no loss
+    labels[1, 20:] = -100  # padding
+    return ids, labels
+
+
+class RowCounter:
+    """Records how many positions the real chunked log-prob function is given."""
+
+    def __init__(self, real):
+        self.real, self.rows = real, []
+
+    def apply(self, hidden, *args):
+        self.rows.append(hidden.shape[0])
+        return self.real.apply(hidden, *args)
+
+
+def run(model, ids, labels):
+    model.zero_grad()
+    out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+def test_compact_head_scores_only_labelled_positions_with_same_loss_and_grads(model, monkeypatch):
+    score_only_labelled_positions()
+    patched = trl_utils._use_triton
+    assert getattr(patched, "hf_ita_compact", False)
+    ids, labels = labelled_batch()
+    counter = RowCounter(trl_utils._ChunkedLogProbFunction)
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", counter)
+
+    compact_out, compact_grads = run(model, ids, labels)
+    monkeypatch.setattr(trl_utils, "_use_triton", patched.original)
+    full_out, full_grads = run(model, ids, labels)
+
+    labelled = int((labels[:, 1:] != -100).sum())
+    assert counter.rows == [labelled, 2 * 23]  # compact: labelled positions only; stock CPU path: all of them
+    assert torch.allclose(compact_out.loss, full_out.loss, atol=1e-6)
+    assert torch.allclose(compact_out.entropy, full_out.entropy, atol=1e-5)
+    assert torch.equal(compact_out.is_top1, full_out.is_top1)
+    assert compact_grads.keys() == full_grads.keys() and compact_grads
+    for name in full_grads:
+        assert torch.allclose(compact_grads[name], full_grads[name], atol=1e-6), name
+
+
+def test_patch_is_idempotent():
+    assert score_only_labelled_positions()
+    first = trl_utils._use_triton
+    assert score_only_labelled_positions()
+    assert trl_utils._use_triton is first
+    assert first(torch.device("cpu"))
+
+
+def test_adapter_dtype_follows_compute_dtype():
+    lora = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    frozen = torch.nn.Linear(4, 4).to(torch.bfloat16).requires_grad_(False)
+    net = torch.nn.Sequential(lora, frozen)
+    assert keep_adapter_in_compute_dtype(net, torch.float32) == 2
+    assert lora.weight.dtype == torch.float32 and frozen.weight.dtype == torch.bfloat16
+    assert keep_adapter_in_compute_dtype(copy.deepcopy(net).to(torch.bfloat16), torch.bfloat16) == 0
