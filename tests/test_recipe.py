@@ -223,3 +223,22 @@ def test_tokenizer_without_chat_template_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="chat template"):
         recipe.train()
     assert not (tmp_path / "out").exists()
+
+
+def test_trainer_does_not_repeat_the_after_eval_at_the_last_step(tmp_path):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import DefaultFlowCallback
+
+    from hf_ita_plugin.recipe import _skip_final_trainer_eval
+
+    args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=10, report_to="none")
+    flow, skip = DefaultFlowCallback(), _skip_final_trainer_eval()
+
+    def should_evaluate(step, max_steps):
+        state = TrainerState(global_step=step, max_steps=max_steps, eval_steps=10)
+        control = flow.on_step_end(args, state, TrainerControl())
+        return skip.on_step_end(args, state, control).should_evaluate
+
+    assert should_evaluate(24, 24) is False  # transformers alone would evaluate here; the recipe's "after" eval does
+    assert should_evaluate(10, 24) and should_evaluate(20, 24)  # periodic evals still run
+    assert should_evaluate(30, 30)  # a periodic eval that falls on the last step is kept
