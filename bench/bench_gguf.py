@@ -13,6 +13,11 @@ Models: the embedded SmolLM2-135M, and a ~1B-parameter random Llama checkpoint (
 a temporary directory.
 
     python bench/bench_gguf.py [--runs 3] [--big-runs 1] [--skip-big]
+    python bench/bench_gguf.py --quality     # top-1 agreement of F16/Q8_0/Q4_K_M... with transformers instead
+
+``--quality`` exports SmolLM2-135M to each type and scores every position of the verify suite's prompts
+plus the whole bundled Italian prose (~10k positions) with :func:`hf_ita_plugin.gguf.verify.check_logits`:
+raw and decisive top-1 agreement with 95% intervals (texts bootstrapped), and the tensor types in each file.
 
 Targets: time <= 0.8x, peak RSS <= 0.5x of the reference, throughput >= 50% of a plain copy.
 """
@@ -125,13 +130,63 @@ def bench_model(label: str, model_dir: Path, reference: Path, work: Path, runs: 
     }
 
 
+def bench_quality(types: list[str]) -> dict:
+    """Top-1 agreement with transformers of each GGUF type of SmolLM2-135M on the full Italian suite."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.gguf import QUANT_TYPES, convert, italian_suite
+    from hf_ita_plugin.gguf.tokenizer_meta import load_hf_tokenizer
+    from hf_ita_plugin.gguf.verify import _load_llama, check_logits, tensor_type_census
+
+    smol = ensure_embedded_model()
+    tok = load_hf_tokenizer(smol)
+    model = AutoModelForCausalLM.from_pretrained(str(smol), dtype=torch.float32).eval()
+    texts = italian_suite.logit_texts(None)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-gguf-quality-") as tmp:
+        result = convert(smol, quant=",".join(types), out_dir=tmp, name="smol", verify=False, modelfile=False, progress=False)
+        for name, path in zip(types, result.paths):
+            llm = _load_llama(path, None, None)
+            try:
+                logits = check_logits(llm, model, tok, texts, QUANT_TYPES[name.upper()].min_top1)
+            finally:
+                llm.close()
+            rows.append({"type": name.upper(), "file_mib": round(path.stat().st_size / 2**20, 1), "tensor_types": tensor_type_census(path),
+                         **{k: logits[k] for k in ("positions", "top1_agreement", "top1_agreement_ci95", "decisive_positions",
+                                                   "top1_agreement_decisive", "top1_agreement_decisive_ci95", "max_abs_delta", "threshold")}})
+            print(f"  {rows[-1]['type']}: top-1 {logits['top1_agreement']:.1%} decisive {logits['top1_agreement_decisive']:.1%} "
+                  f"on {logits['positions']} positions", file=sys.stderr)
+    return {"bench": "gguf_quality", "model": "SmolLM2-135M", "texts": len(texts), "results": rows}
+
+
+def main_quality(types: list[str]) -> int:
+    summary = bench_quality(types)
+    print(json.dumps(summary))
+    print(f"\n{'type':<8}{'MiB':>7}{'positions':>10}{'top-1':>8}{'95% CI':>15}{'decisive':>10}{'n dec':>7}{'95% CI':>15}  tensors")
+    for r in summary["results"]:
+        ci, dci = r["top1_agreement_ci95"], r["top1_agreement_decisive_ci95"]
+        print(f"{r['type']:<8}{r['file_mib']:>7}{r['positions']:>10}{r['top1_agreement']:>8.1%}{f'{ci[0]:.1%}-{ci[1]:.1%}':>15}"
+              f"{r['top1_agreement_decisive']:>10.1%}{r['decisive_positions']:>7}{f'{dci[0]:.1%}-{dci[1]:.1%}':>15}  "
+              + ", ".join(f"{n}x{t}" for t, n in r["tensor_types"].items()))
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"bench_gguf_quality-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per converter on SmolLM2-135M (median)")
     parser.add_argument("--big-runs", type=int, default=1, help="runs per converter on the ~1B model (median)")
     parser.add_argument("--skip-big", action="store_true", help="only SmolLM2-135M")
+    parser.add_argument("--quality", action="store_true", help="measure top-1 agreement with transformers instead of speed")
+    parser.add_argument("--types", default="f16,q8_0,Q6_K,Q5_K_M,Q4_K_M", help="types for --quality")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    if args.quality:
+        return main_quality(args.types.split(","))
     from hf_ita_plugin.embedded import ensure_embedded_model
 
     smol = ensure_embedded_model()

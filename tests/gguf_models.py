@@ -113,3 +113,60 @@ def tiny_qwen2_tied(out: Path) -> Path:
     config.architectures = ["Qwen2ForCausalLM"]
     _random_model(config, out, seed=2)
     return out
+
+
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def gemma_spm_tokenizer(out: Path):
+    """A Gemma-style SentencePiece tokenizer (no dummy prefix, <pad>/<eos>/<bos>/<unk> = 0..3, turn markers) trained on Italian."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(italian_corpus()), model_writer=buf, vocab_size=700, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity", add_dummy_prefix=False,
+        remove_extra_whitespaces=False, split_digits=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+        pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+        user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2, hard_vocab_limit=False,
+    )
+    (out / "tokenizer.model").write_bytes(buf.getvalue())
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GemmaTokenizer", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>",
+        "add_bos_token": True, "add_eos_token": False, "chat_template": GEMMA_TEMPLATE,
+    }))
+    tok = AutoTokenizer.from_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return tok
+
+
+def tiny_gemma(out: Path, version: int) -> Path:
+    """Gemma2 (``version=2``) or Gemma3 text (``version=3``): 2 layers (sliding, then full attention), head_dim != hidden/heads,
+    tied embeddings, a sliding window shorter than the suite's passages; Gemma2 with attention and final logit softcapping,
+    Gemma3 with q/k norms and a separate rope base for the sliding layer."""
+    from transformers import Gemma2Config, Gemma3TextConfig
+
+    tok = gemma_spm_tokenizer(out)
+    common = dict(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32, max_position_embeddings=1024, rms_norm_eps=1e-6,
+        initializer_range=0.2, sliding_window=16, layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True,
+    )
+    if version == 2:
+        config = Gemma2Config(**common, final_logit_softcapping=30.0, attn_logit_softcapping=50.0)
+        config.architectures = ["Gemma2ForCausalLM"]
+    else:
+        config = Gemma3TextConfig(**common, rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+        })
+        config.architectures = ["Gemma3ForCausalLM"]
+    _random_model(config, out, seed=3 + version)
+    return out

@@ -263,3 +263,52 @@ def test_tiny_qwen2_tied_bpe_and_kquant(tmp_path):
     assert len(fields["tokenizer.ggml.tokens"].data) == json.loads((model_dir / "config.json").read_text())["vocab_size"]
     assert q4.loaded and q4.file_type == "Q4_K_M" and q4.tokenization["ok"]
     assert q4.logits["top1_agreement_decisive"] >= 0.5  # far above a broken file (~1/vocab)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", [2, 3])
+def test_tiny_gemma_sentencepiece_matches_transformers(tmp_path, version):
+    """Gemma2/Gemma3: norm + 1, embedding scale, tied head, softcapping, per-layer sliding window, head_dim != hidden/heads."""
+    from gguf import GGUFReader
+
+    from hf_ita_plugin.gguf import convert
+
+    from gguf_models import tiny_gemma
+
+    model_dir = tiny_gemma(tmp_path / f"gemma{version}", version)
+    result = convert(model_dir, quant="f16", out_dir=tmp_path / "out", progress=False, strict=False)
+    (report,) = result.reports
+    assert report.ok, report.failures
+    assert report.tokenization["matched"] == report.tokenization["total"]
+    # the suite's passages are far longer than the 16-token window: the sliding layer is exercised
+    assert report.logits["positions"] > 1000 and report.logits["top1_agreement_decisive"] >= 0.99
+    assert report.logits["max_abs_delta"] < 0.1
+    reader = GGUFReader(str(result.paths[0]))
+    arch = f"gemma{version}"
+    value = lambda key: reader.fields[key].parts[-1].tolist()  # noqa: E731
+    assert "output.weight" not in _tensor_names(result.paths[0])
+    assert value(f"{arch}.attention.sliding_window") == [16]
+    pattern = reader.fields[f"{arch}.attention.sliding_window_pattern"]
+    assert [bool(pattern.parts[i][0]) for i in pattern.data] == [True, False]  # per layer, as the config's layer_types
+    assert value(f"{arch}.attention.key_length") == [32]
+    assert value("tokenizer.ggml.add_space_prefix") == [False]
+    if version == 2:
+        assert value("gemma2.final_logit_softcapping") == [30.0] and value("gemma2.attn_logit_softcapping") == [50.0]
+    else:
+        assert value("gemma3.rope.freq_base") == [1000000.0] and value("gemma3.rope.freq_base_swa") == [10000.0]
+
+
+def test_gemma_query_scale_llama_cpp_cannot_represent_is_refused(tmp_path):
+    from gguf import GGUFWriter
+
+    from hf_ita_plugin.gguf.architectures import ARCHITECTURES
+
+    config = {"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "num_hidden_layers": 2,
+              "intermediate_size": 128, "query_pre_attn_scalar": 64, "sliding_window": 16}
+    writer = GGUFWriter(str(tmp_path / "x.gguf"), "gemma2")
+    with pytest.raises(ModelError, match="query_pre_attn_scalar"):
+        ARCHITECTURES["Gemma2ForCausalLM"].write_hparams(writer, config)
+    config["query_pre_attn_scalar"] = 32
+    config["layer_types"] = ["sliding_attention"]  # 1 entry for 2 layers
+    with pytest.raises(ModelError, match="layer_types"):
+        ARCHITECTURES["Gemma2ForCausalLM"].write_hparams(writer, config)

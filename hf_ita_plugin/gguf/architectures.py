@@ -148,20 +148,67 @@ def rope_freqs_tensor(model_dir, config: dict[str, Any]):
     return (plain / scaled).to(torch.float32).numpy()
 
 
+def _sliding_layers(config: dict[str, Any]) -> list[bool] | None:
+    """Per-layer sliding-window flags from ``layer_types`` (None when the config does not list them)."""
+    types = config.get("layer_types")
+    if not types:
+        return None
+    if len(types) != int(config["num_hidden_layers"]):
+        raise ModelError(f"config.json: layer_types ha {len(types)} voci per {config['num_hidden_layers']} layer / layer_types does not match num_hidden_layers")
+    return [t == "sliding_attention" for t in types]
+
+
+def _check_gemma_attention_scale(config: dict[str, Any], layers_of_27b: int) -> None:
+    """llama.cpp derives the query scale from the shapes, not from ``query_pre_attn_scalar``: refuse a mismatch.
+
+    It uses ``1/sqrt(hidden_size / num_attention_heads)`` for the 27B layer count and ``1/sqrt(head_dim)``
+    otherwise; a checkpoint with another ``query_pre_attn_scalar`` would silently compute different attention.
+    """
+    scalar = config.get("query_pre_attn_scalar")
+    if scalar is None:
+        return
+    n_layer = int(config["num_hidden_layers"])
+    expected = int(config["hidden_size"]) // int(config["num_attention_heads"]) if n_layer == layers_of_27b else head_dim(config)
+    if float(scalar) != float(expected):
+        raise ModelError(
+            f"config.json: query_pre_attn_scalar={scalar} ma llama.cpp usa {expected} / llama.cpp scales queries by 1/sqrt({expected}), "
+            f"the model by 1/sqrt({scalar})",
+            hint="llama.cpp would compute different attention for this checkpoint; it cannot be exported faithfully",
+        )
+
+
+def _write_sliding_window(writer: GGUFWriter, config: dict[str, Any]) -> None:
+    window = config.get("sliding_window")
+    pattern = _sliding_layers(config)
+    if not window or (pattern is not None and not any(pattern)):
+        return
+    writer.add_sliding_window(int(window))
+    if pattern is not None:
+        writer.add_sliding_window_pattern(pattern)  # per layer: llama.cpp's default period may not match this checkpoint
+
+
 def _gemma2_hparams(writer: GGUFWriter, config: dict[str, Any]) -> None:
+    _check_gemma_attention_scale(config, layers_of_27b=46)
     if config.get("attn_logit_softcapping") is not None:
         writer.add_attn_logit_softcapping(float(config["attn_logit_softcapping"]))
     if config.get("final_logit_softcapping") is not None:
         writer.add_final_logit_softcapping(float(config["final_logit_softcapping"]))
-    if config.get("sliding_window"):
-        writer.add_sliding_window(int(config["sliding_window"]))
+    _write_sliding_window(writer, config)
 
 
 def _gemma3_hparams(writer: GGUFWriter, config: dict[str, Any]) -> None:
+    _check_gemma_attention_scale(config, layers_of_27b=62)
+    if config.get("attn_logit_softcapping") is not None:
+        raise ModelError("config.json: attn_logit_softcapping non è supportato da llama.cpp per gemma3 / not applied by llama.cpp's gemma3")
     if config.get("final_logit_softcapping") is not None:
         writer.add_final_logit_softcapping(float(config["final_logit_softcapping"]))
-    if config.get("sliding_window"):
-        writer.add_sliding_window(int(config["sliding_window"]))
+    _write_sliding_window(writer, config)
+    local = (config.get("rope_parameters") or {}).get("sliding_attention") or {}
+    local_theta = local.get("rope_theta", config.get("rope_local_base_freq"))
+    if local_theta is not None:
+        if (local.get("rope_type") or "default") != "default":
+            raise ModelError(f"config.json: rope {local['rope_type']!r} sugli strati locali non supportato / not supported on sliding layers")
+        writer.add_rope_freq_base_swa(float(local_theta))
 
 
 ARCHITECTURES: dict[str, Architecture] = {

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
+PROSE_FILE = "prose_it.txt"
+"""Bundled original Italian prose (CC BY 4.0, see ``resources/data/README.md``), never used for training."""
+DEFAULT_PROSE_CHARS = 2000
+"""Prose characters in the default logit suite: with the prompts, ~1,400 scored positions for SmolLM2's 49k BPE
+vocabulary (several thousand for the tiny test tokenizers), a few seconds per check on CPU. The benchmark
+(``bench/bench_gguf.py --quality``) scores the whole file (~10k positions) for tighter intervals."""
+PASSAGE_CHARS = 1200
+
 TOKENIZATION_TEXTS: list[str] = [
     "Roma è la capitale d'Italia.",
     "L'anno scorso, nel 2023, abbiamo speso 1.234,56 € per l'affitto: però è più caro di prima!",
@@ -43,3 +53,32 @@ CONVERSATIONS: list[list[dict[str, str]]] = [
         {"role": "user", "content": "Cosa significa?"},
     ],
 ]
+
+
+def prose_passages(max_chars: int | None = DEFAULT_PROSE_CHARS, passage_chars: int = PASSAGE_CHARS) -> list[str]:
+    """Whole paragraphs of the bundled prose grouped into passages of about ``passage_chars`` characters.
+
+    ``max_chars`` bounds the total (None: the whole file, ~34k characters). Passages follow the file's
+    order, so a given budget always yields the same texts.
+    """
+    text = (resources.files("hf_ita_plugin") / "resources" / "data" / PROSE_FILE).read_text(encoding="utf-8")
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    passages: list[str] = []
+    current: list[str] = []
+    total = 0
+    for para in paragraphs:
+        if max_chars is not None and total + len(para) > max_chars:
+            break
+        if current and sum(map(len, current)) + len(para) > passage_chars:
+            passages.append("\n\n".join(current))
+            current = []
+        current.append(para)
+        total += len(para)
+    if current:
+        passages.append("\n\n".join(current))
+    return passages
+
+
+def logit_texts(max_prose_chars: int | None = DEFAULT_PROSE_CHARS) -> list[str]:
+    """Texts whose every position is scored by the logit check: :data:`LOGIT_PROMPTS` plus prose passages."""
+    return LOGIT_PROMPTS + prose_passages(max_prose_chars)

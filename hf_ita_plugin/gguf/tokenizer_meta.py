@@ -60,7 +60,7 @@ class TokenizerMeta:
     add_eos: bool = False
     add_space_prefix: bool | None = None
     chat_template: str | None = None
-    merges_source: Path | None = None  # directory SpecialVocab reads the merges from
+    merges: list[str] = field(default_factory=list)  # "left right" pairs of a BPE tokenizer, in priority order
 
     def add_to(self, writer: GGUFWriter) -> None:
         """Write the tokenizer keys into ``writer``."""
@@ -73,13 +73,34 @@ class TokenizerMeta:
         writer.add_token_types(self.token_types)
         if self.add_space_prefix is not None:
             writer.add_add_space_prefix(self.add_space_prefix)
-        special = SpecialVocab(self.merges_source or Path("/nonexistent"), load_merges=self.model == "gpt2", n_vocab=len(self.tokens))
-        if self.model == "gpt2" and not special.merges:
-            raise ModelError(f"{self.merges_source}: tokenizer BPE senza merges / BPE tokenizer has no merges in tokenizer.json")
+        # everything SpecialVocab writes was read already: no directory for it to read (and parse tokenizer.json) again
+        special = SpecialVocab(_NO_DIRECTORY, n_vocab=len(self.tokens))
+        special.merges = list(self.merges)
         special.special_token_ids = dict(self.special_ids)
         special.add_special_token = {"bos": self.add_bos, "eos": self.add_eos}
         special.chat_template = self.chat_template
         special.add_to_gguf(writer, quiet=True)
+
+
+_NO_DIRECTORY = Path("/nonexistent/hf-ita-plugin")
+
+
+def bpe_merges(tokenizer_json: dict[str, Any], where: str) -> list[str]:
+    """The merges of a BPE ``tokenizer.json`` as GGUF stores them: ``"left right"``, spaces inside a part as U+0120."""
+    merges = (tokenizer_json.get("model") or {}).get("merges") or []
+    if not merges:
+        raise ModelError(f"{where}: tokenizer BPE senza merges / BPE tokenizer has no merges")
+    if isinstance(merges[0], str):
+        result = list(merges)
+    else:
+        space = chr(ord(" ") + 256)  # a space inside a part would split it in the "left right" form
+        try:
+            result = [f"{a.replace(' ', space)} {b.replace(' ', space)}" for a, b in merges]
+        except (TypeError, ValueError, AttributeError):
+            result = []
+    if not result or not all(type(m) is str and " " in m for m in result):
+        raise ModelError(f"{where}: formato dei merges sconosciuto / unknown merges format", hint="expected 'a b' strings or [a, b] pairs")
+    return result
 
 
 def _pre_signature(node: dict[str, Any] | None) -> tuple[str, ...]:
@@ -170,23 +191,21 @@ def _pad_vocab(tokens: list[str], types: list[int], scores: list[float] | None, 
 
 
 def _gpt2_vocab(vocab: dict[str, int], added: dict[int, tuple[str, bool]], n_vocab: int) -> tuple[list[str], list[int]]:
-    """Token strings and types by id; ``added``: id -> (content, special) of the added tokens."""
-    by_id = {i: t for t, i in vocab.items()}
-    if max(by_id) >= n_vocab:
-        raise ModelError(f"il tokenizer ha {max(by_id) + 1} token ma il modello {n_vocab} / tokenizer has more tokens than the embedding rows")
-    tokens, types = [], []
-    for i in range(max(by_id) + 1):
-        if i in added:
-            content, special = added[i]
-            tokens.append(content)
-            types.append(TokenType.CONTROL if special else TokenType.USER_DEFINED)
-        elif i in by_id:
-            tokens.append(by_id[i])
-            types.append(TokenType.NORMAL)
-        else:
-            tokens.append(f"[PAD{i}]")
-            types.append(TokenType.UNUSED)
-    return tokens, types
+    """Token strings and types by id; ``added``: id -> (content, special) of the added tokens (they win over ``vocab``)."""
+    size = max(max(vocab.values(), default=-1), max(added, default=-1)) + 1
+    if size > n_vocab:
+        raise ModelError(f"il tokenizer ha {size} token ma il modello {n_vocab} / tokenizer has more tokens than the embedding rows")
+    tokens: list[str | None] = [None] * size
+    types = [int(TokenType.NORMAL)] * size
+    for token, i in vocab.items():
+        tokens[i] = token
+    for i, (content, special) in added.items():
+        tokens[i] = content
+        types[i] = int(TokenType.CONTROL if special else TokenType.USER_DEFINED)
+    for i in (i for i, t in enumerate(tokens) if t is None):
+        tokens[i] = f"[PAD{i}]"
+        types[i] = int(TokenType.UNUSED)
+    return tokens, types  # type: ignore[return-value]
 
 
 def _spm_vocab_from_model(model_file: Path, tok, n_vocab: int) -> tuple[list[str], list[int], list[float]]:
@@ -279,7 +298,7 @@ def _files_chat_template(model_dir: Path, config: dict[str, Any]) -> tuple[bool,
     return True, template if isinstance(template, str) else None
 
 
-def _bpe_meta_from_files(model_dir: Path, data: dict[str, Any], n_vocab: int) -> TokenizerMeta | None:
+def _bpe_meta_from_files(model_dir: Path, text: str, data: dict[str, Any], n_vocab: int) -> TokenizerMeta | None:
     """Metadata of a generic byte-level BPE ``tokenizer.json`` without transformers, or None when transformers is needed."""
     from tokenizers import Tokenizer, processors
 
@@ -290,7 +309,9 @@ def _bpe_meta_from_files(model_dir: Path, data: dict[str, Any], n_vocab: int) ->
     readable, template = _files_chat_template(model_dir, config)
     if not readable:
         return None
-    tk = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    # The tokenizer only measures which special tokens its post-processor adds around a probe: that does not
+    # depend on the merges, so it is built without them (parsing ~50k merges is most of its load time).
+    tk = Tokenizer.from_str(json.dumps({**data, "model": {**data["model"], "merges": []}}))
     added = {i: (t.content, bool(t.special)) for i, t in tk.get_added_tokens_decoder().items()}
     for key, entry in (config.get("added_tokens_decoder") or {}).items():
         if added.get(int(key)) != (entry.get("content"), bool(entry.get("special"))):
@@ -311,11 +332,12 @@ def _bpe_meta_from_files(model_dir: Path, data: dict[str, Any], n_vocab: int) ->
     plain = tk.encode(ITALIAN_PROBE, add_special_tokens=False).ids
     full = tk.encode(ITALIAN_PROBE, add_special_tokens=True).ids
     add_bos, add_eos = _added_specials(plain, full, ids.get("bos"), ids.get("eos"))
-    tokens, types = _gpt2_vocab(tk.get_vocab(with_added_tokens=True), added, n_vocab)
+    tokens, types = _gpt2_vocab(data["model"]["vocab"], added, n_vocab)
     _pad_vocab(tokens, types, None, n_vocab)
     return TokenizerMeta(
         "gpt2", detect_pre_tokenizer(data, str(model_dir / "tokenizer.json")), tokens, [int(t) for t in types], None,
-        special_ids=ids, add_bos=add_bos, add_eos=add_eos, chat_template=template, merges_source=model_dir,
+        special_ids=ids, add_bos=add_bos, add_eos=add_eos, chat_template=template,
+        merges=bpe_merges(data, str(model_dir / "tokenizer.json")),
     )
 
 
@@ -328,19 +350,23 @@ def tokenizer_meta(model_dir: str | Path, n_vocab: int, tokenizer=None, *, use_t
     """
     model_dir = Path(model_dir)
     json_file = model_dir / "tokenizer.json"
-    data = json.loads(json_file.read_text(encoding="utf-8")) if json_file.is_file() else {}
+    text = json_file.read_text(encoding="utf-8") if json_file.is_file() else ""
+    try:
+        data = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{json_file}: JSON non valido / invalid JSON ({exc})") from exc
     spm_file = model_dir / "tokenizer.model"
     model_type = (data.get("model") or {}).get("type")
     is_spm = (model_type == "BPE" and (data.get("model") or {}).get("byte_fallback")) or model_type == "Unigram" or (not data and spm_file.is_file())
     if not is_spm and model_type == "BPE":
         detect_pre_tokenizer(data, str(json_file))  # an unknown pre-tokenizer is refused before anything else
         if not use_transformers:
-            meta = _bpe_meta_from_files(model_dir, data, n_vocab)
+            meta = _bpe_meta_from_files(model_dir, text, data, n_vocab)
             if meta is not None:
                 return meta
     tok = tokenizer if tokenizer is not None else load_hf_tokenizer(model_dir)
     add_bos, add_eos = _measure_added_specials(tok)
-    common = dict(special_ids=_special_ids(tok), add_bos=add_bos, add_eos=add_eos, chat_template=_chat_template(tok), merges_source=model_dir)
+    common = dict(special_ids=_special_ids(tok), add_bos=add_bos, add_eos=add_eos, chat_template=_chat_template(tok))
     if is_spm:
         if spm_file.is_file():
             tokens, types, scores = _spm_vocab_from_model(spm_file, tok, n_vocab)
@@ -358,4 +384,4 @@ def tokenizer_meta(model_dir: str | Path, n_vocab: int, tokenizer=None, *, use_t
     added = {i: (t.content, bool(t.special)) for i, t in tok.added_tokens_decoder.items()}
     tokens, types = _gpt2_vocab(tok.get_vocab(), added, n_vocab)
     _pad_vocab(tokens, types, None, n_vocab)
-    return TokenizerMeta("gpt2", pre, tokens, [int(t) for t in types], None, **common)
+    return TokenizerMeta("gpt2", pre, tokens, [int(t) for t in types], None, merges=bpe_merges(data, str(json_file)), **common)

@@ -35,6 +35,7 @@ class VerifyReport:
     gguf_path: str
     against: str
     file_type: str
+    tensor_types: dict[str, int] = field(default_factory=dict)  # what the file really holds: GGML type -> tensor count
     loaded: bool = False
     load_error: str | None = None
     tokenization: dict[str, Any] = field(default_factory=dict)
@@ -61,13 +62,36 @@ class VerifyReport:
         if not self.loaded:
             return f"{Path(self.gguf_path).name}: llama.cpp non carica il file / cannot load ({self.load_error})"
         return (
-            f"{Path(self.gguf_path).name} [{self.file_type}]: top-1 {lg.get('top1_agreement', 0):.1%} "
+            f"{Path(self.gguf_path).name} [{self.file_type}{_census(self.tensor_types)}]: top-1 {lg.get('top1_agreement', 0):.1%}{_interval(lg.get('top1_agreement_ci95'))} "
+            f"on {lg.get('positions', 0)} positions "
             f"(decisive {lg.get('top1_agreement_decisive') or 0:.1%} on {lg.get('decisive_positions', 0)}, "
             f"soglia/threshold {lg.get('threshold', 0):.0%}), max|Δlogit| {lg.get('max_abs_delta', float('nan')):.4f}, "
             f"token {self.tokenization.get('matched', 0)}/{self.tokenization.get('total', 0)}, "
             f"template {'=' if self.chat_template.get('ok') else '≠'}, generazioni/generations "
             f"{self.generation.get('exact_matches', 0)}/{self.generation.get('total', 0)} -> {status}"
         )
+
+
+def _census(types: dict[str, int]) -> str:
+    return " = " + ", ".join(f"{n}x{t}" for t, n in types.items()) if types else ""
+
+
+def _interval(ci) -> str:
+    return f" [95% {ci[0]:.1%}-{ci[1]:.1%}]" if ci else ""
+
+
+def tensor_type_census(gguf_path: str | Path) -> dict[str, int]:
+    """How many tensors of each GGML type the file holds, most frequent first.
+
+    A file type names the main recipe, not every tensor: llama.cpp's K-quants fall back to Q5_0/Q8_0 for
+    rows whose length is not a multiple of 256 (SmolLM2's 576), and keep norms in F32.
+    """
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    counts = Counter(t.tensor_type.name for t in GGUFReader(str(gguf_path)).tensors)
+    return dict(counts.most_common())
 
 
 def report_path_for(gguf_path: str | Path) -> Path:
@@ -172,37 +196,55 @@ DECISIVE_MARGIN = 0.5
 MIN_DECISIVE_POSITIONS = 20
 
 
-def check_logits(llm, model, tok, prompts: list[str], threshold: float) -> dict[str, Any]:
-    """Next-token logits of llama.cpp vs transformers over all positions of ``prompts``.
+def agreement_interval(agree_by_text: list[np.ndarray], *, resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """95% interval of top-1 agreement, bootstrapping whole texts (positions inside a text are not independent)."""
+    sizes = np.array([len(a) for a in agree_by_text])
+    hits = np.array([int(a.sum()) for a in agree_by_text])
+    if sizes.sum() == 0 or len(sizes) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(sizes), size=(resamples, len(sizes)))
+    rates = hits[pick].sum(1) / np.maximum(sizes[pick].sum(1), 1)
+    low, high = np.percentile(rates, [2.5, 97.5])
+    return float(low), float(high)
 
-    Reports max/mean |delta|, raw top-1 agreement, and top-1 agreement on decisive positions (where
-    transformers has a clear winner, see :data:`DECISIVE_MARGIN`). The gate uses the decisive figure:
-    llama.cpp also quantizes activations, which flips near-ties even for a perfect conversion, while a
-    broken one (wrong rotary layout, norms, vocabulary) fails on decisive positions too. With too few
-    decisive positions the raw figure is gated instead.
+
+def check_logits(llm, model, tok, prompts: list[str], threshold: float, *, max_tokens: int = 1024) -> dict[str, Any]:
+    """Next-token logits of llama.cpp vs transformers over all positions of ``prompts`` (each cut at ``max_tokens``).
+
+    Reports max/mean |delta|, raw top-1 agreement with its 95% interval (texts bootstrapped), and top-1
+    agreement on decisive positions (where transformers has a clear winner, see :data:`DECISIVE_MARGIN`).
+    The gate uses the decisive figure: llama.cpp also quantizes activations, which flips near-ties even
+    for a perfect conversion, while a broken one (wrong rotary layout, norms, vocabulary) fails on
+    decisive positions too. With too few decisive positions the raw figure is gated instead.
     """
-    hf_all, gg_all = [], []
+    agree_by_text, decisive_by_text = [], []
+    max_delta, delta_sum, n_values = 0.0, 0.0, 0
     for prompt in prompts:
-        ids = tok(prompt, add_special_tokens=True)["input_ids"]
+        ids = tok(prompt, add_special_tokens=True)["input_ids"][:max_tokens]
         hf = _hf_logits(model, ids)
         gg = _gguf_logits(llm, ids)
         n_vocab = min(hf.shape[1], gg.shape[1])
-        hf_all.append(hf[:, :n_vocab])
-        gg_all.append(gg[:, :n_vocab])
-    hf, gg = np.concatenate(hf_all), np.concatenate(gg_all)
-    delta = np.abs(hf - gg)
-    agree = hf.argmax(-1) == gg.argmax(-1)
-    top2 = np.sort(hf, axis=-1)[:, -2:]
-    decisive = (top2[:, 1] - top2[:, 0]) >= DECISIVE_MARGIN
+        hf, gg = hf[:, :n_vocab], gg[:, :n_vocab]
+        delta = np.abs(hf - gg)
+        max_delta = max(max_delta, float(delta.max()))
+        delta_sum += float(delta.sum(dtype=np.float64))
+        n_values += delta.size
+        agree_by_text.append(hf.argmax(-1) == gg.argmax(-1))
+        top2 = np.partition(hf, -2, axis=-1)[:, -2:]
+        decisive_by_text.append((top2[:, 1] - top2[:, 0]) >= DECISIVE_MARGIN)
+    agree, decisive = np.concatenate(agree_by_text), np.concatenate(decisive_by_text)
     raw = float(agree.mean()) if len(agree) else 0.0
     dec = float(agree[decisive].mean()) if decisive.any() else None
     gated_on = "decisive" if decisive.sum() >= MIN_DECISIVE_POSITIONS else "all"
     gated = dec if gated_on == "decisive" else raw
+    raw_ci = agreement_interval(agree_by_text)
+    dec_ci = agreement_interval([a[d] for a, d in zip(agree_by_text, decisive_by_text)])
     return {
-        "prompts": len(prompts), "positions": int(len(agree)), "max_abs_delta": float(delta.max()),
-        "mean_abs_delta": float(delta.mean()), "top1_agreement": raw,
+        "prompts": len(prompts), "positions": int(len(agree)), "max_abs_delta": max_delta,
+        "mean_abs_delta": delta_sum / max(n_values, 1), "top1_agreement": raw, "top1_agreement_ci95": raw_ci,
         "decisive_positions": int(decisive.sum()), "decisive_margin": DECISIVE_MARGIN,
-        "top1_agreement_decisive": dec, "gated_on": gated_on, "threshold": threshold,
+        "top1_agreement_decisive": dec, "top1_agreement_decisive_ci95": dec_ci, "gated_on": gated_on, "threshold": threshold,
         "ok": gated is not None and gated >= threshold,
     }
 
@@ -296,6 +338,7 @@ def _run_checks(report, llm, gguf_path, against, tok, model, n_generate, started
 
     qtype = _quant_type_of(llm.metadata)
     report.file_type = qtype.name if qtype else llm.metadata.get("general.file_type", "?")
+    report.tensor_types = tensor_type_census(gguf_path)
     threshold = qtype.min_top1 if qtype else 0.9
     with tempfile.TemporaryDirectory(prefix=".hf-ita-verify-", dir=gguf_path.parent) as work:
         model_dir = Path(against)
@@ -314,7 +357,7 @@ def _run_checks(report, llm, gguf_path, against, tok, model, n_generate, started
             report.failures.append("chat template renders differently")
     else:
         report.chat_template = {"ok": True, "note": "no chat template"}
-    report.logits = check_logits(llm, model, tok, italian_suite.LOGIT_PROMPTS, threshold)
+    report.logits = check_logits(llm, model, tok, italian_suite.logit_texts(), threshold)
     if not report.logits["ok"]:
         key = "top1_agreement_decisive" if report.logits["gated_on"] == "decisive" else "top1_agreement"
         report.failures.append(f"top-1 agreement ({report.logits['gated_on']} positions) {report.logits[key]:.1%} < {threshold:.0%}")
