@@ -7,7 +7,7 @@ from importlib import resources
 PROSE_FILE = "prose_it.txt"
 """Bundled original Italian prose (CC BY 4.0, see ``resources/data/README.md``), never used for training."""
 DEFAULT_PROSE_CHARS = 2000
-"""Prose characters in the default logit suite: with the prompts, ~1,400 scored positions for SmolLM2's 49k BPE
+"""Prose characters in the default logit suite: with the prompts, ~800 scored positions for SmolLM2's 49k BPE
 vocabulary (several thousand for the tiny test tokenizers), a few seconds per check on CPU. The benchmark
 (``bench/bench_gguf.py --quality``) scores the whole file (~10k positions) for tighter intervals."""
 PASSAGE_CHARS = 1200
