@@ -12,7 +12,13 @@ tokenization alone on the same rows (what any trainer pays), so ``pipeline / bas
 cleaning and dedup cost on top. Scaling: time(largest)/time(smallest) against the row ratio
 (1.0 = linear).
 
-    python bench/bench_data.py [--sizes 10000,100000] [--repeats 3]
+Per-stage breakdown: each stage of the pipeline run alone, in this process, on the smallest size
+(CPU seconds, median of the repeats): text cleaning (ftfy, template leaks, whitespace), language
+ID, dedup signatures (normalisation, shingles, MinHash), the LSH index, template rendering and
+tokenization. The machine's load average is recorded with every run: the 2 cores are shared, so
+compare ratios, not absolute seconds.
+
+    python bench/bench_data.py [--sizes 10000,100000] [--repeats 3] [--stage-rows 5000]
 
 Prints one JSON line and a table; writes bench/results/data.json.
 """
@@ -119,30 +125,93 @@ def time_baseline(convs, tokenizer) -> float:
     return time.perf_counter() - started
 
 
+def _cpu_seconds(func, repeats: int) -> float:
+    """Median CPU seconds of ``func()`` in this process (less sensitive to other jobs than wall time)."""
+    runs = []
+    for _ in range(repeats):
+        started = time.process_time()
+        func()
+        runs.append(time.process_time() - started)
+    return statistics.median(runs)
+
+
+def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
+    """CPU time of each pipeline stage run alone on ``convs``, in microseconds per input row."""
+    from hf_ita_plugin.data.cleaning import CleaningConfig, clean_conversation
+    from hf_ita_plugin.data.dedup import Deduplicator, DedupConfig, _Sketch, normalize_for_dedup, shingle_hashes, signature
+    from hf_ita_plugin.data.language import identify, looks_italian
+    from hf_ita_plugin.templates import render
+
+    no_language = CleaningConfig(require_italian=False)
+    cleaned = [o.messages for o in (clean_conversation(c, no_language) for c in convs) if o.kept]
+    answers = ["\n".join(m["content"] for m in c if m["role"] == "assistant") for c in cleaned]
+    texts = [normalize_for_dedup(c) for c in cleaned]
+    shingles = [shingle_hashes(t) for t in texts]
+    sigs = [signature(c) for c in cleaned]
+    rendered = [render(tokenizer, c) for c in cleaned]
+    fresh = Deduplicator()
+    survivors = [r for i, (r, s) in enumerate(zip(rendered, sigs)) if fresh.check(i, s) is None]
+    num_perm = DedupConfig().num_perm
+
+    def dedup_all():
+        dd = Deduplicator()
+        for i, s in enumerate(sigs):
+            dd.check(i, s)
+
+    def tokenize(batch):
+        for i in range(0, len(batch), 256):
+            tokenizer(batch[i : i + 256], add_special_tokens=False)
+
+    stages = [
+        ("cleaning (ftfy, leaks, whitespace)", len(convs), lambda: [clean_conversation(c, no_language) for c in convs]),
+        ("language ID (marker words, py3langid)", len(answers),
+         lambda: [looks_italian(a) or identify(a) for a in answers]),
+        ("dedup: normalise text", len(cleaned), lambda: [normalize_for_dedup(c) for c in cleaned]),
+        ("dedup: word 3-gram hashes", len(texts), lambda: [shingle_hashes(t) for t in texts]),
+        ("dedup: MinHash", len(shingles), lambda: [_Sketch.values(h, num_perm) for h in shingles]),
+        ("dedup: LSH query/insert + Jaccard", len(sigs), dedup_all),
+        ("template rendering", len(cleaned), lambda: [render(tokenizer, c) for c in cleaned]),
+        ("tokenization (rows kept after dedup)", len(survivors), lambda: tokenize(survivors)),
+    ]
+    out = []
+    for name, rows, func in stages:
+        seconds = _cpu_seconds(func, repeats)
+        out.append({"stage": name, "rows": rows, "cpu_s": round(seconds, 3),
+                    "us_per_input_row": round(seconds / len(convs) * 1e6, 1)})
+    total = sum(s["cpu_s"] for s in out)
+    for s in out:
+        s["share"] = round(s["cpu_s"] / total, 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    parser.add_argument("--stage-rows", type=int, default=5000, help="rows of the per-stage breakdown (0 = skip it)")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    load_at_start = round(os.getloadavg()[0], 2)
     tokenizer = load_tokenizer("embedded")
     time_pipeline(synthetic_rows(500, seed=99), args.workers)  # warm-up: language model, tokenizer, imports
     rows_table = []
     for size in sizes:
         convs = synthetic_rows(size)
-        runs, report = [], None
-        for _ in range(args.repeats):
+        runs, base, loads, report = [], [], [], None
+        for _ in range(args.repeats):  # pipeline and baseline alternate: both see the same load
             seconds, report = time_pipeline(convs, args.workers)
             runs.append(seconds)
-        base = [time_baseline(convs, tokenizer) for _ in range(args.repeats)]
+            base.append(time_baseline(convs, tokenizer))
+            loads.append(round(os.getloadavg()[0], 2))
         med, base_med = statistics.median(runs), statistics.median(base)
         rows_table.append({
             "rows": size, "pipeline_s": round(med, 3), "pipeline_runs_s": [round(r, 3) for r in runs],
             "rows_per_s": round(size / med, 1), "baseline_s": round(base_med, 3),
-            "pipeline_over_baseline": round(med / base_med, 2), "kept": report["kept"],
+            "pipeline_over_baseline": round(med / base_med, 2), "load_average_1m": loads, "kept": report["kept"],
             "dropped_by_reason": report["dropped_by_reason"],
         })
+    stages = stage_breakdown(synthetic_rows(args.stage_rows), tokenizer, args.repeats) if args.stage_rows else []
     first, last = rows_table[0], rows_table[-1]
     time_ratio = last["pipeline_s"] / first["pipeline_s"]
     row_ratio = last["rows"] / first["rows"]
@@ -151,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes,
         "repeats": args.repeats,
         "cpu_count": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "load_average_1m_start": load_at_start,
+        "load_average_1m_end": round(os.getloadavg()[0], 2),
         "rows_per_s_largest": last["rows_per_s"],
         "target_rows_per_s": TARGET_ROWS_PER_S,
         "meets_target": last["rows_per_s"] >= TARGET_ROWS_PER_S,
@@ -159,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         "scaling_row_ratio": row_ratio,
         "scaling_exponent": round(math.log(time_ratio) / math.log(row_ratio), 3) if row_ratio > 1 else None,
         "per_size": rows_table,
+        "stage_rows": args.stage_rows,
+        "stages": stages,
         "python": sys.version.split()[0],
         "platform": platform.platform(terse=True),
     }
     write_json(RESULTS, result)
-    print(json.dumps({k: v for k, v in result.items() if k != "per_size"}))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("per_size", "stages")}))
     print()
     print(f"{'rows':>8} {'pipeline s':>11} {'rows/s':>9} {'baseline s':>11} {'× baseline':>11} {'kept':>8}  dropped")
     for r in rows_table:
@@ -173,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nscaling {first['rows']} -> {last['rows']} rows: time ×{time_ratio:.2f} for rows ×{row_ratio:.0f} "
           f"(exponent {result['scaling_exponent']}, 1.0 = linear); target {TARGET_ROWS_PER_S} rows/s: "
           f"{'met' if result['meets_target'] else 'NOT met'} ({last['rows_per_s']:.0f} rows/s)")
+    if stages:
+        print(f"\nper stage, each run alone on {args.stage_rows} rows (CPU, median of {args.repeats}):")
+        print(f"{'stage':<40} {'rows':>6} {'CPU s':>7} {'µs/row':>8} {'share':>6}")
+        for s in stages:
+            print(f"{s['stage']:<40} {s['rows']:>6} {s['cpu_s']:>7.2f} {s['us_per_input_row']:>8.0f} {s['share']:>6.1%}")
+        total_us, cores = sum(s["us_per_input_row"] for s in stages), os.cpu_count() or 1
+        print(f"{'total':<40} {'':>6} {'':>7} {total_us:>8.0f}   -> at most {cores * 1e6 / total_us:.0f} rows/s on {cores} idle cores")
     print(f"results: {RESULTS}")
     return 0
 

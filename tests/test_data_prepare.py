@@ -123,6 +123,60 @@ def test_parallel_workers_give_the_serial_result():
     assert serial.report.dropped["exact_duplicate"] == 30
 
 
+def _expected_by_row(messages_list, options):
+    """The pipeline's result computed the simple way: one row at a time, tokens counted last."""
+    from hf_ita_plugin.data.cleaning import clean_conversation
+    from hf_ita_plugin.data.prepare import load_tokenizer
+    from hf_ita_plugin.templates import tokenize_conversation, with_system_prompt
+
+    tokenizer = load_tokenizer(options.tokenizer)
+    dd = Deduplicator(options.dedup)
+    kept, rejected = [], []
+    for i, messages in enumerate(messages_list):
+        outcome = clean_conversation(messages, options.cleaning)
+        if not outcome.kept:
+            rejected.append((i, outcome.reason))
+            continue
+        ids = tokenize_conversation(tokenizer, with_system_prompt(outcome.messages, options.system_prompt))["input_ids"]
+        if options.max_tokens and len(ids) > options.max_tokens:
+            rejected.append((i, "too_many_tokens"))
+            continue
+        dup = dd.check(i, signature(outcome.messages, options.dedup))
+        if dup is not None:
+            rejected.append((i, dup.reason))
+            continue
+        kept.append((i, outcome.messages, len(ids)))
+    return kept, rejected
+
+
+@pytest.mark.parametrize("max_tokens", [None, 360])
+def test_parallel_pipeline_matches_the_row_by_row_result(bundled, max_tokens):
+    convs = [[dict(m) for m in c] for c in bundled[:90]]
+    messy = convs + [[dict(m) for m in c] for c in convs[:12]]  # exact duplicates (some too long)
+    for conv in convs[20:32]:  # near duplicates: one word of the answer changed
+        words = conv[-1]["content"].split()
+        words[len(words) // 2] = "parolanuova"
+        messy.append([*conv[:-1], {"role": "assistant", "content": " ".join(words)}])
+    messy.append([{"role": "user", "content": "Qual è la capitale della Francia?"},
+                  {"role": "assistant", "content": "The capital of France is Paris, a large city with many museums."}])
+    messy.append([{"role": "user", "content": "Ciao"}, {"role": "assistant", "content": "<|im_start|>assistant\nÃˆ un piacere!"}])
+    options = PrepareOptions(tokenizer="embedded", system_prompt="default", max_tokens=max_tokens, workers=2,
+                             progress=False)
+    loaded = LoadedData("test", [Example(i, m) for i, m in enumerate(messy)], [], len(messy))
+    prepared = prepare_examples(loaded, options)
+    kept, rejected = _expected_by_row(messy, options)
+    assert [(e.index, e.messages) for e in prepared.examples] == [(i, m) for i, m, _ in kept]
+    assert prepared.token_counts == [n for _, _, n in kept]
+    assert [(r.index, r.reason) for r in prepared.report.rejections] == rejected
+    reasons = {reason for _, reason in rejected}
+    assert {"exact_duplicate", "near_duplicate", "not_italian"} <= reasons
+    assert ("too_many_tokens" in reasons) == (max_tokens is not None)
+    serial = prepare_examples(loaded, PrepareOptions(**{**options.__dict__, "workers": 1}))  # in-process path
+    for report in (serial.report, prepared.report):
+        report.stats.pop("prepare_seconds")
+    assert serial.token_counts == prepared.token_counts and serial.report.to_dict() == prepared.report.to_dict()
+
+
 def test_cli_prepare(tmp_path, capsys):
     src = tmp_path / "alpaca.json"
     src.write_text(json.dumps([

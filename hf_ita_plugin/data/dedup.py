@@ -29,7 +29,7 @@ DEFAULT_THRESHOLD = 0.8
 SHINGLE_WORDS = 3
 LSH_MARGIN = 0.1
 
-_NON_WORD = re.compile(r"[^\w]+")
+_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -67,7 +67,8 @@ def normalize_for_dedup(messages: list[dict[str, Any]]) -> str:
     parts = []
     for m in messages:
         text = unicodedata.normalize("NFKC", str(m.get("content", ""))).casefold()
-        parts.append(f"{m.get('role', '')}: {' '.join(_NON_WORD.sub(' ', text).split())}")
+        # the words are the runs of \w characters (no character is both \w and whitespace)
+        parts.append(f"{m.get('role', '')}: {' '.join(_WORD.findall(text))}")
     return "\n".join(parts)
 
 

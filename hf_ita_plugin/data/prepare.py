@@ -8,8 +8,11 @@ directory:
 - ``DIR/rejected.jsonl``: every row that was not kept, with its index, reason and detail;
 - ``DIR/report.json`` and ``DIR/report.md``: counts and examples per reason and per fix.
 
-Every input row is either kept or rejected with a reason, never silently dropped. Cleaning and
-signatures run in worker processes on large inputs; deduplication keeps the first occurrence.
+Every input row is either kept or rejected with a reason, never silently dropped. Cleaning,
+dedup signatures and template rendering run in worker processes on large inputs (chunks, results
+in input order); deduplication, in this process, keeps the first occurrence. Tokens are counted
+in a second parallel pass over the kept conversations only, or before dedup when ``max_tokens``
+needs them there (a row dropped for its length never shadows a later copy of itself).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
@@ -94,8 +97,9 @@ class PrepareResult:
 
 
 # ---------------------------------------------------------------------- worker side
-Processed = tuple[CleanOutcome, Signature | None, int | None]
-"""Per row: the cleaner's outcome, its dedup signature, its token count (when counting)."""
+Processed = tuple[CleanOutcome, Signature | None, str | None, int | None]
+"""Per row: the cleaner's outcome, its dedup signature, its rendered text (when tokens are counted
+after dedup) and its token count (when they are counted before it, for ``max_tokens``)."""
 
 _WORKER_TOKENIZERS: dict[tuple[str, str | None], Any] = {}
 
@@ -107,31 +111,47 @@ def _tokenizer_for(options: PrepareOptions):
     return _WORKER_TOKENIZERS[key]
 
 
+def _counts_before_dedup(options: PrepareOptions) -> bool:
+    """Whether tokens are counted before dedup: only a token limit needs them that early."""
+    return bool(options.tokenizer and options.max_tokens)
+
+
 def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
-    """Clean, sign and (optionally) count the tokens of a chunk of conversations."""
+    """Clean, sign and render a chunk of conversations (and count their tokens for ``max_tokens``)."""
     chunk, options = args
     results: list[list[Any]] = []
     for messages in chunk:
         outcome = clean_conversation(messages, options.cleaning)
         sig = signature(outcome.messages, options.dedup) if outcome.kept and (options.dedup.exact or options.dedup.near) else None
-        results.append([outcome, sig, None])
+        results.append([outcome, sig, None, None])
     if options.tokenizer:
         from ..templates import render, with_system_prompt
 
         tokenizer = _tokenizer_for(options)
-        texts, rows = [], []
         for row in results:
             if not row[0].kept:
                 continue
-            try:
-                texts.append(render(tokenizer, with_system_prompt(row[0].messages, options.system_prompt)))
-                rows.append(row)
+            try:  # rendered here, before dedup, so a conversation the template rejects never shadows a copy
+                row[2] = render(tokenizer, with_system_prompt(row[0].messages, options.system_prompt))
             except DataError as exc:  # the template rejected the conversation (e.g. roles it cannot render)
                 row[0], row[1] = CleanOutcome(None, "invalid", exc.message), None
-        if texts:  # the count is len(tokenize_conversation(...)["input_ids"]): rendered text, no extra specials
-            for row, ids in zip(rows, tokenizer(texts, add_special_tokens=False)["input_ids"]):
-                row[2] = len(ids)
+        if _counts_before_dedup(options):
+            rendered = [row for row in results if row[2] is not None]
+            for row, n in zip(rendered, _count_chunk(([row[2] for row in rendered], options))):
+                row[2], row[3] = None, n
     return [tuple(r) for r in results]  # type: ignore[misc]
+
+
+def _count_chunk(args: tuple[list[str], PrepareOptions]) -> list[int]:
+    """Token counts of rendered conversations: ``len(tokenize_conversation(...)["input_ids"])``.
+
+    The rendered text already holds the template's special tokens, so none are added; the fast
+    tokenizer encodes the whole chunk in one call.
+    """
+    texts, options = args
+    if not texts:
+        return []
+    return [len(ids) for ids in _tokenizer_for(options)(texts, add_special_tokens=False)["input_ids"]]
 
 
 def _init_worker() -> None:
@@ -148,22 +168,39 @@ def _worker_count(requested: int, rows: int) -> int:
     return requested or max(1, min(os.cpu_count() or 1, 8))
 
 
-def _processed_stream(messages: list[Any], options: PrepareOptions) -> Iterable[Processed]:
-    chunks = [(messages[i : i + _CHUNK], options) for i in range(0, len(messages), _CHUNK)]
-    if options.tokenizer:
-        _tokenizer_for(options)  # load (and fail) before any work, and before forking
-    workers = _worker_count(options.workers, len(messages))
-    if workers <= 1:
-        for chunk in chunks:
-            yield from _process_chunk(chunk)
-        return
-    from .language import _identifier
+class _Workers:
+    """Runs a chunk function over chunks in this process or in a pool of worker processes.
 
-    _identifier()  # load the language model once, before forking
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
-        for results in pool.imap(_process_chunk, chunks):
-            yield from results
+    Results come back in input order either way, so the pipeline is deterministic. One pool
+    serves every pass (cleaning, then token counting) of a :func:`prepare_examples` call.
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self._pool = None
+
+    def __enter__(self) -> "_Workers":
+        if self.count > 1:
+            from .language import _identifier
+
+            _identifier()  # load the language model once, before forking
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+            self._pool = ctx.Pool(self.count, initializer=_init_worker)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+    def map(self, func, chunks: list[Any]) -> Iterator[Any]:
+        if self._pool is None:
+            return map(func, chunks)
+        return self._pool.imap(func, chunks)
+
+
+def _chunks(items: list[Any], options: PrepareOptions) -> list[tuple[list[Any], PrepareOptions]]:
+    return [(items[i : i + _CHUNK], options) for i in range(0, len(items), _CHUNK)]
 
 
 # ---------------------------------------------------------------------- pipeline
@@ -185,28 +222,44 @@ def prepare_examples(loaded: LoadedData, options: PrepareOptions | None = None) 
     dedup = Deduplicator(options.dedup) if (options.dedup.exact or options.dedup.near) else None
     kept: list[Example] = []
     counts: list[int] = []
-    stream = _processed_stream([ex.messages for ex in loaded.examples], options)
-    bar = tqdm(total=len(loaded.examples), desc="pulizia / cleaning", unit="righe", disable=not options.progress, leave=False)
-    for ex, (outcome, sig, n_tokens) in zip(loaded.examples, stream):
-        bar.update(1)
-        if not outcome.kept:
-            report.reject(ex.index, outcome.reason or "invalid", outcome.detail, ex.messages)
-            continue
-        if options.max_tokens and n_tokens is not None and n_tokens > options.max_tokens:
-            report.reject(ex.index, "too_many_tokens", f"{n_tokens} tokens, more than {options.max_tokens}", outcome.messages)
-            continue
-        if dedup is not None and sig is not None:
-            dup = dedup.check(ex.index, sig)
-            if dup is not None:
-                report.reject(ex.index, dup.reason, f"duplicate of row {dup.of_index} (similarity {dup.similarity:.2f})",
+    texts: list[str] = []  # rendered kept conversations, counted after dedup (no token limit)
+    if options.tokenizer:
+        _tokenizer_for(options)  # load (and fail) before any work, and before forking
+    with _Workers(_worker_count(options.workers, len(loaded.examples))) as workers:
+        chunks = _chunks([ex.messages for ex in loaded.examples], options)
+        stream = (row for rows in workers.map(_process_chunk, chunks) for row in rows)
+        bar = tqdm(total=len(loaded.examples), desc="pulizia / cleaning", unit="righe", disable=not options.progress,
+                   leave=False)
+        for ex, (outcome, sig, text, n_tokens) in zip(loaded.examples, stream):
+            bar.update(1)
+            if not outcome.kept:
+                report.reject(ex.index, outcome.reason or "invalid", outcome.detail, ex.messages)
+                continue
+            if options.max_tokens and n_tokens is not None and n_tokens > options.max_tokens:
+                report.reject(ex.index, "too_many_tokens", f"{n_tokens} tokens, more than {options.max_tokens}",
                               outcome.messages)
                 continue
-        if outcome.fixes:
-            report.record_fixes(ex.index, outcome.fixes, ex.messages, outcome.messages)
-        kept.append(Example(ex.index, outcome.messages, ex.category, ex.id))
-        if n_tokens is not None:
-            counts.append(n_tokens)
-    bar.close()
+            if dedup is not None and sig is not None:
+                dup = dedup.check(ex.index, sig)
+                if dup is not None:
+                    report.reject(ex.index, dup.reason, f"duplicate of row {dup.of_index} (similarity {dup.similarity:.2f})",
+                                  outcome.messages)
+                    continue
+            if outcome.fixes:
+                report.record_fixes(ex.index, outcome.fixes, ex.messages, outcome.messages)
+            kept.append(Example(ex.index, outcome.messages, ex.category, ex.id))
+            if n_tokens is not None:
+                counts.append(n_tokens)
+            elif text is not None:
+                texts.append(text)
+        bar.close()
+        if texts:  # only the conversations that survived dedup are tokenized
+            bar = tqdm(total=len(texts), desc="token", unit="righe", disable=not options.progress, leave=False)
+            for chunk_counts in workers.map(_count_chunk, _chunks(texts, options)):
+                counts.extend(chunk_counts)
+                bar.update(len(chunk_counts))
+            bar.close()
+            del texts
     report.stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
     token_counts = counts if options.tokenizer else None
     if token_counts:
