@@ -11,14 +11,10 @@ temporary name, fsynced once and renamed when complete.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
 import os
-import queue
 import struct
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,51 +36,6 @@ logging.getLogger("gguf").setLevel(logging.ERROR)  # SpecialVocab heuristics war
 _SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)
 CHUNK_ELEMENTS = 1 << 20
 """Elements converted per step (rounded to whole rows): a few MiB, small enough to stay in cache."""
-WRITEBACK_BYTES = 100000 << 20
-"""Written bytes after which the kernel is asked to start writing them to disk (see :class:`_Writeback`)."""
-
-
-class _Writeback:
-    """Starts the disk write-back of what was written so far every :data:`WRITEBACK_BYTES` (Linux).
-
-    ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` queues the dirty pages for writing; it is called from a
-    helper thread (the call releases the GIL and may wait for the device queue), so the disk works while
-    the next tensors are converted and the final fsync waits for the tail only. Elsewhere it does nothing.
-    """
-
-    _FLAGS_WRITE = 2  # SYNC_FILE_RANGE_WRITE
-
-    def __init__(self, fout):
-        self.fout, self.pending, self._call, self._thread = fout, 0, None, None
-        if sys.platform.startswith("linux"):
-            try:
-                self._call = ctypes.CDLL(None, use_errno=True).sync_file_range
-                self._call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            except (OSError, AttributeError):
-                self._call = None
-        if self._call is not None:
-            self._requests: queue.SimpleQueue = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._run, name="gguf-writeback", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while (fd := self._requests.get()) is not None:
-            self._call(fd, 0, 0, self._FLAGS_WRITE)  # whole file: pages already queued are skipped
-
-    def wrote(self, n: int) -> None:
-        self.pending += n
-        if self._thread is not None and self.pending >= WRITEBACK_BYTES:
-            self.fout.flush()
-            self._requests.put(self.fout.fileno())
-            self.pending = 0
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._requests.put(None)
-            self._thread.join()
-            self._thread = None
-
-
 class StreamingGGUFWriter(GGUFWriter):
     """GGUFWriter whose key/value section packs long arrays (vocabulary, merges, token types, scores) in one pass.
 
@@ -174,8 +125,8 @@ class _TensorStream:
     ``tofile`` produces the GGUF bytes chunk by chunk instead of materialising the converted tensor.
     """
 
-    def __init__(self, planned: _PlannedTensor, ckpt: Checkpoint, arch: Architecture, bar, writeback: _Writeback):
-        self.p, self.ckpt, self.arch, self.bar, self.writeback = planned, ckpt, arch, bar, writeback
+    def __init__(self, planned: _PlannedTensor, ckpt: Checkpoint, arch: Architecture, bar):
+        self.p, self.ckpt, self.arch, self.bar = planned, ckpt, arch, bar
         self.nbytes = planned.nbytes
 
     def tofile(self, fout) -> None:
@@ -201,7 +152,6 @@ class _TensorStream:
     def _write(self, fout, data: np.ndarray) -> int:
         n = fout.write(memoryview(np.ascontiguousarray(data)).cast("B"))
         self.bar.update(n)
-        self.writeback.wrote(n)
         return n
 
     def _convert(self, fout, read, src_dtype: str, numel: int, buffer_dtype=None) -> int:
@@ -227,7 +177,6 @@ class _TensorStream:
                     break
                 done += n
                 self.bar.update(n)
-                self.writeback.wrote(n)
         except OSError:
             pass  # e.g. a filesystem without copy_file_range: continue with plain reads
         if done < ref.nbytes:
@@ -285,12 +234,8 @@ def write_gguf(
                 writer.write_kv_data_to_file()
                 writer.write_ti_data_to_file()
                 bar = tqdm(total=sum(p.nbytes for p in plan), unit="B", unit_scale=True, desc=f"GGUF {qtype.name}", disable=not progress)
-                writeback = _Writeback(writer.fout[0])
-                try:
-                    for p in plan:
-                        writer.write_tensor_data(_TensorStream(p, ckpt, arch, bar, writeback))
-                finally:
-                    writeback.close()
+                for p in plan:
+                    writer.write_tensor_data(_TensorStream(p, ckpt, arch, bar))
                 bar.close()
             finally:
                 writer.close()
