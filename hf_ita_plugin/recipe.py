@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import platform
 import resource
@@ -407,13 +408,7 @@ def _skip_final_trainer_eval():
 
 
 def _phase_sizes(phase_names: list[str | None]) -> list[tuple[str, int]]:
-    sizes: list[tuple[str, int]] = []
-    for name in phase_names:
-        if sizes and sizes[-1][0] == name:
-            sizes[-1] = (name, sizes[-1][1] + 1)
-        else:
-            sizes.append((str(name), 1))
-    return sizes
+    return [(str(name), len(list(run))) for name, run in itertools.groupby(phase_names)]
 
 
 def resolve_compute_dtype(name: str):

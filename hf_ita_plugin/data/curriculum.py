@@ -92,16 +92,24 @@ def phases(conversations_with_categories: Iterable[Any], *, short_to_long: bool 
     ...         ([{"role": "user", "content": "Chi era Dante?"}], "cultura_generale")])[0][0]
     'knowledge'
     """
-    buckets: dict[str, list[Messages]] = {p: [] for p in PHASES}
-    for messages, category in _pairs(conversations_with_categories):
-        buckets[phase_of(category, mapping)].append(messages)
+    pairs = _pairs(conversations_with_categories)
+    return [(name, [pairs[i][0] for i in positions])
+            for name, positions in _phase_positions(pairs, short_to_long, mapping, merge_skills)]
+
+
+def _phase_positions(pairs: list[tuple[Messages, str | None]], short_to_long: bool, mapping: Mapping[str, str] | None,
+                     merge_skills: bool) -> list[tuple[str, list[int]]]:
+    """Input positions of each non-empty phase, in training order."""
+    buckets: dict[str, list[int]] = {p: [] for p in PHASES}
+    for i, (_, category) in enumerate(pairs):
+        buckets[phase_of(category, mapping)].append(i)
     if merge_skills:
         buckets = {"knowledge": buckets["knowledge"],
-                   "skills": buckets["foundational_skills"] + buckets["compositional_skills"]}
+                   "skills": sorted(buckets["foundational_skills"] + buckets["compositional_skills"])}
     out = []
-    for name, convs in buckets.items():
-        if convs:
-            out.append((name, sorted(convs, key=_length) if short_to_long else convs))
+    for name, positions in buckets.items():
+        if positions:
+            out.append((name, sorted(positions, key=lambda i: _length(pairs[i][0])) if short_to_long else positions))
     return out
 
 
@@ -127,12 +135,7 @@ def curriculum_order(examples: Iterable[Any], mode: str = "lab", *, short_to_lon
     if mode not in CURRICULA:
         raise ConfigError(f"unknown curriculum {mode!r}", hint=f"one of: none, {', '.join(CURRICULA)}")
     items = list(examples)
-    random.Random(seed).shuffle(items)  # the sorts below are stable: this is the order inside a phase
-    names = ["knowledge", "skills"] if mode == "lab-two-phase" else list(PHASES)
-
-    def phase(item: Any) -> str:
-        name = phase_of(item.category, mapping)
-        return "skills" if mode == "lab-two-phase" and name != "knowledge" else name
-
-    ordered = sorted(items, key=lambda it: (names.index(phase(it)), _length(it.messages) if short_to_long else 0))
-    return ordered, [phase(it) for it in ordered]
+    random.Random(seed).shuffle(items)  # the order inside a phase (the length sort is stable)
+    groups = _phase_positions(_pairs(items), short_to_long, mapping, merge_skills=mode == "lab-two-phase")
+    ordered = [items[i] for _, positions in groups for i in positions]
+    return ordered, [name for name, positions in groups for _ in positions]

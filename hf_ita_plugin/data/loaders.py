@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import DataError
+from ..errors import DataError, describe_yaml_error
 
 Messages = list[dict[str, str]]
 
@@ -96,9 +96,7 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise DataError(f"{path}: malformed YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+            raise DataError(describe_yaml_error(path, exc)) from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
