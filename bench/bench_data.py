@@ -140,6 +140,7 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
     from hf_ita_plugin.data.cleaning import CleaningConfig, clean_conversation
     from hf_ita_plugin.data.dedup import Deduplicator, DedupConfig, _Sketch, normalize_for_dedup, shingle_hashes, signature
     from hf_ita_plugin.data.language import identify, looks_italian
+    from hf_ita_plugin.data.token_count import token_counter
     from hf_ita_plugin.templates import render
 
     no_language = CleaningConfig(require_italian=False)
@@ -158,9 +159,11 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
         for i, s in enumerate(sigs):
             dd.check(i, s)
 
-    def tokenize(batch):
+    counter = token_counter(tokenizer)
+
+    def count_tokens(batch):
         for i in range(0, len(batch), 256):
-            tokenizer(batch[i : i + 256], add_special_tokens=False)
+            counter.counts(batch[i : i + 256])
 
     stages = [
         ("cleaning (ftfy, leaks, whitespace)", len(convs), lambda: [clean_conversation(c, no_language) for c in convs]),
@@ -171,7 +174,7 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
         ("dedup: MinHash", len(shingles), lambda: [_Sketch.values(h, num_perm) for h in shingles]),
         ("dedup: LSH query/insert + Jaccard", len(sigs), dedup_all),
         ("template rendering", len(cleaned), lambda: [render(tokenizer, c) for c in cleaned]),
-        ("tokenization (rows kept after dedup)", len(survivors), lambda: tokenize(survivors)),
+        (f"token counts ({counter.backend}, kept rows)", len(survivors), lambda: count_tokens(survivors)),
     ]
     out = []
     for name, rows, func in stages:
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": size, "pipeline_s": round(med, 3), "pipeline_runs_s": [round(r, 3) for r in runs],
             "rows_per_s": round(size / med, 1), "baseline_s": round(base_med, 3),
             "pipeline_over_baseline": round(med / base_med, 2), "load_average_1m": loads, "kept": report["kept"],
+            "token_counter": report["stats"].get("token_counter"),
             "dropped_by_reason": report["dropped_by_reason"],
         })
     stages = stage_breakdown(synthetic_rows(args.stage_rows), tokenizer, args.repeats) if args.stage_rows else []

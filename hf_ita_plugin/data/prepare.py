@@ -34,6 +34,7 @@ from .cleaning import CleaningConfig, CleanOutcome, clean_conversation
 from .dedup import DedupConfig, Deduplicator, Signature, signature
 from .loaders import Example, LoadedData, load_examples
 from .report import DataReport
+from .token_count import TokenCounter, token_counter
 
 CURRICULA = ("none", "lab")
 PARALLEL_MIN_ROWS = 4000
@@ -102,6 +103,7 @@ Processed = tuple[CleanOutcome, Signature | None, str | None, int | None]
 after dedup) and its token count (when they are counted before it, for ``max_tokens``)."""
 
 _WORKER_TOKENIZERS: dict[tuple[str, str | None], Any] = {}
+_WORKER_COUNTERS: dict[tuple[str, str | None], TokenCounter] = {}
 
 
 def _tokenizer_for(options: PrepareOptions):
@@ -109,6 +111,13 @@ def _tokenizer_for(options: PrepareOptions):
     if key not in _WORKER_TOKENIZERS:  # loaded once per process (forked workers inherit the parent's)
         _WORKER_TOKENIZERS[key] = load_tokenizer(*key)
     return _WORKER_TOKENIZERS[key]
+
+
+def _counter_for(options: PrepareOptions) -> TokenCounter:
+    key = (options.tokenizer, options.template)
+    if key not in _WORKER_COUNTERS:  # built and verified once per process, like the tokenizer
+        _WORKER_COUNTERS[key] = token_counter(_tokenizer_for(options))
+    return _WORKER_COUNTERS[key]
 
 
 def _counts_before_dedup(options: PrepareOptions) -> bool:
@@ -145,13 +154,11 @@ def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
 def _count_chunk(args: tuple[list[str], PrepareOptions]) -> list[int]:
     """Token counts of rendered conversations: ``len(tokenize_conversation(...)["input_ids"])``.
 
-    The rendered text already holds the template's special tokens, so none are added; the fast
-    tokenizer encodes the whole chunk in one call.
+    The rendered text already holds the template's special tokens, so none are added (see
+    :mod:`.token_count` for how the counts are computed).
     """
     texts, options = args
-    if not texts:
-        return []
-    return [len(ids) for ids in _tokenizer_for(options)(texts, add_special_tokens=False)["input_ids"]]
+    return _counter_for(options).counts(texts)
 
 
 def _init_worker() -> None:
@@ -224,7 +231,7 @@ def prepare_examples(loaded: LoadedData, options: PrepareOptions | None = None) 
     counts: list[int] = []
     texts: list[str] = []  # rendered kept conversations, counted after dedup (no token limit)
     if options.tokenizer:
-        _tokenizer_for(options)  # load (and fail) before any work, and before forking
+        report.stats["token_counter"] = _counter_for(options).backend  # load (and fail) before forking
     with _Workers(_worker_count(options.workers, len(loaded.examples))) as workers:
         chunks = _chunks([ex.messages for ex in loaded.examples], options)
         stream = (row for rows in workers.map(_process_chunk, chunks) for row in rows)
