@@ -173,9 +173,14 @@ def remove_template_leaks(text: str, role: str, *, at_start: bool = True) -> tup
 
 def normalize_whitespace(text: str) -> str:
     """Single spaces inside lines, no trailing spaces, at most one blank line (indentation kept)."""
-    text = _MULTI_SPACE.sub(" ", text)
-    text = _TRAILING_SPACE.sub("", text)
-    return _MANY_NEWLINES.sub("\n\n", text)
+    has_tab = "\t" in text  # each pattern runs only where it can match (substring tests are cheap)
+    if has_tab or "  " in text:
+        text = _MULTI_SPACE.sub(" ", text)
+    if has_tab or " \n" in text:
+        text = _TRAILING_SPACE.sub("", text)
+    if "\n\n\n" in text:
+        text = _MANY_NEWLINES.sub("\n\n", text)
+    return text
 
 
 def clean_text(text: str, role: str, config: CleaningConfig) -> tuple[str, list[str]]:

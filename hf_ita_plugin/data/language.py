@@ -91,20 +91,26 @@ _ITALIAN_MARKERS = frozenset(
     "nei alla alle allo ma una uno lo ci può hanno essere molto già ancora quando dove sul sulla dalla dal".split()
 )
 _ENGLISH_MARKERS = frozenset("the and of to is you that with for this are it be on your was have".split())
+# Function words of Spanish, French and Portuguese that Italian does not use.
+_NEIGHBOUR_MARKERS = frozenset(
+    "el los las y que por pero está también muy hay esta este les des et est dans pour pas sur aux avec cette sont "
+    "os não em ao dos das você".split()
+)
 
 
 def looks_italian(text: str, *, min_words: int = 12) -> bool:
     """A cheap, conservative check: ``True`` only for prose that is unmistakably Italian.
 
-    At least 15% of the words are frequent Italian-only words and almost none are English
-    function words. ``False`` means "not sure" (ask :func:`identify`), never "not Italian".
+    At least 10% of the words are frequent Italian-only words and at most 2% are function words
+    of English, Spanish, French or Portuguese. ``False`` means "not sure" (ask :func:`identify`),
+    never "not Italian".
     """
     words = _WORD.findall(strip_code(text)[: MAX_PROSE_CHARS * 2].lower())
     if len(words) < min_words:
         return False
     italian = sum(w in _ITALIAN_MARKERS for w in words)
-    english = sum(w in _ENGLISH_MARKERS for w in words)
-    return italian >= 0.15 * len(words) and english <= 0.02 * len(words)
+    foreign = sum(w in _ENGLISH_MARKERS or w in _NEIGHBOUR_MARKERS for w in words)
+    return italian >= 0.10 * len(words) and foreign <= 0.02 * len(words)
 
 
 def requested_languages(prompt: str) -> set[str]:
