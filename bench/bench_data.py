@@ -6,16 +6,17 @@ exact duplicates, near duplicates, mojibake, template leaks and English answers,
 of machine-translated Alpaca data.
 
 For every size (default 10k and 100k rows) the whole pipeline of ``hf-ita data prepare`` runs
-(workers = one per core, tokens counted with the embedded SmolLM2 tokenizer and its ChatML
-template) several times; medians are reported. Baseline in the same run: templating +
-tokenization alone on the same rows (what any trainer pays), so ``pipeline / baseline`` says what
-cleaning and dedup cost on top. Scaling: time(largest)/time(smallest) against the row ratio
+(workers = one per core, tokens counted for the embedded SmolLM2 tokenizer and its ChatML
+template, by the counter the pipeline picks: tiktoken when verified equal) several times; medians
+are reported. Baseline in the same run: templating + tokenization with the transformers tokenizer
+alone on the same rows (what any trainer pays), so ``pipeline / baseline`` says what cleaning and
+dedup cost on top of it. Scaling: time(largest)/time(smallest) against the row ratio
 (1.0 = linear).
 
 Per-stage breakdown: each stage of the pipeline run alone, in this process, on the smallest size
 (CPU seconds, median of the repeats): text cleaning (ftfy, template leaks, whitespace), language
 ID, dedup signatures (normalisation, shingles, MinHash), the LSH index, template rendering and
-tokenization. The machine's load average is recorded with every run: the 2 cores are shared, so
+token counting. The machine's load average is recorded with every run: the 2 cores are shared, so
 compare ratios, not absolute seconds.
 
     python bench/bench_data.py [--sizes 10000,100000] [--repeats 3] [--stage-rows 5000]
