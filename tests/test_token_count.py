@@ -68,11 +68,15 @@ def test_qwen2_style_split_and_nfc_tokenizer_uses_tiktoken(tmp_path):
     assert counter.counts(texts) == _reference(tok, texts)
 
 
-def _byte_level_bpe(vocab_extra, merges):
+def _byte_level_bpe(vocab_extra, merges, without_bytes=()):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    from hf_ita_plugin.data.token_count import _byte_of_char
+
+    byte_of = _byte_of_char()
+    alphabet = [ch for ch in pre_tokenizers.ByteLevel.alphabet() if byte_of[ch] not in without_bytes]
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
     for token in vocab_extra:
         vocab[token] = len(vocab)
     tk = Tokenizer(models.BPE(vocab=vocab, merges=merges))
@@ -106,3 +110,22 @@ def test_unsupported_tokenizers_count_with_the_tokenizer(tmp_path):
     assert counter.backend == "tokenizers"
     texts = ["Ciao Mondo", "tutto bene, grazie", "Qualcosa di nuovo"]
     assert counter.counts(texts) == _reference(tok, texts)
+
+
+def test_a_vocabulary_without_some_lead_bytes_still_counts_exactly():
+    # No token for byte 0xE0, the lead byte of U+0800..U+0FFF (Devanagari, Thai...): the tokenizer
+    # drops those characters. No chat template either: the bundled contents are the probe.
+    tok = _byte_level_bpe(["ci", "ao", "ciao"], [("c", "i"), ("a", "o"), ("ci", "ao")], without_bytes={0xE0})
+    counter = token_counter(tok)
+    assert counter.backend == "tiktoken"
+    texts = ["ciao हिन्दी ciao", "ciao ciao", "ไทย", "perché"]
+    assert counter.counts(texts) == _reference(tok, texts)
+
+
+def test_unencodable_characters_are_exactly_those_with_a_missing_byte():
+    from hf_ita_plugin.data.token_count import _characters_with
+
+    sample = [chr(c) for c in [*range(0, 0xD800, 7), *range(0xE000, 0x110000, 97)]]
+    for byte in [0x04, 0x7F, 0xC2, 0xC3, 0xDF, 0xE0, 0xE2, 0xEF, 0xF0, 0xF1, 0xF4]:
+        pattern = _characters_with({byte})
+        assert [ch for ch in sample if pattern.search(ch)] == [ch for ch in sample if byte in ch.encode("utf-8")[:1]]

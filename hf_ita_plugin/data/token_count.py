@@ -57,6 +57,12 @@ class _FastEncoding(NamedTuple):
             texts = [unicodedata.normalize("NFC", t) for t in texts]
         return self.encoding.encode_batch(texts, num_threads=1, allowed_special="all")
 
+    def unencodable_positions(self, texts: list[str]) -> list[int]:
+        """Positions of the texts tiktoken cannot encode (see :attr:`unencodable`)."""
+        if self.unencodable is None:
+            return []
+        return [i for i, t in enumerate(texts) if self.unencodable.search(t)]
+
     def ids(self, texts: list[str]) -> list[list[int]]:
         """The tokenizer's ids for ``texts`` (used to verify the encoding, not to count)."""
         out = []
@@ -81,12 +87,10 @@ class TokenCounter:
         """Number of tokens of each text (special tokens in the text count as one token each)."""
         if self._fast is None:
             return self._reference_counts(texts)
-        unencodable = self._fast.unencodable
-        slow = [i for i, t in enumerate(texts) if unencodable.search(t)] if unencodable is not None else []
-        easy = [t for t in texts if unencodable is None or not unencodable.search(t)] if slow else texts
-        counts = [len(ids) for ids in self._fast.encode(easy)]
-        for i, n in zip(slow, self._reference_counts([texts[i] for i in slow])):
-            counts.insert(i, n)
+        slow = set(self._fast.unencodable_positions(texts))
+        counts = [len(ids) for ids in self._fast.encode([t for i, t in enumerate(texts) if i not in slow])]
+        for i, n in zip(sorted(slow), self._reference_counts([texts[i] for i in sorted(slow)])):
+            counts.insert(i, n)  # ascending positions: everything before i is already in place
         return counts
 
     def _reference_counts(self, texts: list[str]) -> list[int]:
@@ -105,6 +109,10 @@ def token_counter(tokenizer: Any, probe: list[str] | None = None) -> TokenCounte
     if fast is None:
         return TokenCounter(tokenizer)
     probe = list(_EDGE_CASES) + (probe if probe is not None else _bundled_probe(tokenizer))
+    skipped = set(fast.unencodable_positions(probe))  # counted by the tokenizer anyway
+    probe = [t for i, t in enumerate(probe) if i not in skipped]
+    if not probe:
+        return TokenCounter(tokenizer)
     reference = tokenizer(probe, add_special_tokens=False)["input_ids"]
     if fast.ids(probe) != [list(ids) for ids in reference]:
         return TokenCounter(tokenizer)
@@ -112,7 +120,7 @@ def token_counter(tokenizer: Any, probe: list[str] | None = None) -> TokenCounte
 
 
 def _bundled_probe(tokenizer: Any) -> list[str]:
-    from ..errors import DataError
+    from ..errors import HfItaError
     from ..templates import render
     from .loaders import bundled_data_path
 
@@ -122,7 +130,7 @@ def _bundled_probe(tokenizer: Any) -> list[str]:
             messages = json.loads(line)["messages"]
             try:
                 texts.append(render(tokenizer, messages))
-            except DataError:  # a template that cannot render this conversation: probe its contents
+            except HfItaError:  # no template, or one that cannot render this conversation: probe the contents
                 texts.extend(m["content"] for m in messages)
     return texts
 
@@ -225,10 +233,10 @@ def _characters_with(missing_bytes: set[int]) -> re.Pattern | None:
             ranges.append((b, b))
         elif 0xC2 <= b <= 0xDF:
             ranges.append(((b - 0xC0) << 6, ((b - 0xC0) << 6) + 0x3F))
-        elif 0xE0 <= b <= 0xEF:
-            ranges.append(((b - 0xE0) << 12, ((b - 0xE0) << 12) + 0xFFF))
-        elif 0xF0 <= b <= 0xF4:
-            ranges.append(((b - 0xF0) << 18, min(((b - 0xF0) << 18) + 0x3FFFF, 0x10FFFF)))
+        elif 0xE0 <= b <= 0xEF:  # 3-byte sequences start at U+0800
+            ranges.append((max((b - 0xE0) << 12, 0x800), ((b - 0xE0) << 12) + 0xFFF))
+        elif 0xF0 <= b <= 0xF4:  # 4-byte sequences start at U+10000
+            ranges.append((max((b - 0xF0) << 18, 0x10000), min(((b - 0xF0) << 18) + 0x3FFFF, 0x10FFFF)))
     if not ranges:
         return None
     return re.compile("[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in ranges) + "]")
