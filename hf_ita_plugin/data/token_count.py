@@ -87,9 +87,11 @@ class TokenCounter:
         """Number of tokens of each text (special tokens in the text count as one token each)."""
         if self._fast is None:
             return self._reference_counts(texts)
-        slow = set(self._fast.unencodable_positions(texts))
-        counts = [len(ids) for ids in self._fast.encode([t for i, t in enumerate(texts) if i not in slow])]
-        for i, n in zip(sorted(slow), self._reference_counts([texts[i] for i in sorted(slow)])):
+        slow = self._fast.unencodable_positions(texts)  # ascending
+        skip = set(slow)
+        easy = [t for i, t in enumerate(texts) if i not in skip] if skip else texts
+        counts = [len(ids) for ids in self._fast.encode(easy)]
+        for i, n in zip(slow, self._reference_counts([texts[i] for i in slow])):
             counts.insert(i, n)  # ascending positions: everything before i is already in place
         return counts
 
