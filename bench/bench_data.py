@@ -139,7 +139,8 @@ def _cpu_seconds(func, repeats: int) -> float:
 def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
     """CPU time of each pipeline stage run alone on ``convs``, in microseconds per input row."""
     from hf_ita_plugin.data.cleaning import CleaningConfig, clean_conversation
-    from hf_ita_plugin.data.dedup import Deduplicator, DedupConfig, _Sketch, normalize_for_dedup, shingle_hashes, signature
+    from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, lsh_bands, minhashes, normalize_for_dedup,
+                                          shingle_hashes, signatures)
     from hf_ita_plugin.data.language import identify, looks_italian
     from hf_ita_plugin.data.token_count import token_counter
     from hf_ita_plugin.templates import render
@@ -149,11 +150,12 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
     answers = ["\n".join(m["content"] for m in c if m["role"] == "assistant") for c in cleaned]
     texts = [normalize_for_dedup(c) for c in cleaned]
     shingles = [shingle_hashes(t) for t in texts]
-    sigs = [signature(c) for c in cleaned]
+    sigs = [sig for i in range(0, len(cleaned), 256) for sig in signatures(cleaned[i : i + 256])]
     rendered = [render(tokenizer, c) for c in cleaned]
     fresh = Deduplicator()
     survivors = [r for i, (r, s) in enumerate(zip(rendered, sigs)) if fresh.check(i, s) is None]
-    num_perm = DedupConfig().num_perm
+    config = DedupConfig()
+    layout = lsh_bands(config.threshold, config.num_perm)
 
     def dedup_all():
         dd = Deduplicator()
@@ -172,8 +174,9 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
          lambda: [looks_italian(a) or identify(a) for a in answers]),
         ("dedup: normalise text", len(cleaned), lambda: [normalize_for_dedup(c) for c in cleaned]),
         ("dedup: word 3-gram hashes", len(texts), lambda: [shingle_hashes(t) for t in texts]),
-        ("dedup: MinHash", len(shingles), lambda: [_Sketch.values(h, num_perm) for h in shingles]),
-        ("dedup: LSH query/insert + Jaccard", len(sigs), dedup_all),
+        ("dedup: MinHash + LSH band keys (numpy, 256 rows at a time)", len(shingles),
+         lambda: [band_keys(minhashes(shingles[i : i + 256], config.num_perm), *layout) for i in range(0, len(shingles), 256)]),
+        ("dedup: LSH lookup/insert + exact Jaccard", len(sigs), dedup_all),
         ("template rendering", len(cleaned), lambda: [render(tokenizer, c) for c in cleaned]),
         (f"token counts ({counter.backend}, kept rows)", len(survivors), lambda: count_tokens(survivors)),
     ]

@@ -4,13 +4,19 @@ The first occurrence of a conversation is kept; a later one is reported as a dup
 
 - *exact*: the conversation's text is normalised (NFKC, case-folded, punctuation and repeated
   whitespace removed) and hashed; equal hashes are duplicates.
-- *near*: word 3-gram shingles of the normalised text are hashed (:func:`shingle_hashes`), sketched with
-  ``datasketch.MinHash`` and indexed in ``datasketch.MinHashLSH``; each LSH candidate is then
-  confirmed with the exact Jaccard similarity of the two shingle sets, so the threshold is exact
-  and there are no false positives from the sketch.
+- *near*: word 3-gram shingles of the normalised text are hashed (:func:`shingle_hashes`) and
+  sketched with MinHash; the sketch is cut into LSH bands (:func:`lsh_bands`) whose keys index
+  the kept conversations. Each conversation sharing a band key is a candidate, confirmed with the
+  exact Jaccard similarity of the two shingle sets, so the threshold is exact and there are no
+  false positives from the sketch.
 
-Signatures (:func:`signature`) are pure functions of the messages, so they can be computed in
-worker processes; :class:`Deduplicator` holds the index and runs in one process.
+Signatures (:func:`signatures`) are pure functions of the messages and are computed a chunk at a
+time in worker processes: the MinHash of a whole chunk is one numpy computation (each
+permutation is a multiply-shift hash ``(a * x + b) mod 2**64 >> 32``), and only the band keys
+and shingle bytes travel to the main process, where :class:`Deduplicator` holds the index and
+does dictionary lookups. Against datasketch's per-conversation MinHash and its LSH index (band
+keys rebuilt from each sketch in the main process) on the bench rows: signatures 168 -> 113 us per
+row, index checks 71 -> 41 us, pickled signatures 700 -> 500 bytes.
 """
 
 from __future__ import annotations
@@ -20,16 +26,23 @@ import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 DEFAULT_NUM_PERM = 64
 DEFAULT_THRESHOLD = 0.8
 SHINGLE_WORDS = 3
-LSH_MARGIN = 0.1
+MIN_RECALL = 0.99
+"""Band layout: a pair exactly at the threshold becomes a candidate with at least this probability."""
 
 _WORD = re.compile(r"\w+")
+_SKETCH_BLOCK = 64
+"""Conversations sketched together (their shingles x permutations matrix stays in the CPU cache)."""
+_PERMUTATION_SEED = 1
+_BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
+_SHIFT = np.uint64(32)
 
 
 @dataclass
@@ -41,16 +54,15 @@ class DedupConfig:
     num_perm: int = DEFAULT_NUM_PERM
 
 
-@dataclass
-class Signature:
-    """What the deduplicator needs to know about one conversation."""
+class Signature(NamedTuple):
+    """What the deduplicator needs to know about one conversation (small and cheap to pickle)."""
 
     key: bytes
     """Hash of the normalised text (exact duplicates)."""
-    shingles: np.ndarray
-    """Sorted unique CRC32 hashes of the word 3-grams (uint32)."""
-    minhash: np.ndarray | None
-    """MinHash values (``num_perm`` of them), or ``None`` when near-dedup is off."""
+    shingles: bytes
+    """Sorted unique hashes of the word 3-grams, as uint32 bytes (see :func:`shingle_hashes`)."""
+    bands: tuple[int, ...]
+    """LSH band keys of the MinHash (``()`` when near-dedup is off)."""
 
 
 @dataclass
@@ -70,10 +82,6 @@ def normalize_for_dedup(messages: list[dict[str, Any]]) -> str:
         # the words are the runs of \w characters (no character is both \w and whitespace)
         parts.append(f"{m.get('role', '')}: {' '.join(_WORD.findall(text))}")
     return "\n".join(parts)
-
-
-def _identity(value: int) -> int:
-    return value
 
 
 def shingle_hashes(text: str) -> np.ndarray:
@@ -100,40 +108,92 @@ _MULTIPLIERS = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D], dtype=np.uint32)
 _MIX = np.uint32(0x27D4EB2F)
 
 
-class _Sketch:
-    """A reusable MinHash (one per process and ``num_perm``): same permutations -> comparable values."""
+@lru_cache(maxsize=16)
+def lsh_bands(threshold: float, num_perm: int, min_recall: float = MIN_RECALL) -> tuple[int, int]:
+    """``(bands, rows per band)``: the most selective layout that still finds pairs at ``threshold``.
 
-    _cache: dict[int, Any] = {}
+    Two conversations with Jaccard similarity ``s`` share at least one band with probability
+    ``1 - (1 - s**rows) ** bands``. More rows per band means fewer dissimilar candidates; the
+    layout with the most rows whose probability at ``threshold`` is still ``min_recall`` wins.
+    """
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= min_recall:
+            best = (bands, rows)
+    return best
 
-    @classmethod
-    def values(cls, hashes: np.ndarray, num_perm: int) -> np.ndarray:
-        sketch = cls._cache.get(num_perm)
-        if sketch is None:
-            from datasketch import MinHash
 
-            sketch = cls._cache[num_perm] = MinHash(num_perm=num_perm, seed=1, hashfunc=_identity, scheme="affine32")
-        sketch.clear()
-        if len(hashes):
-            sketch.update_batch(hashes.tolist())
-        return sketch.hashvalues.copy()
+@lru_cache(maxsize=4)
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multipliers (odd) and offsets of the ``num_perm`` hash functions; fixed, so every process agrees."""
+    rng = np.random.default_rng(_PERMUTATION_SEED)
+    a = rng.integers(1, 2**63, num_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
+    return a, b
+
+
+def minhashes(shingle_sets: Sequence[np.ndarray], num_perm: int = DEFAULT_NUM_PERM) -> np.ndarray:
+    """MinHash values of each shingle set, shape ``(len(shingle_sets), num_perm)``, uint64 below 2**32.
+
+    An empty set gets the sketch of the set ``{0}`` (so all empty texts look alike).
+    """
+    a, b = _permutations(num_perm)
+    out = np.empty((len(shingle_sets), num_perm), dtype=np.uint64)
+    for start in range(0, len(shingle_sets), _SKETCH_BLOCK):
+        block = [s if len(s) else _EMPTY_SET for s in shingle_sets[start : start + _SKETCH_BLOCK]]
+        lengths = np.fromiter((len(s) for s in block), dtype=np.int64, count=len(block))
+        offsets = np.zeros(len(block), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        hashed = np.multiply.outer(np.concatenate(block).astype(np.uint64), a)  # wraps mod 2**64
+        hashed += b
+        # the top 32 bits are the hash value; shifting after the minimum gives the same result
+        out[start : start + len(block)] = np.minimum.reduceat(hashed, offsets, axis=0) >> _SHIFT
+    return out
+
+
+_EMPTY_SET = np.zeros(1, dtype=np.uint32)
+
+
+def band_keys(sketches: np.ndarray, bands: int, rows: int) -> list[tuple[int, ...]]:
+    """One key per band and sketch: the band's ``rows`` MinHash values folded into 64 bits."""
+    cut = sketches[:, : bands * rows].reshape(len(sketches), bands, rows)
+    keys = cut[:, :, 0].copy()
+    for j in range(1, rows):
+        keys *= _BAND_MIX
+        keys += cut[:, :, j]
+    return [tuple(k) for k in keys.tolist()]
+
+
+def signatures(conversations: Sequence[list[dict[str, Any]]], config: DedupConfig | None = None) -> list[Signature]:
+    """Exact keys, shingle hashes and LSH band keys of many conversations (one numpy MinHash for all)."""
+    config = config or DedupConfig()
+    texts = [normalize_for_dedup(messages) for messages in conversations]
+    shingle_sets = [shingle_hashes(text) for text in texts]
+    if config.near and texts:
+        bands = band_keys(minhashes(shingle_sets, config.num_perm), *lsh_bands(config.threshold, config.num_perm))
+    else:
+        bands = [()] * len(texts)
+    return [Signature(hashlib.blake2b(text.encode("utf-8"), digest_size=12).digest(), shingles.tobytes(), band)
+            for text, shingles, band in zip(texts, shingle_sets, bands)]
 
 
 def signature(messages: list[dict[str, Any]], config: DedupConfig | None = None) -> Signature:
-    """Exact key, shingle hashes and MinHash of a conversation."""
-    config = config or DedupConfig()
-    text = normalize_for_dedup(messages)
-    key = hashlib.blake2b(text.encode("utf-8"), digest_size=12).digest()
-    hashes = shingle_hashes(text)
-    minhash = _Sketch.values(hashes, config.num_perm) if config.near else None
-    return Signature(key, hashes, minhash)
+    """The :class:`Signature` of one conversation (see :func:`signatures`)."""
+    return signatures([messages], config)[0]
 
 
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact Jaccard similarity of two sorted unique hash arrays."""
+def jaccard(a: bytes | np.ndarray, b: bytes | np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted unique shingle hash sets (arrays or signature bytes)."""
+    a, b = _as_hashes(a), _as_hashes(b)
     if not len(a) and not len(b):
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
+
+
+def _as_hashes(value: bytes | np.ndarray) -> np.ndarray:
+    return np.frombuffer(value, dtype=np.uint32) if isinstance(value, bytes) else value
 
 
 class Deduplicator:
@@ -152,15 +212,10 @@ class Deduplicator:
 
             raise ConfigError(f"dedup threshold must be in (0, 1], got {self.config.threshold}")
         self._exact: dict[bytes, int] = {}
-        self._shingles: dict[int, np.ndarray] = {}
-        self._lsh = None
-        if self.config.near:
-            from datasketch import MinHashLSH
-
-            # The index only proposes candidates (each is confirmed with the exact Jaccard): tune it
-            # below the threshold and towards recall, so near duplicates are not missed.
-            self._lsh = MinHashLSH(threshold=max(0.05, self.config.threshold - LSH_MARGIN),
-                                   num_perm=self.config.num_perm, weights=(0.3, 0.7))
+        self._shingles: dict[int, bytes] = {}
+        bands = lsh_bands(self.config.threshold, self.config.num_perm)[0] if self.config.near else 0
+        self._buckets: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
+        """Per band: key -> the kept conversation(s) with that key (an int, or a list once shared)."""
 
     def check(self, index: int, sig: Signature) -> Duplicate | None:
         """``None`` if the conversation is new (it is then remembered), else what it duplicates."""
@@ -168,19 +223,41 @@ class Deduplicator:
             first = self._exact.get(sig.key)
             if first is not None:
                 return Duplicate("exact_duplicate", first, 1.0)
-        if self._lsh is not None and sig.minhash is not None:
-            from datasketch import LeanMinHash
-
-            sketch = LeanMinHash(seed=1, hashvalues=sig.minhash, scheme="affine32")
-            best: tuple[float, int] | None = None
-            for candidate in self._lsh.query(sketch):
-                sim = jaccard(sig.shingles, self._shingles[candidate])
-                if sim >= self.config.threshold and (best is None or sim > best[0]):
-                    best = (sim, candidate)
+        if self._buckets and sig.bands:
+            best = self._most_similar(sig)
             if best is not None:
                 return Duplicate("near_duplicate", best[1], round(best[0], 4))
-            self._lsh.insert(index, sketch, check_duplication=False)
-            self._shingles[index] = sig.shingles
+            self._remember(index, sig)
         if self.config.exact:
             self._exact[sig.key] = index
         return None
+
+    def _most_similar(self, sig: Signature) -> tuple[float, int] | None:
+        candidates: set[int] = set()
+        for bucket, key in zip(self._buckets, sig.bands):
+            hit = bucket.get(key)
+            if hit is None:
+                continue
+            if type(hit) is int:
+                candidates.add(hit)
+            else:
+                candidates.update(hit)
+        best: tuple[float, int] | None = None
+        if candidates:
+            mine = _as_hashes(sig.shingles)
+            for candidate in sorted(candidates):  # ties go to the earliest conversation
+                sim = jaccard(mine, self._shingles[candidate])
+                if sim >= self.config.threshold and (best is None or sim > best[0]):
+                    best = (sim, candidate)
+        return best
+
+    def _remember(self, index: int, sig: Signature) -> None:
+        self._shingles[index] = sig.shingles
+        for bucket, key in zip(self._buckets, sig.bands):
+            hit = bucket.get(key)
+            if hit is None:
+                bucket[key] = index
+            elif type(hit) is int:
+                bucket[key] = [hit, index]
+            else:
+                hit.append(index)

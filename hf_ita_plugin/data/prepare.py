@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .. import atomic
 from ..errors import ConfigError, DataError
 from .cleaning import CleaningConfig, CleanOutcome, clean_conversation
-from .dedup import DedupConfig, Deduplicator, Signature, signature
+from .dedup import DedupConfig, Deduplicator, Signature, signatures
 from .loaders import Example, LoadedData, load_examples
 from .report import DataReport
 from .token_count import TokenCounter, token_counter
@@ -128,11 +128,11 @@ def _counts_before_dedup(options: PrepareOptions) -> bool:
 def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
     """Clean, sign and render a chunk of conversations (and count their tokens for ``max_tokens``)."""
     chunk, options = args
-    results: list[list[Any]] = []
-    for messages in chunk:
-        outcome = clean_conversation(messages, options.cleaning)
-        sig = signature(outcome.messages, options.dedup) if outcome.kept and (options.dedup.exact or options.dedup.near) else None
-        results.append([outcome, sig, None, None])
+    results: list[list[Any]] = [[clean_conversation(messages, options.cleaning), None, None, None] for messages in chunk]
+    if options.dedup.exact or options.dedup.near:
+        kept = [row for row in results if row[0].kept]
+        for row, sig in zip(kept, signatures([row[0].messages for row in kept], options.dedup)):
+            row[1] = sig
     if options.tokenizer:
         from ..templates import render, with_system_prompt
 
