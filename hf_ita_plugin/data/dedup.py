@@ -93,7 +93,7 @@ def shingle_hashes(text: str) -> np.ndarray:
     words = text.split()
     if not words:
         return np.zeros(0, dtype=np.uint32)
-    h = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), dtype=np.uint32, count=len(words))
+    h = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint32, count=len(words))  # UTF-8
     if len(h) < SHINGLE_WORDS:
         grams = np.array([np.bitwise_xor.reduce(h * _MULTIPLIERS[: len(h)])], dtype=np.uint32)
     else:

@@ -96,6 +96,7 @@ _NEIGHBOUR_MARKERS = frozenset(
     "el los las y que por pero está también muy hay esta este les des et est dans pour pas sur aux avec cette sont "
     "os não em ao dos das você".split()
 )
+_FOREIGN_MARKERS = _ENGLISH_MARKERS | _NEIGHBOUR_MARKERS
 
 
 def looks_italian(text: str, *, min_words: int = 12) -> bool:
@@ -108,8 +109,8 @@ def looks_italian(text: str, *, min_words: int = 12) -> bool:
     words = _WORD.findall(strip_code(text)[: MAX_PROSE_CHARS * 2].lower())
     if len(words) < min_words:
         return False
-    italian = sum(w in _ITALIAN_MARKERS for w in words)
-    foreign = sum(w in _ENGLISH_MARKERS or w in _NEIGHBOUR_MARKERS for w in words)
+    italian = sum(map(_ITALIAN_MARKERS.__contains__, words))  # map over a C method: no Python frame per word
+    foreign = sum(map(_FOREIGN_MARKERS.__contains__, words))
     return italian >= 0.10 * len(words) and foreign <= 0.02 * len(words)
 
 
