@@ -55,7 +55,9 @@ class _FastEncoding(NamedTuple):
         """tiktoken's ranks for ``texts`` (one list per text)."""
         if self.nfc:
             texts = [unicodedata.normalize("NFC", t) for t in texts]
-        return self.encoding.encode_batch(texts, num_threads=1, allowed_special="all")
+        # one call per text: encode_batch hands each text to a thread pool, twice the cost on 2 cores
+        encode, specials = self.encoding.encode, self.encoding.special_tokens_set
+        return [encode(text, allowed_special=specials, disallowed_special=()) for text in texts]
 
     def unencodable_positions(self, texts: list[str]) -> list[int]:
         """Positions of the texts tiktoken cannot encode (see :attr:`unencodable`)."""
