@@ -128,6 +128,20 @@ def test_nfc_normalisation():
     assert cleaned == "perché è" and "unicode_normalized" in fixes
 
 
+@pytest.mark.parametrize("damaged, repaired", [
+    ("Lâ€™Italia è una repubblica â€“ dal 1946.", "L’Italia è una repubblica – dal 1946."),  # only 'plain' characters
+    ("PerchÃ© no? Ãˆ cosÃ¬.", "Perché no? È così."),
+])
+def test_mojibake_is_repaired_even_when_made_of_plain_characters(damaged, repaired):
+    cleaned, fixes = clean_text(damaged, "assistant", CleaningConfig())
+    assert cleaned == repaired and fixes == ["encoding_repaired"]
+
+
+def test_plain_italian_typography_is_left_alone():
+    text = "«Città», disse: “Sì” – è l’unica… 5 € o 3° posto; caffè·latte"
+    assert clean_text(text, "assistant", CleaningConfig()) == (text, [])
+
+
 def test_split_code_round_trips():
     text = "a `b` c\n```\nd  e\n```\nf ~~~x~~~"
     assert "".join(p for _, p in split_code(text)) == text

@@ -4,8 +4,8 @@ What happens to every message, in order:
 
 1. Unicode repair with ``ftfy``: mojibake (``perchÃ©`` -> ``perché``), HTML entities, control
    characters, then NFC normalisation. Plain text (ASCII plus the usual Italian letters and
-   typography) is only NFC-normalised: ftfy would leave it unchanged anyway, and it is the
-   slow step.
+   typography, and no lead-continuation pair such as ``â€™``) is only NFC-normalised: ftfy would
+   leave it unchanged anyway, and it is the slow step.
 2. Template leaks removed outside code: role tags (``<|im_start|>assistant``, ``[INST]``,
    ``</s>``...), prompt-format headers (``### Risposta:``, ``### Input:``...), a label opening an
    answer (``Output:``, ``Risposta:``, ``Assistant:``) and a next turn the answer ran into.
@@ -78,6 +78,15 @@ _PLAIN = frozenset(
     + list("«»“”‘’„–—…•·°€£§©®™×÷±½¼¾²³¹µ¿¡→←↑↓✓")
 )
 
+# UTF-8 read as Windows-1252 turns each non-ASCII character into a lead (Â, Ã, â...) and one or
+# more continuation characters (€, ™, “, ’, «, °...). Some of those pairs are made only of the
+# plain characters above (``â€™`` for ``’``, ``â€“`` for ``–``), so plain text is also checked
+# for a lead followed by a continuation character.
+_CP1252_CONTINUATIONS = bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")
+_MOJIBAKE_PAIR = re.compile("[\u00c2-\u00f4][" + re.escape(_CP1252_CONTINUATIONS) + "]")
+_PLAIN_LEADS = frozenset(c for c in _PLAIN if "\u00c2" <= c <= "\u00f4")
+_FTFY_CONFIG = None
+
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n?.*?(?:\1|\Z)", re.S)
 _INLINE = re.compile(r"`[^`\n]+`")
 
@@ -116,15 +125,24 @@ _MANY_NEWLINES = re.compile(r"\n{3,}")
 def repair_unicode(text: str) -> tuple[str, list[str]]:
     """Fix mojibake and other encoding damage with ftfy, then NFC; returns ``(text, fixes)``."""
     fixes = []
-    if not set(text) <= _PLAIN:
-        import ftfy
-
-        fixed = ftfy.fix_text(text, uncurl_quotes=False, normalization="NFC")
+    chars = set(text)
+    if not chars <= _PLAIN or (chars & _PLAIN_LEADS and _MOJIBAKE_PAIR.search(text)):
+        fixed = ftfy_fix(text)
         if fixed != text:
             # tell real repairs from mere normalisation
             fixes.append("encoding_repaired" if fixed != unicodedata.normalize("NFC", text) else "unicode_normalized")
         return fixed, fixes
     return text, fixes  # plain characters only: already NFC
+
+
+def ftfy_fix(text: str) -> str:
+    """``ftfy.fix_text`` with straight quotes left alone and NFC output (its config is built once)."""
+    global _FTFY_CONFIG
+    import ftfy
+
+    if _FTFY_CONFIG is None:
+        _FTFY_CONFIG = ftfy.TextFixerConfig(uncurl_quotes=False, normalization="NFC")
+    return ftfy.fix_text(text, _FTFY_CONFIG)
 
 
 def split_code(text: str) -> list[tuple[bool, str]]:
