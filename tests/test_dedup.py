@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, lsh_bands, minhashes, shingle_hashes,
-                                      signature, signatures)
+from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, lsh_bands, minhashes, shingle_hash_sets,
+                                      shingle_hashes, signature, signatures)
 
 
 def _pair_with_jaccard(rng: np.random.Generator, shared: int, only_each: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,3 +86,13 @@ def test_ties_go_to_the_earliest_kept_conversation():
 def test_shingles_are_order_sensitive():
     assert not np.array_equal(shingle_hashes("a b c d"), shingle_hashes("d c b a"))
     assert len(shingle_hashes("uno due")) == 1 and len(shingle_hashes("")) == 0
+
+
+def test_shingles_of_many_texts_equal_one_text_at_a_time():
+    texts = ["", "uno", "la casa è rossa e grande", "uno due", "  ", "a b c", "a b c a b c a b c", "x y"]
+    together = shingle_hash_sets(texts)
+    assert [len(s) for s in together] == [0, 1, 4, 1, 0, 1, 3, 1]
+    for text, shingles in zip(texts, together):
+        assert np.array_equal(shingles, shingle_hashes(text)) and shingles.dtype == np.uint32
+        assert np.all(np.diff(shingles.astype(np.int64)) > 0)  # sorted, unique
+    assert shingle_hash_sets([]) == []
