@@ -131,6 +131,7 @@ def test_nfc_normalisation():
 @pytest.mark.parametrize("damaged, repaired", [
     ("Lâ€™Italia è una repubblica â€“ dal 1946.", "L’Italia è una repubblica – dal 1946."),  # only 'plain' characters
     ("PerchÃ© no? Ãˆ cosÃ¬.", "Perché no? È così."),
+    ("Disse: Â«Andiamo a 30Â°Â».", "Disse: «Andiamo a 30°»."),
 ])
 def test_mojibake_is_repaired_even_when_made_of_plain_characters(damaged, repaired):
     cleaned, fixes = clean_text(damaged, "assistant", CleaningConfig())
@@ -138,7 +139,7 @@ def test_mojibake_is_repaired_even_when_made_of_plain_characters(damaged, repair
 
 
 def test_plain_italian_typography_is_left_alone():
-    text = "«Città», disse: “Sì” – è l’unica… 5 € o 3° posto; caffè·latte"
+    text = "«Città», disse: “Sì” – è l’unica… 5 € o 3° posto; caffè·latte «perché» «È»"
     assert clean_text(text, "assistant", CleaningConfig()) == (text, [])
 
 

@@ -78,12 +78,13 @@ _PLAIN = frozenset(
     + list("«»“”‘’„–—…•·°€£§©®™×÷±½¼¾²³¹µ¿¡→←↑↓✓")
 )
 
-# UTF-8 read as Windows-1252 turns each non-ASCII character into a lead (Â, Ã, â...) and one or
-# more continuation characters (€, ™, “, ’, «, °...). Some of those pairs are made only of the
-# plain characters above (``â€™`` for ``’``, ``â€“`` for ``–``), so plain text is also checked
-# for a lead followed by a continuation character.
-_CP1252_CONTINUATIONS = bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")
-_MOJIBAKE_PAIR = re.compile("[\u00c2-\u00f4][" + re.escape(_CP1252_CONTINUATIONS) + "]")
+# UTF-8 read as Windows-1252 turns each non-ASCII character into a lead (Â, Ã, â...) and one to
+# three continuation characters (€, ™, “, ’, «, °...). Some of those sequences are made only of
+# the plain characters above (``â€™`` for ``’``, ``Â«`` for ``«``), so plain text is also checked
+# for a lead followed by as many continuation characters as it announces (``perché»`` is not).
+_CP1252_CONTINUATIONS = "[" + re.escape(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")) + "]"
+_MOJIBAKE_SEQUENCE = re.compile(f"[\u00c2-\u00df]{_CP1252_CONTINUATIONS}|[\u00e0-\u00ef]{_CP1252_CONTINUATIONS}{{2}}"
+                            f"|[\u00f0-\u00f4]{_CP1252_CONTINUATIONS}{{3}}")
 _PLAIN_LEADS = frozenset(c for c in _PLAIN if "\u00c2" <= c <= "\u00f4")
 _FTFY_CONFIG = None
 
@@ -126,7 +127,7 @@ def repair_unicode(text: str) -> tuple[str, list[str]]:
     """Fix mojibake and other encoding damage with ftfy, then NFC; returns ``(text, fixes)``."""
     fixes = []
     chars = set(text)
-    if not chars <= _PLAIN or (chars & _PLAIN_LEADS and _MOJIBAKE_PAIR.search(text)):
+    if not chars <= _PLAIN or (chars & _PLAIN_LEADS and _MOJIBAKE_SEQUENCE.search(text)):
         fixed = ftfy_fix(text)
         if fixed != text:
             # tell real repairs from mere normalisation
