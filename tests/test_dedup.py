@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, lsh_bands, minhashes, shingle_hash_sets,
-                                      shingle_hashes, signature, signatures)
+from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, jaccards, lsh_bands, minhashes,
+                                      shingle_hash_sets, shingle_hashes, signature, signatures)
 
 
 def _pair_with_jaccard(rng: np.random.Generator, shared: int, only_each: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,3 +96,24 @@ def test_shingles_of_many_texts_equal_one_text_at_a_time():
         assert np.array_equal(shingles, shingle_hashes(text)) and shingles.dtype == np.uint32
         assert np.all(np.diff(shingles.astype(np.int64)) > 0)  # sorted, unique
     assert shingle_hash_sets([]) == []
+
+
+def test_bad_sketch_size_is_a_config_error():
+    from hf_ita_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_perm"):
+        Deduplicator(DedupConfig(num_perm=0))
+    assert Deduplicator(DedupConfig(near=False, num_perm=0)).check(0, signature([{"role": "user", "content": "x"}],
+                                                                                DedupConfig(near=False))) is None
+
+
+def test_jaccards_of_many_candidates_equal_set_arithmetic():
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        mine = np.unique(rng.integers(0, 80, rng.integers(0, 40), dtype=np.uint32))
+        others = [np.unique(rng.integers(0, 80, rng.integers(0, 40), dtype=np.uint32)) for _ in range(rng.integers(1, 8))]
+        expected = []
+        for other in others:
+            union = set(mine.tolist()) | set(other.tolist())
+            expected.append(len(set(mine.tolist()) & set(other.tolist())) / len(union) if union else 1.0)
+        assert jaccards(mine.tobytes(), [o.tobytes() for o in others]) == pytest.approx(expected)
