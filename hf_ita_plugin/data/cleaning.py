@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..errors import HfItaError
@@ -84,9 +85,8 @@ _PLAIN = frozenset(
 # for a lead followed by as many continuation characters as it announces (``perché»`` is not).
 _CP1252_CONTINUATIONS = "[" + re.escape(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")) + "]"
 _MOJIBAKE_SEQUENCE = re.compile(f"[\u00c2-\u00df]{_CP1252_CONTINUATIONS}|[\u00e0-\u00ef]{_CP1252_CONTINUATIONS}{{2}}"
-                            f"|[\u00f0-\u00f4]{_CP1252_CONTINUATIONS}{{3}}")
+                                f"|[\u00f0-\u00f4]{_CP1252_CONTINUATIONS}{{3}}")
 _PLAIN_LEADS = frozenset(c for c in _PLAIN if "\u00c2" <= c <= "\u00f4")
-_FTFY_CONFIG = None
 
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n?.*?(?:\1|\Z)", re.S)
 _INLINE = re.compile(r"`[^`\n]+`")
@@ -128,7 +128,9 @@ def repair_unicode(text: str) -> tuple[str, list[str]]:
     fixes = []
     chars = set(text)
     if not chars <= _PLAIN or (chars & _PLAIN_LEADS and _MOJIBAKE_SEQUENCE.search(text)):
-        fixed = ftfy_fix(text)
+        import ftfy
+
+        fixed = ftfy.fix_text(text, _ftfy_config())
         if fixed != text:
             # tell real repairs from mere normalisation
             fixes.append("encoding_repaired" if fixed != unicodedata.normalize("NFC", text) else "unicode_normalized")
@@ -136,14 +138,12 @@ def repair_unicode(text: str) -> tuple[str, list[str]]:
     return text, fixes  # plain characters only: already NFC
 
 
-def ftfy_fix(text: str) -> str:
-    """``ftfy.fix_text`` with straight quotes left alone and NFC output (its config is built once)."""
-    global _FTFY_CONFIG
+@lru_cache(maxsize=1)
+def _ftfy_config():
+    """ftfy's settings, built once: straight quotes left alone, NFC output."""
     import ftfy
 
-    if _FTFY_CONFIG is None:
-        _FTFY_CONFIG = ftfy.TextFixerConfig(uncurl_quotes=False, normalization="NFC")
-    return ftfy.fix_text(text, _FTFY_CONFIG)
+    return ftfy.TextFixerConfig(uncurl_quotes=False, normalization="NFC")
 
 
 def split_code(text: str) -> list[tuple[bool, str]]:
