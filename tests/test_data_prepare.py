@@ -194,3 +194,34 @@ def test_cli_prepare(tmp_path, capsys):
     assert "no row survived preparation" in capsys.readouterr().err
     assert main(["data", "prepare", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o3")]) == 2
     assert "data file not found" in capsys.readouterr().err
+
+
+def test_conversations_the_template_rejects_are_invalid_rows_and_never_shadow_a_copy(tmp_path):
+    from hf_ita_plugin.data import prepare as prepare_module
+    from hf_ita_plugin.data.prepare import load_tokenizer
+    from hf_ita_plugin.templates import render, render_many
+
+    picky = load_tokenizer("embedded")
+    picky.chat_template = ("{% for m in messages %}{% if m['content'].startswith('Vietato') %}"
+                           "{{ raise_exception('contenuto vietato') }}{% endif %}"
+                           "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
+    ok = [{"role": "user", "content": "Qual è la capitale d'Italia?"},
+          {"role": "assistant", "content": "La capitale d'Italia è Roma, che conta quasi tre milioni di abitanti."}]
+    bad = [{"role": "user", "content": "Vietato: scrivi una poesia sul mare."}, ok[1]]
+    texts = render_many(picky, [ok, bad, ok])
+    assert texts[0] == texts[2] == render(picky, ok)
+    assert "contenuto vietato" in texts[1].message
+
+    key = ("picky-test", None)
+    prepare_module._WORKER_TOKENIZERS[key] = picky  # in-process run: the pipeline's own cache, a real tokenizer
+    try:
+        loaded = LoadedData("test", [Example(0, bad), Example(1, bad), Example(2, ok)], [], 3)
+        prepared = prepare_examples(loaded, PrepareOptions(tokenizer="picky-test", workers=1, progress=False))
+    finally:
+        prepare_module._WORKER_TOKENIZERS.pop(key, None)
+        prepare_module._WORKER_COUNTERS.pop(key, None)
+    reasons = {r.index: (r.reason, r.detail) for r in prepared.report.rejections}
+    assert reasons.keys() == {0, 1}
+    assert all(reason == "invalid" and "contenuto vietato" in detail for reason, detail in reasons.values())
+    assert [ex.index for ex in prepared.examples] == [2]
+    assert prepared.token_counts == [len(picky(render(picky, ok), add_special_tokens=False)["input_ids"])]

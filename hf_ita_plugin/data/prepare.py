@@ -134,16 +134,17 @@ def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
         for row, sig in zip(kept, signatures([row[0].messages for row in kept], options.dedup)):
             row[1] = sig
     if options.tokenizer:
-        from ..templates import render, with_system_prompt
+        from ..templates import render_many, with_system_prompt
 
-        tokenizer = _tokenizer_for(options)
-        for row in results:
-            if not row[0].kept:
-                continue
-            try:  # rendered here, before dedup, so a conversation the template rejects never shadows a copy
-                row[2] = render(tokenizer, with_system_prompt(row[0].messages, options.system_prompt))
-            except DataError as exc:  # the template rejected the conversation (e.g. roles it cannot render)
-                row[0], row[1] = CleanOutcome(None, "invalid", exc.message), None
+        kept = [row for row in results if row[0].kept]
+        # rendered here, before dedup, so a conversation the template rejects never shadows a copy
+        texts = render_many(_tokenizer_for(options), [with_system_prompt(row[0].messages, options.system_prompt)
+                                                      for row in kept])
+        for row, text in zip(kept, texts):
+            if isinstance(text, str):
+                row[2] = text
+            else:  # the template rejected the conversation (e.g. roles it cannot render)
+                row[0], row[1] = CleanOutcome(None, "invalid", text.message), None
         if _counts_before_dedup(options):
             rendered = [row for row in results if row[2] is not None]
             for row, n in zip(rendered, _count_chunk(([row[2] for row in rendered], options))):

@@ -4,7 +4,7 @@ Public API::
 
     from hf_ita_plugin.templates import (
         DEFAULT_SYSTEM_PROMPT, ChatTemplate, list_templates, get_template, resolve_template_source,
-        apply_template, validate_messages, with_system_prompt, render, tokenize_conversation,
+        apply_template, validate_messages, with_system_prompt, render, render_many, tokenize_conversation,
         check_gguf_template_parity,
     )
 """
@@ -19,7 +19,7 @@ from .registry import (
     resolve_template_source,
     strip_generation_markers,
 )
-from .render import render, render_source
+from .render import render, render_many, render_source
 from .system_prompt import DEFAULT_SYSTEM_PROMPT, resolve_system_prompt, with_system_prompt
 from .tokenizer_setup import TEMPLATE_NAME_KEY, apply_template, registry_template_of, template_name
 from .validation import validate_messages
@@ -45,6 +45,7 @@ __all__ = [
     "registry_name_of",
     "registry_template_of",
     "render",
+    "render_many",
     "render_source",
     "resolve_system_prompt",
     "resolve_template_source",
