@@ -87,6 +87,7 @@ _CP1252_CONTINUATIONS = "[" + re.escape(bytes(range(0x80, 0xC0)).decode("cp1252"
 _MOJIBAKE_SEQUENCE = re.compile(f"[\u00c2-\u00df]{_CP1252_CONTINUATIONS}|[\u00e0-\u00ef]{_CP1252_CONTINUATIONS}{{2}}"
                                 f"|[\u00f0-\u00f4]{_CP1252_CONTINUATIONS}{{3}}")
 _PLAIN_LEADS = frozenset(c for c in _PLAIN if "\u00c2" <= c <= "\u00f4")
+_PLAIN_CONTINUATIONS = frozenset(_PLAIN & set(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")))
 
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n?.*?(?:\1|\Z)", re.S)
 _INLINE = re.compile(r"`[^`\n]+`")
@@ -127,7 +128,8 @@ def repair_unicode(text: str) -> tuple[str, list[str]]:
     """Fix mojibake and other encoding damage with ftfy, then NFC; returns ``(text, fixes)``."""
     fixes = []
     chars = set(text)
-    if not chars <= _PLAIN or (chars & _PLAIN_LEADS and _MOJIBAKE_SEQUENCE.search(text)):
+    if not chars <= _PLAIN or (chars & _PLAIN_LEADS and chars & _PLAIN_CONTINUATIONS
+                               and _MOJIBAKE_SEQUENCE.search(text)):
         import ftfy
 
         fixed = ftfy.fix_text(text, _ftfy_config())
