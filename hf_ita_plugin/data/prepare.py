@@ -129,10 +129,6 @@ def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
     """Clean, sign and render a chunk of conversations (and count their tokens for ``max_tokens``)."""
     chunk, options = args
     results: list[list[Any]] = [[clean_conversation(messages, options.cleaning), None, None, None] for messages in chunk]
-    if options.dedup.exact or options.dedup.near:
-        kept = [row for row in results if row[0].kept]
-        for row, sig in zip(kept, signatures([row[0].messages for row in kept], options.dedup)):
-            row[1] = sig
     if options.tokenizer:
         from ..templates import render_many, with_system_prompt
 
@@ -144,11 +140,15 @@ def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
             if isinstance(text, str):
                 row[2] = text
             else:  # the template rejected the conversation (e.g. roles it cannot render)
-                row[0], row[1] = CleanOutcome(None, "invalid", text.message), None
+                row[0] = CleanOutcome(None, "invalid", text.message)
         if _counts_before_dedup(options):
             rendered = [row for row in results if row[2] is not None]
             for row, n in zip(rendered, _count_chunk(([row[2] for row in rendered], options))):
                 row[2], row[3] = None, n
+    if options.dedup.exact or options.dedup.near:  # signatures only for the rows still kept
+        kept = [row for row in results if row[0].kept]
+        for row, sig in zip(kept, signatures([row[0].messages for row in kept], options.dedup)):
+            row[1] = sig
     return [tuple(r) for r in results]  # type: ignore[misc]
 
 
