@@ -63,3 +63,33 @@ def test_cleaner_never_raises(messages):
     if out.kept:  # cleaning is idempotent on what it keeps
         again = clean_conversation(out.messages)
         assert again.messages == out.messages
+
+
+# Pieces the cleaner's fast path must judge right: Italian words and typography, characters
+# beyond Latin-1 it lets skip ftfy (minus sign, emoji, CJK) or not (characters of ftfy's codecs,
+# combining marks, ligatures, full-width forms, controls, line separators), and the mojibake of
+# Italian words through each codec ftfy repairs, with or without a no-break space turned into a space.
+ITALIAN_WORDS = ["Roma", "è", "città", "perché", "più", "PIÙ", "È", "così", "«sì»", "l’unica", "–", "…", "30°", "5 €",
+                 "caffè·latte", "ª", "n.º", "Ã", "Â"]
+BEYOND_LATIN1 = "−😀中≤őĂĆπΩ√╬├ı\u0301ﬁＡ\u3000\u2028\x00\ufeff\u1161\ufffd"
+
+
+def _mojibake(word: str, codec: str, spaced: bool) -> str:
+    import ftfy.bad_codecs  # noqa: F401  (the sloppy-windows-* codecs)
+
+    damaged = word.encode("utf-8").decode(codec, errors="replace")
+    return damaged.replace("\u00a0", " ") if spaced else damaged
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(st.one_of(
+    st.sampled_from(ITALIAN_WORDS), st.text(alphabet=BEYOND_LATIN1, max_size=3),
+    st.builds(_mojibake, st.sampled_from(["è", "à", "città", "perché", "’", "«", "–", "°", "😀", "€"]),
+              st.sampled_from(["latin-1", "sloppy-windows-1252", "sloppy-windows-1250", "macroman", "cp437"]),
+              st.booleans())), max_size=8).map(" ".join))
+def test_unicode_repair_skips_ftfy_only_where_ftfy_would_change_nothing(pieces):
+    import ftfy
+
+    from hf_ita_plugin.data.cleaning import _ftfy_config, repair_unicode
+
+    assert repair_unicode(pieces)[0] == ftfy.fix_text(pieces, _ftfy_config())

@@ -71,23 +71,32 @@ class CleanOutcome:
         return self.messages is not None
 
 
-# Characters that never need ftfy: printable ASCII, newlines/tabs, Italian letters and the
-# typography Italian text uses. Anything else (Ã, Â, â€, control characters...) goes through ftfy.
+# Characters that never need ftfy on their own: printable ASCII, newlines/tabs, the letters of
+# Latin-1 and the typography Italian text uses. Mojibake made only of these is caught by the
+# lead-continuation pattern below; any other character is checked by :func:`_may_need_ftfy`.
 _PLAIN = frozenset(
     [chr(c) for c in range(32, 127)] + list("\n\t")
-    + list("àèéìíòóùúÀÈÉÌÍÒÓÙÚçÇäöüÄÖÜßñÑâêîôûÂÊÎÔÛëïÿ")
-    + list("«»“”‘’„–—…•·°€£§©®™×÷±½¼¾²³¹µ¿¡→←↑↓✓")
+    + [chr(c) for c in range(0xC0, 0x100)] + list("ªº")
+    + list("«»“”‘’„–—…•·°€£§©®™±½¼¾²³¹µ¿¡→←↑↓✓")
 )
 
 # UTF-8 read as Windows-1252 turns each non-ASCII character into a lead (Â, Ã, â...) and one to
 # three continuation characters (€, ™, “, ’, «, °...). Some of those sequences are made only of
 # the plain characters above (``â€™`` for ``’``, ``Â«`` for ``«``), so plain text is also checked
 # for a lead followed by as many continuation characters as it announces (``perché»`` is not).
+# A continuation that was a no-break space (byte A0) often became a plain space on the way
+# (``cittÃ `` for ``città``): ftfy restores those after the leads in _SPACED_LEADS and in the
+# 3- and 4-byte shapes below, so they are checked too.
 _CP1252_CONTINUATIONS = "[" + re.escape(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")) + "]"
-_MOJIBAKE_SEQUENCE = re.compile(f"[\u00c2-\u00df]{_CP1252_CONTINUATIONS}|[\u00e0-\u00ef]{_CP1252_CONTINUATIONS}{{2}}"
-                                f"|[\u00f0-\u00f4]{_CP1252_CONTINUATIONS}{{3}}")
+_SPACED_LEADS = frozenset("\u00c2\u00c3\u00c5\u00ce\u00d0\u00d9")
+_MOJIBAKE_SEQUENCE = re.compile(
+    "|".join(shape.replace("C", _CP1252_CONTINUATIONS) for shape in (
+        "[\u00c2-\u00df]C", "[\u00e0-\u00ef]C{2}", "[\u00f0-\u00f4]C{3}",  # intact
+        f"[{''.join(sorted(_SPACED_LEADS))}] ", "[\u00e2\u00e3] C", "[\u00e0-\u00e3]C ",  # a space for A0
+        "\u00f0 CC", "\u00f0C C", "\u00f0CC ")))
 _PLAIN_LEADS = frozenset(c for c in _PLAIN if "\u00c2" <= c <= "\u00f4")
 _PLAIN_CONTINUATIONS = frozenset(_PLAIN & set(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")))
+_PLAIN_SPACED_LEADS = _PLAIN & _SPACED_LEADS
 
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n?.*?(?:\1|\Z)", re.S)
 _INLINE = re.compile(r"`[^`\n]+`")
@@ -128,8 +137,9 @@ def repair_unicode(text: str) -> tuple[str, list[str]]:
     """Fix mojibake and other encoding damage with ftfy, then NFC; returns ``(text, fixes)``."""
     fixes = []
     chars = set(text)
-    if not chars <= _PLAIN or (chars & _PLAIN_LEADS and chars & _PLAIN_CONTINUATIONS
-                               and _MOJIBAKE_SEQUENCE.search(text)):
+    if (not chars <= _PLAIN and any(map(_may_need_ftfy, chars - _PLAIN))) or (
+            chars & _PLAIN_LEADS and (chars & _PLAIN_CONTINUATIONS or chars & _PLAIN_SPACED_LEADS)
+            and _MOJIBAKE_SEQUENCE.search(text)):
         import ftfy
 
         fixed = ftfy.fix_text(text, _ftfy_config())
@@ -138,6 +148,35 @@ def repair_unicode(text: str) -> tuple[str, list[str]]:
             fixes.append("encoding_repaired" if fixed != unicodedata.normalize("NFC", text) else "unicode_normalized")
         return fixed, fixes
     return text, fixes  # plain characters only: already NFC
+
+
+@lru_cache(maxsize=None)
+def _may_need_ftfy(char: str) -> bool:
+    """Whether text holding ``char`` could be changed by ftfy (``False`` only when it surely is not).
+
+    Safe are characters beyond Latin-1 that none of the single-byte codecs ftfy decodes mojibake
+    with can produce (so they are never part of mojibake), that are NFC and cannot compose with a
+    neighbour, and that ftfy's other fixes leave alone (controls and format characters, line and
+    paragraph separators, Latin ligatures, full/half-width forms): ``−``, ``≤``, ``ő``, emoji, CJK...
+    """
+    from ftfy.chardata import CONTROL_CHARS, LIGATURES, WIDTH_MAP
+
+    code = ord(char)
+    if code < 0x100 or char in _codec_characters() or code in CONTROL_CHARS or code in LIGATURES or code in WIDTH_MAP:
+        return True
+    category = unicodedata.category(char)
+    if category[0] in "MC" or category in ("Zl", "Zp") or not unicodedata.is_normalized("NFC", char):
+        return True  # marks (compose with a neighbour), controls/format/unassigned, separators, singletons
+    return 0x1100 <= code <= 0x11FF or 0xA960 <= code <= 0xA97F or 0xD7B0 <= code <= 0xD7FF  # Hangul jamo
+
+
+@lru_cache(maxsize=1)
+def _codec_characters() -> frozenset[str]:
+    """Every character the codecs ftfy tries (windows-125x, MacRoman, cp437...) decode a byte to."""
+    import ftfy.bad_codecs  # noqa: F401  (registers the sloppy-windows-* codecs)
+    from ftfy.chardata import CHARMAP_ENCODINGS
+
+    return frozenset("".join(bytes(range(0x80, 0x100)).decode(codec, errors="ignore") for codec in CHARMAP_ENCODINGS))
 
 
 @lru_cache(maxsize=1)
