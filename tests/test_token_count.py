@@ -123,9 +123,11 @@ def test_a_vocabulary_without_some_lead_bytes_still_counts_exactly():
 
 
 def test_unencodable_characters_are_exactly_those_with_a_missing_byte():
-    from hf_ita_plugin.data.token_count import _characters_with
+    from hf_ita_plugin.data.token_count import _FastEncoding
 
-    sample = [chr(c) for c in [*range(0, 0xD800, 7), *range(0xE000, 0x110000, 97)]]
-    for byte in [0x04, 0x7F, 0xC2, 0xC3, 0xDF, 0xE0, 0xE2, 0xEF, 0xF0, 0xF1, 0xF4]:
-        pattern = _characters_with({byte})
-        assert [ch for ch in sample if pattern.search(ch)] == [ch for ch in sample if byte in ch.encode("utf-8")[:1]]
+    sample = [chr(c) for c in [*range(0, 0x800), *range(0x800, 0xD800, 7), *range(0xE000, 0x110000, 97)]]
+    for byte in [0x04, 0x7F, 0x80, 0xA8, 0xC2, 0xC3, 0xDF, 0xE0, 0xE2, 0xEF, 0xF0, 0xF1, 0xF4]:
+        fast = _FastEncoding(None, None, {}, bytes(sorted(set(range(256)) - {byte})), False)
+        found = fast.unencodable_positions(sample)
+        assert found == [i for i, ch in enumerate(sample) if byte in ch.encode("utf-8")], hex(byte)
+        assert found  # the sample holds characters with each of these bytes
