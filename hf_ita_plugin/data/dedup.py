@@ -221,18 +221,23 @@ def jaccards(a: bytes | np.ndarray, others: Sequence[bytes | np.ndarray]) -> lis
     One numpy pass for all of them (every hash of ``others`` is looked up in ``a`` by binary
     search): a conversation can have dozens of LSH candidates in a large, repetitive dataset.
     """
-    mine = np.frombuffer(_as_bytes(a), dtype=np.uint32)
-    blobs = [_as_bytes(o) for o in others]
-    sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // 4
-    if not len(mine) or not sizes.sum():
-        return [1.0 if not len(mine) and not n else 0.0 for n in sizes.tolist()]
+    return _jaccards_of_bytes(_as_bytes(a), [_as_bytes(o) for o in others])
+
+
+def _jaccards_of_bytes(a: bytes, blobs: list[bytes]) -> list[float]:
+    mine = np.frombuffer(a, dtype=np.uint32)
+    sizes = [len(blob) >> 2 for blob in blobs]
+    if not len(mine):
+        return [0.0 if n else 1.0 for n in sizes]
     joined = np.frombuffer(b"".join(blobs), dtype=np.uint32)
-    where = np.minimum(np.searchsorted(mine, joined), len(mine) - 1)
-    found_before = np.zeros(len(joined) + 1, dtype=np.int64)  # found_before[i]: hits among joined[:i]
-    np.cumsum(mine[where] == joined, out=found_before[1:])
-    ends = np.cumsum(sizes)
-    inter = found_before[ends] - found_before[ends - sizes]
-    return (inter / (len(mine) + sizes - inter)).tolist()
+    found = mine.take(np.searchsorted(mine, joined), mode="clip") == joined
+    starts = list(itertools.accumulate(sizes, initial=0))
+    filled = [i for i, n in enumerate(sizes) if n]  # reduceat cannot sum an empty segment
+    inter = [0] * len(sizes)
+    if filled:
+        for i, hits in zip(filled, np.add.reduceat(found, [starts[i] for i in filled], dtype=np.int64).tolist()):
+            inter[i] = hits
+    return [hits / (len(mine) + n - hits) for hits, n in zip(inter, sizes)]
 
 
 def _as_bytes(value: bytes | np.ndarray) -> bytes:
@@ -290,7 +295,7 @@ class Deduplicator:
         best: tuple[float, int] | None = None
         if candidates:
             order = sorted(candidates)  # ties go to the earliest conversation
-            for candidate, sim in zip(order, jaccards(sig.shingles, [self._shingles[c] for c in order])):
+            for candidate, sim in zip(order, _jaccards_of_bytes(sig.shingles, [self._shingles[c] for c in order])):
                 if sim >= self.config.threshold and (best is None or sim > best[0]):
                     best = (sim, candidate)
         return best
