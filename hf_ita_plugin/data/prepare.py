@@ -98,9 +98,11 @@ class PrepareResult:
 
 
 # ---------------------------------------------------------------------- worker side
-Processed = tuple[CleanOutcome, Signature | None, str | None, int | None]
-"""Per row: the cleaner's outcome, its dedup signature, its rendered text (when tokens are counted
-after dedup) and its token count (when they are counted before it, for ``max_tokens``)."""
+Processed = tuple[list | None, str | None, str, tuple, Signature | None, str | None, int | None]
+"""Per row, as it travels back from a worker: the cleaned messages (``None`` when rejected, or
+when cleaning left every message as it was: the caller has them already), the rejection reason
+and detail, the fixes, the dedup signature, the rendered text (when tokens are counted after
+dedup) and the token count (when they are counted before it, for ``max_tokens``)."""
 
 _WORKER_TOKENIZERS: dict[tuple[str, str | None], Any] = {}
 _WORKER_COUNTERS: dict[tuple[str, str | None], TokenCounter] = {}
@@ -149,7 +151,15 @@ def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
         kept = [row for row in results if row[0].kept]
         for row, sig in zip(kept, signatures([row[0].messages for row in kept], options.dedup)):
             row[1] = sig
-    return [tuple(r) for r in results]  # type: ignore[misc]
+    return [(_changed_messages(outcome.messages, original), None if outcome.kept else outcome.reason or "invalid",
+             outcome.detail, outcome.fixes, sig, text, n) for (outcome, sig, text, n), original in zip(results, chunk)]
+
+
+def _changed_messages(cleaned: list[dict[str, Any]] | None, original: Any) -> list[dict[str, Any]] | None:
+    """``cleaned``, or ``None`` when it holds the same contents as ``original`` (not sent back again)."""
+    if cleaned is None or all(c["content"] == o["content"] for c, o in zip(cleaned, original)):
+        return None
+    return cleaned
 
 
 def _count_chunk(args: tuple[list[str], PrepareOptions]) -> list[int]:
@@ -238,24 +248,24 @@ def prepare_examples(loaded: LoadedData, options: PrepareOptions | None = None) 
         stream = (row for rows in workers.map(_process_chunk, chunks) for row in rows)
         bar = tqdm(total=len(loaded.examples), desc="pulizia / cleaning", unit="righe", disable=not options.progress,
                    leave=False)
-        for ex, (outcome, sig, text, n_tokens) in zip(loaded.examples, stream):
+        for ex, (messages, reason, detail, fixes, sig, text, n_tokens) in zip(loaded.examples, stream):
             bar.update(1)
-            if not outcome.kept:
-                report.reject(ex.index, outcome.reason or "invalid", outcome.detail, ex.messages)
+            if reason is not None:
+                report.reject(ex.index, reason, detail, ex.messages)
                 continue
+            messages = messages if messages is not None else ex.messages
             if options.max_tokens and n_tokens is not None and n_tokens > options.max_tokens:
-                report.reject(ex.index, "too_many_tokens", f"{n_tokens} tokens, more than {options.max_tokens}",
-                              outcome.messages)
+                report.reject(ex.index, "too_many_tokens", f"{n_tokens} tokens, more than {options.max_tokens}", messages)
                 continue
             if dedup is not None and sig is not None:
                 dup = dedup.check(ex.index, sig)
                 if dup is not None:
                     report.reject(ex.index, dup.reason, f"duplicate of row {dup.of_index} (similarity {dup.similarity:.2f})",
-                                  outcome.messages)
+                                  messages)
                     continue
-            if outcome.fixes:
-                report.record_fixes(ex.index, outcome.fixes, ex.messages, outcome.messages)
-            kept.append(Example(ex.index, outcome.messages, ex.category, ex.id))
+            if fixes:
+                report.record_fixes(ex.index, fixes, ex.messages, messages)
+            kept.append(Example(ex.index, messages, ex.category, ex.id))
             if n_tokens is not None:
                 counts.append(n_tokens)
             elif text is not None:
