@@ -89,11 +89,11 @@ _PLAIN = frozenset(
 # 3- and 4-byte shapes below, so they are checked too.
 _CP1252_CONTINUATIONS = "[" + re.escape(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")) + "]"
 _SPACED_LEADS = frozenset("\u00c2\u00c3\u00c5\u00ce\u00d0\u00d9")
-_MOJIBAKE_SEQUENCE = re.compile(
-    "|".join(shape.replace("C", _CP1252_CONTINUATIONS) for shape in (
-        "[\u00c2-\u00df]C", "[\u00e0-\u00ef]C{2}", "[\u00f0-\u00f4]C{3}",  # intact
-        f"[{''.join(sorted(_SPACED_LEADS))}] ", "[\u00e2\u00e3] C", "[\u00e0-\u00e3]C ",  # a space for A0
-        "\u00f0 CC", "\u00f0C C", "\u00f0CC ")))
+_MOJIBAKE_SEQUENCE = re.compile(  # one leading class, so the regex engine skips to lead characters quickly
+    "[\u00c2-\u00f4](?:" + "|".join(shape.replace("C", _CP1252_CONTINUATIONS) for shape in (
+        "(?<=[\u00c2-\u00df])C", "(?<=[\u00e0-\u00ef])CC", "(?<=[\u00f0-\u00f4])CCC",  # intact
+        f"(?<=[{''.join(sorted(_SPACED_LEADS))}]) ", "(?<=[\u00e2\u00e3]) C", "(?<=[\u00e0-\u00e3])C ",  # a space for A0
+        "(?<=\u00f0) CC", "(?<=\u00f0)C C", "(?<=\u00f0)CC ")) + ")")
 _PLAIN_LEADS = frozenset(c for c in _PLAIN if "\u00c2" <= c <= "\u00f4")
 _PLAIN_CONTINUATIONS = frozenset(_PLAIN & set(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")))
 _PLAIN_SPACED_LEADS = _PLAIN & _SPACED_LEADS
