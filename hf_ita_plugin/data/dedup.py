@@ -39,8 +39,8 @@ MIN_RECALL = 0.99
 """Band layout: a pair exactly at the threshold becomes a candidate with at least this probability."""
 
 _WORD = re.compile(r"\w+")
-_SKETCH_BLOCK = 64
-"""Conversations sketched together (their shingles x permutations matrix stays in the CPU cache)."""
+_SKETCH_BLOCK = 128
+"""Conversations sketched together in one ``permutations x shingles`` matrix."""
 _PERMUTATION_SEED = 1
 _BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(32)
@@ -172,10 +172,11 @@ def minhashes(shingle_sets: Sequence[np.ndarray], num_perm: int = DEFAULT_NUM_PE
         lengths = np.fromiter((len(s) for s in block), dtype=np.int64, count=len(block))
         offsets = np.zeros(len(block), dtype=np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
-        hashed = np.multiply.outer(np.concatenate(block).astype(np.uint64), a)  # wraps mod 2**64
-        hashed += b
+        # permutations x shingles: the minimum runs along contiguous rows (4x faster than down columns)
+        hashed = np.multiply.outer(a, np.concatenate(block).astype(np.uint64))  # wraps mod 2**64
+        hashed += b[:, None]
         # the top 32 bits are the hash value; shifting after the minimum gives the same result
-        out[start : start + len(block)] = np.minimum.reduceat(hashed, offsets, axis=0) >> _SHIFT
+        out[start : start + len(block)] = (np.minimum.reduceat(hashed, offsets, axis=1) >> _SHIFT).T
     return out
 
 
