@@ -77,12 +77,22 @@ class Duplicate:
 
 def normalize_for_dedup(messages: list[dict[str, Any]]) -> str:
     """The text two conversations are compared on: roles and contents, case-folded, punctuation-free."""
-    parts = []
+    return _normalized(messages)[0]
+
+
+def _normalized(messages: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """:func:`normalize_for_dedup` and its words (``text.split()``, without splitting it again)."""
+    parts: list[str] = []
+    words: list[str] = []
     for m in messages:
         text = unicodedata.normalize("NFKC", str(m.get("content", ""))).casefold()
         # the words are the runs of \w characters (no character is both \w and whitespace)
-        parts.append(f"{m.get('role', '')}: {' '.join(_WORD.findall(text))}")
-    return "\n".join(parts)
+        found = _WORD.findall(text)
+        head = f"{m.get('role', '')}:"
+        parts.append(f"{head} {' '.join(found)}")
+        words += head.split()
+        words += found
+    return "\n".join(parts), words
 
 
 def shingle_hashes(text: str) -> np.ndarray:
@@ -96,30 +106,33 @@ def shingle_hashes(text: str) -> np.ndarray:
 
 def shingle_hash_sets(texts: Sequence[str]) -> list[np.ndarray]:
     """:func:`shingle_hashes` of many texts, computed together (one numpy pass over all their words)."""
-    split = [text.split() for text in texts]
-    counts = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-    words = list(itertools.chain.from_iterable(split))
+    return _shingle_hash_sets_of_words([text.split() for text in texts])
+
+
+def _shingle_hash_sets_of_words(word_lists: Sequence[list[str]]) -> list[np.ndarray]:
+    counts = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
+    words = list(itertools.chain.from_iterable(word_lists))
     h = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint32, count=len(words))  # UTF-8
-    starts = np.zeros(len(texts), dtype=np.int64)
+    starts = np.zeros(len(word_lists), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
-    # keys = text number << 32 | gram hash: one sort gives every text's sorted unique grams
+    # keys = list number << 32 | gram hash: one sort gives every text's sorted unique grams
     parts = []
     n = len(h) - SHINGLE_WORDS + 1
-    if n > 0:  # a 3-gram starting at every word; those running past their text's end are dropped
+    if n > 0:  # a 3-gram starting at every word; those running past their list's end are dropped
         grams = h[:n] * _MULTIPLIERS[0]
         for k in range(1, SHINGLE_WORDS):
             grams = (grams ^ (h[k : k + n] * _MULTIPLIERS[k])) * _MIX
-        owner = np.repeat(np.arange(len(texts), dtype=np.int64), counts)[:n]
+        owner = np.repeat(np.arange(len(word_lists), dtype=np.int64), counts)[:n]
         inside = np.arange(n) - starts[owner] <= counts[owner] - SHINGLE_WORDS
         parts.append((owner[inside].astype(np.uint64) << _SHIFT) | grams[inside])
-    for i in np.flatnonzero((counts > 0) & (counts < SHINGLE_WORDS)).tolist():  # short texts: one gram of all words
+    for i in np.flatnonzero((counts > 0) & (counts < SHINGLE_WORDS)).tolist():  # short lists: one gram of all words
         words_h = h[starts[i] : starts[i] + counts[i]]
         gram = np.bitwise_xor.reduce(words_h * _MULTIPLIERS[: len(words_h)])
         parts.append(np.array([(i << 32) | int(gram)], dtype=np.uint64))
     keys = _sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
     values = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    bounds = np.searchsorted(keys >> _SHIFT, np.arange(len(texts) + 1, dtype=np.uint64)).tolist()
-    return [values[bounds[i] : bounds[i + 1]] for i in range(len(texts))]
+    bounds = np.searchsorted(keys >> _SHIFT, np.arange(len(word_lists) + 1, dtype=np.uint64)).tolist()
+    return [values[bounds[i] : bounds[i + 1]] for i in range(len(word_lists))]
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -196,8 +209,8 @@ def band_keys(sketches: np.ndarray, bands: int, rows: int) -> list[tuple[int, ..
 def signatures(conversations: Sequence[list[dict[str, Any]]], config: DedupConfig | None = None) -> list[Signature]:
     """Exact keys, shingle hashes and LSH band keys of many conversations (one numpy MinHash for all)."""
     config = config or DedupConfig()
-    texts = [normalize_for_dedup(messages) for messages in conversations]
-    shingle_sets = shingle_hash_sets(texts)
+    texts, words = zip(*map(_normalized, conversations)) if conversations else ((), ())
+    shingle_sets = _shingle_hash_sets_of_words(words)
     if config.near and texts:
         bands = band_keys(minhashes(shingle_sets, config.num_perm), *lsh_bands(config.threshold, config.num_perm))
     else:
