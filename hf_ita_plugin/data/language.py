@@ -88,7 +88,10 @@ _WORD = re.compile(r"[^\W\d_]+")
 # Words frequent in Italian and rare in its neighbours (Spanish, French, Portuguese, English).
 _ITALIAN_MARKERS = frozenset(
     "il di che è per non della del delle degli dei gli sono anche più perché questo questa questi come nel nella "
-    "nei alla alle allo ma una uno lo ci può hanno essere molto già ancora quando dove sul sulla dalla dal".split()
+    "nei alla alle allo ma una uno lo ci può hanno essere molto già ancora quando dove sul sulla dalla dal "
+    "dopo quindi ho hai puoi senza tra fra ogni nell nello negli sull sugli dall dagli dell dello po però ciò così "
+    "invece oppure mentre inoltre qualche quello quella quelli quelle tutto tutti tutte suo tuo loro poi sarà "
+    "stato stata fatto".split()
 )
 _ENGLISH_MARKERS = frozenset("the and of to is you that with for this are it be on your was have".split())
 # Function words of Spanish, French and Portuguese that Italian does not use.
