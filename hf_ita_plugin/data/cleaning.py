@@ -3,9 +3,10 @@
 What happens to every message, in order:
 
 1. Unicode repair with ``ftfy``: mojibake (``perchÃ©`` -> ``perché``), HTML entities, control
-   characters, then NFC normalisation. Plain text (ASCII plus the usual Italian letters and
-   typography, and no lead-continuation pair such as ``â€™``) is only NFC-normalised: ftfy would
-   leave it unchanged anyway, and it is the slow step.
+   characters, then NFC normalisation. Text made only of characters ftfy leaves alone (ASCII,
+   Latin-1 letters, Italian typography, and characters no mojibake codec produces, such as
+   ``−``, emoji or CJK), with no mojibake-shaped sequence (``â€™``, ``cittÃ ``), skips ftfy: it
+   would come back unchanged (a property test checks it), and ftfy is the slow step.
 2. Template leaks removed outside code: role tags (``<|im_start|>assistant``, ``[INST]``,
    ``</s>``...), prompt-format headers (``### Risposta:``, ``### Input:``...), a label opening an
    answer (``Output:``, ``Risposta:``, ``Assistant:``) and a next turn the answer ran into.
@@ -88,15 +89,13 @@ _PLAIN = frozenset(
 # (``cittÃ `` for ``città``): ftfy restores those after the leads in _SPACED_LEADS and in the
 # 3- and 4-byte shapes below, so they are checked too.
 _CP1252_CONTINUATIONS = "[" + re.escape(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")) + "]"
-_SPACED_LEADS = frozenset("\u00c2\u00c3\u00c5\u00ce\u00d0\u00d9")
+_SPACED_LEADS = "\u00c2\u00c3\u00c5\u00ce\u00d0\u00d9"
 _MOJIBAKE_SEQUENCE = re.compile(  # one leading class, so the regex engine skips to lead characters quickly
     "[\u00c2-\u00f4](?:" + "|".join(shape.replace("C", _CP1252_CONTINUATIONS) for shape in (
         "(?<=[\u00c2-\u00df])C", "(?<=[\u00e0-\u00ef])CC", "(?<=[\u00f0-\u00f4])CCC",  # intact
-        f"(?<=[{''.join(sorted(_SPACED_LEADS))}]) ", "(?<=[\u00e2\u00e3]) C", "(?<=[\u00e0-\u00e3])C ",  # a space for A0
+        f"(?<=[{_SPACED_LEADS}]) ", "(?<=[\u00e2\u00e3]) C", "(?<=[\u00e0-\u00e3])C ",  # a space for A0
         "(?<=\u00f0) CC", "(?<=\u00f0)C C", "(?<=\u00f0)CC ")) + ")")
-_PLAIN_LEADS = frozenset(c for c in _PLAIN if "\u00c2" <= c <= "\u00f4")
-_PLAIN_CONTINUATIONS = frozenset(_PLAIN & set(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")))
-_PLAIN_SPACED_LEADS = _PLAIN & _SPACED_LEADS
+_NOT_PLAIN = re.compile("[^" + re.escape("".join(sorted(_PLAIN))) + "]")
 
 _FENCE = re.compile(r"(```|~~~)[^\n]*\n?.*?(?:\1|\Z)", re.S)
 _INLINE = re.compile(r"`[^`\n]+`")
@@ -136,10 +135,8 @@ _MANY_NEWLINES = re.compile(r"\n{3,}")
 def repair_unicode(text: str) -> tuple[str, list[str]]:
     """Fix mojibake and other encoding damage with ftfy, then NFC; returns ``(text, fixes)``."""
     fixes = []
-    chars = set(text)
-    if (not chars <= _PLAIN and any(map(_may_need_ftfy, chars - _PLAIN))) or (
-            chars & _PLAIN_LEADS and (chars & _PLAIN_CONTINUATIONS or chars & _PLAIN_SPACED_LEADS)
-            and _MOJIBAKE_SEQUENCE.search(text)):
+    # two regex scans (~3 us for a 400-character message) instead of a set of the characters (~6 us)
+    if (_NOT_PLAIN.search(text) and any(map(_may_need_ftfy, set(text) - _PLAIN))) or _MOJIBAKE_SEQUENCE.search(text):
         import ftfy
 
         fixed = ftfy.fix_text(text, _ftfy_config())
