@@ -141,8 +141,8 @@ def _cpu_seconds(func, repeats: int) -> float:
 def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
     """CPU time of each pipeline stage run alone on ``convs``, in microseconds per input row."""
     from hf_ita_plugin.data.cleaning import CleaningConfig, clean_conversation
-    from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, lsh_bands, minhashes, normalize_for_dedup,
-                                          shingle_hash_sets, signatures)
+    from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, lsh_bands, minhashes,
+                                          normalized_text_and_words, signatures, word_shingle_hash_sets)
     from hf_ita_plugin.data.language import identify, looks_italian
     from hf_ita_plugin.data.token_count import token_counter
     from hf_ita_plugin.templates import render, render_many
@@ -150,8 +150,8 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
     no_language = CleaningConfig(require_italian=False)
     cleaned = [o.messages for o in (clean_conversation(c, no_language) for c in convs) if o.kept]
     answers = ["\n".join(m["content"] for m in c if m["role"] == "assistant") for c in cleaned]
-    texts = [normalize_for_dedup(c) for c in cleaned]
-    shingles = [s for i in range(0, len(texts), 256) for s in shingle_hash_sets(texts[i : i + 256])]
+    words = [normalized_text_and_words(c)[1] for c in cleaned]
+    shingles = [s for i in range(0, len(words), 256) for s in word_shingle_hash_sets(words[i : i + 256])]
     sigs = [sig for i in range(0, len(cleaned), 256) for sig in signatures(cleaned[i : i + 256])]
     rendered = [render(tokenizer, c) for c in cleaned]
     fresh = Deduplicator()
@@ -174,9 +174,9 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
         ("cleaning (ftfy, leaks, whitespace)", len(convs), lambda: [clean_conversation(c, no_language) for c in convs]),
         ("language ID (marker words, py3langid)", len(answers),
          lambda: [looks_italian(a) or identify(a) for a in answers]),
-        ("dedup: normalise text", len(cleaned), lambda: [normalize_for_dedup(c) for c in cleaned]),
-        ("dedup: word 3-gram hashes (256 rows at a time)", len(texts),
-         lambda: [shingle_hash_sets(texts[i : i + 256]) for i in range(0, len(texts), 256)]),
+        ("dedup: normalise text (and its words)", len(cleaned), lambda: [normalized_text_and_words(c) for c in cleaned]),
+        ("dedup: word 3-gram hashes (256 rows at a time)", len(words),
+         lambda: [word_shingle_hash_sets(words[i : i + 256]) for i in range(0, len(words), 256)]),
         ("dedup: MinHash + LSH band keys (numpy, 256 rows at a time)", len(shingles),
          lambda: [band_keys(minhashes(shingles[i : i + 256], config.num_perm), *layout) for i in range(0, len(shingles), 256)]),
         ("dedup: LSH lookup/insert + exact Jaccard", len(sigs), dedup_all),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, jaccards, lsh_bands, minhashes,
-                                      shingle_hash_sets, shingle_hashes, signature, signatures)
+                                      normalize_for_dedup, normalized_text_and_words, shingle_hash_sets, shingle_hashes,
+                                      signature, signatures, word_shingle_hash_sets)
 
 
 def _pair_with_jaccard(rng: np.random.Generator, shared: int, only_each: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,3 +120,11 @@ def test_jaccards_of_many_candidates_equal_set_arithmetic():
             union = set(mine.tolist()) | set(other.tolist())
             expected.append(len(set(mine.tolist()) & set(other.tolist())) / len(union) if union else 1.0)
         assert jaccards(mine.tobytes(), [o.tobytes() for o in others]) == pytest.approx(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"role": st.text(max_size=6), "content": st.text(max_size=40)}), max_size=4))
+def test_normalised_words_are_the_normalised_text_split(messages):
+    text, words = normalized_text_and_words(messages)
+    assert text == normalize_for_dedup(messages) and words == text.split()
+    assert [s.tolist() for s in word_shingle_hash_sets([words])] == [shingle_hashes(text).tolist()]
