@@ -29,7 +29,8 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import HfItaError
-from .language import identify, looks_italian, requested_languages
+from .language import MAX_PROSE_CHARS, identify, is_plain_prose, italian_by_marker_words, looks_italian, requested_languages
+from .words import text_words
 
 REASONS = ("invalid", "empty", "too_short", "too_long", "not_italian")
 """Rejection reasons of the cleaner (dedup and tokenization add their own)."""
@@ -66,6 +67,9 @@ class CleanOutcome:
     detail: str = ""
     fixes: tuple[str, ...] = ()
     language: str | None = None
+    words: list[list[str]] | None = None
+    """Each cleaned message's :func:`~.words.text_words`, when the language check needed them
+    (the deduplicator reuses them)."""
 
     @property
     def kept(self) -> bool:
@@ -315,11 +319,17 @@ def clean_conversation(messages: Any, config: CleaningConfig | None = None) -> C
     total = sum(len(m["content"]) for m in cleaned)
     if total > config.max_chars:
         return CleanOutcome(None, "too_long", f"{total} characters, more than {config.max_chars}")
-    language = None
+    language = words = None
     if config.require_italian:
         answers = "\n".join(m["content"] for m in cleaned if m["role"] == "assistant")
-        if looks_italian(answers):  # unmistakable Italian: skip the (slower) language-ID model
-            return CleanOutcome(cleaned, None, "", tuple(fixes), "it")
+        if len(answers) <= MAX_PROSE_CHARS * 2 and is_plain_prose(answers):  # the words dedup needs will do
+            words = [text_words(m["content"]) for m in cleaned]
+            answer_words = [w for m, found in zip(cleaned, words) if m["role"] == "assistant" for w in found]
+            unmistakable = italian_by_marker_words(list(filter(str.isalpha, answer_words)))
+        else:
+            unmistakable = looks_italian(answers)
+        if unmistakable:  # unmistakable Italian: skip the (slower) language-ID model
+            return CleanOutcome(cleaned, None, "", tuple(fixes), "it", words)
         guess = identify(answers, min_chars=config.language_min_chars)
         language = guess.language
         if guess.is_italian(config.min_italian_probability) is False:
@@ -328,7 +338,7 @@ def clean_conversation(messages: Any, config: CleaningConfig | None = None) -> C
                 return CleanOutcome(None, "not_italian", f"answer language {guess.language} "
                                     f"(p={guess.probability:.2f}, italian p={guess.italian_probability:.2f})",
                                     language=language)
-    return CleanOutcome(cleaned, None, "", tuple(fixes), language)
+    return CleanOutcome(cleaned, None, "", tuple(fixes), language, words)
 
 
 def _describe(value: Any) -> str:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
-import unicodedata
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,13 +31,14 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from .words import text_words
+
 DEFAULT_NUM_PERM = 64
 DEFAULT_THRESHOLD = 0.8
 SHINGLE_WORDS = 3
 MIN_RECALL = 0.99
 """Band layout: a pair exactly at the threshold becomes a candidate with at least this probability."""
 
-_WORD = re.compile(r"\w+")
 _SKETCH_BLOCK = 128
 """Conversations sketched together in one ``permutations x shingles`` matrix."""
 _PERMUTATION_SEED = 1
@@ -81,14 +80,17 @@ def normalize_for_dedup(messages: list[dict[str, Any]]) -> str:
     return normalized_text_and_words(messages)[0]
 
 
-def normalized_text_and_words(messages: list[dict[str, Any]]) -> tuple[str, list[str]]:
-    """:func:`normalize_for_dedup` and its words (``text.split()``, without splitting it again)."""
+def normalized_text_and_words(messages: list[dict[str, Any]],
+                              message_words: list[list[str]] | None = None) -> tuple[str, list[str]]:
+    """:func:`normalize_for_dedup` and its words (``text.split()``, without splitting it again).
+
+    ``message_words``: each message's :func:`~.words.text_words`, when already known.
+    """
     parts: list[str] = []
     words: list[str] = []
-    for m in messages:
-        text = unicodedata.normalize("NFKC", str(m.get("content", ""))).casefold()
+    for i, m in enumerate(messages):
         # the words are the runs of \w characters (no character is both \w and whitespace)
-        found = _WORD.findall(text)
+        found = message_words[i] if message_words is not None else text_words(str(m.get("content", "")))
         head = f"{m.get('role', '')}:"
         parts.append(f"{head} {' '.join(found)}")
         words += head.split()
@@ -208,10 +210,15 @@ def band_keys(sketches: np.ndarray, bands: int, rows: int) -> list[tuple[int, ..
     return [tuple(k) for k in keys.tolist()]
 
 
-def signatures(conversations: Sequence[list[dict[str, Any]]], config: DedupConfig | None = None) -> list[Signature]:
-    """Exact keys, shingle hashes and LSH band keys of many conversations (one numpy MinHash for all)."""
+def signatures(conversations: Sequence[list[dict[str, Any]]], config: DedupConfig | None = None,
+               message_words: Sequence[list[list[str]] | None] | None = None) -> list[Signature]:
+    """Exact keys, shingle hashes and LSH band keys of many conversations (one numpy MinHash for all).
+
+    ``message_words``: per conversation, its messages' words when the cleaner already found them.
+    """
     config = config or DedupConfig()
-    texts, words = zip(*map(normalized_text_and_words, conversations)) if conversations else ((), ())
+    known = message_words if message_words is not None else [None] * len(conversations)
+    texts, words = zip(*map(normalized_text_and_words, conversations, known)) if conversations else ((), ())
     shingle_sets = word_shingle_hash_sets(words)
     if config.near and texts:
         bands = band_keys(minhashes(shingle_sets, config.num_perm), *lsh_bands(config.threshold, config.num_perm))

@@ -109,12 +109,21 @@ def looks_italian(text: str, *, min_words: int = 12) -> bool:
     of English, Spanish, French or Portuguese. ``False`` means "not sure" (ask :func:`identify`),
     never "not Italian".
     """
-    words = _WORD.findall(strip_code(text)[: MAX_PROSE_CHARS * 2].lower())
+    return italian_by_marker_words(_WORD.findall(strip_code(text)[: MAX_PROSE_CHARS * 2].lower()), min_words=min_words)
+
+
+def italian_by_marker_words(words: list[str], *, min_words: int = 12) -> bool:
+    """:func:`looks_italian` on the prose's words already found (lower-case, letters only)."""
     if len(words) < min_words:
         return False
     italian = sum(map(_ITALIAN_MARKERS.__contains__, words))  # map over a C method: no Python frame per word
     foreign = sum(map(_FOREIGN_MARKERS.__contains__, words))
     return italian >= 0.10 * len(words) and foreign <= 0.02 * len(words)
+
+
+def is_plain_prose(text: str) -> bool:
+    """Whether ``text`` has nothing :func:`strip_code` would remove (no code, no URL)."""
+    return "`" not in text and "~~~" not in text and "://" not in text
 
 
 def requested_languages(prompt: str) -> set[str]:

@@ -149,7 +149,8 @@ def _process_chunk(args: tuple[list[Any], PrepareOptions]) -> list[Processed]:
                 row[2], row[3] = None, n
     if options.dedup.exact or options.dedup.near:  # signatures only for the rows still kept
         kept = [row for row in results if row[0].kept]
-        for row, sig in zip(kept, signatures([row[0].messages for row in kept], options.dedup)):
+        for row, sig in zip(kept, signatures([row[0].messages for row in kept], options.dedup,
+                                             [row[0].words for row in kept])):
             row[1] = sig
     return [(_changed_messages(outcome.messages, original), None if outcome.kept else outcome.reason or "invalid",
              outcome.detail, outcome.fixes, sig, text, n) for (outcome, sig, text, n), original in zip(results, chunk)]
