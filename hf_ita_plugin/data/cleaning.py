@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import HfItaError
+from ..templates.validation import validate_messages
 from .language import MAX_PROSE_CHARS, identify, is_plain_prose, italian_by_marker_words, looks_italian, requested_languages
 from .words import text_words
 
@@ -290,8 +291,6 @@ def clean_conversation(messages: Any, config: CleaningConfig | None = None) -> C
     >>> out.messages[1]["content"], out.fixes
     ('La capitale è Roma.', ('encoding_repaired', 'template_leak_removed'))
     """
-    from ..templates import validate_messages
-
     config = config or CleaningConfig()
     if not isinstance(messages, (list, tuple)) or not messages:
         return CleanOutcome(None, "invalid", f"a conversation must be a non-empty list of messages, got {_describe(messages)}")

@@ -126,17 +126,13 @@ def is_plain_prose(text: str) -> bool:
     return "`" not in text and "~~~" not in text and "://" not in text
 
 
+_LANGUAGE_OF_NAME = {name: code for code, names in LANGUAGE_NAMES.items() if code != "it" for name in names}
+_REQUEST = re.compile(r"\b(?:in|into|to|verso\s+l')\s*(?:lingua\s+)?(" + "|".join(_LANGUAGE_OF_NAME) + r")\b")
+
+
 def requested_languages(prompt: str) -> set[str]:
     """Languages a prompt explicitly asks the answer to be in (``"traduci in inglese"`` -> ``{"en"}``).
 
     A translation request towards another language makes an answer in that language correct.
     """
-    lowered = prompt.lower()
-    found = set()
-    for code, names in LANGUAGE_NAMES.items():
-        if code == "it":
-            continue
-        for name in names:
-            if re.search(rf"\b(?:in|into|to|verso\s+l')\s*(?:lingua\s+)?{name}\b", lowered):
-                found.add(code)
-    return found
+    return {_LANGUAGE_OF_NAME[name] for name in _REQUEST.findall(prompt.lower())}
