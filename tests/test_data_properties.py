@@ -93,3 +93,13 @@ def test_unicode_repair_skips_ftfy_only_where_ftfy_would_change_nothing(pieces):
     from hf_ita_plugin.data.cleaning import _ftfy_config, repair_unicode
 
     assert repair_unicode(pieces)[0] == ftfy.fix_text(pieces, _ftfy_config())
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(["parola", "ab", " ", "\n", " \t  ", "x" * 90, " " * 400]), max_size=40).map("".join),
+       limit=st.sampled_from([5, 40, 160]))
+def test_report_preview_is_the_collapsed_text_cut_at_the_limit(text, limit):
+    from hf_ita_plugin.data.report import preview
+
+    collapsed = " ".join(text.split())
+    assert preview(text, limit) == (collapsed if len(collapsed) <= limit else collapsed[: limit - 1] + "…")

@@ -51,7 +51,10 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
         text = " | ".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in value)
     else:
         text = repr(value) if not isinstance(value, str) else value
-    text = " ".join(str(text).split())
+    head = " ".join(text[: 4 * limit].split())  # usually enough: the collapsed head starts like the whole
+    if len(head) > limit:
+        return head[: limit - 1] + "…"
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
