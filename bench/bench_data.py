@@ -15,8 +15,8 @@ dedup cost on top of it. Scaling: time(largest)/time(smallest) against the row r
 
 Per-stage breakdown: each stage of the pipeline run alone, in this process, on the smallest size
 (CPU seconds, median of the repeats): text cleaning (ftfy, template leaks, whitespace), language
-ID, dedup signatures (normalisation, shingles, MinHash), the LSH index, template rendering and
-token counting. The machine's load average is recorded with every run: the 2 cores are shared, so
+ID (which also finds the words dedup reuses), dedup signatures (normalisation, shingles, MinHash),
+the LSH index, template rendering and token counting. The machine's load average is recorded with every run: the 2 cores are shared, so
 compare ratios, not absolute seconds.
 
     python bench/bench_data.py [--sizes 10000,100000] [--repeats 3] [--stage-rows 5000]
@@ -143,14 +143,16 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
     from hf_ita_plugin.data.cleaning import CleaningConfig, clean_conversation
     from hf_ita_plugin.data.dedup import (Deduplicator, DedupConfig, band_keys, lsh_bands, minhashes,
                                           normalized_text_and_words, signatures, word_shingle_hash_sets)
-    from hf_ita_plugin.data.language import identify, looks_italian
+    from hf_ita_plugin.data.language import answers_look_italian, identify
     from hf_ita_plugin.data.token_count import token_counter
     from hf_ita_plugin.templates import render, render_many
 
     no_language = CleaningConfig(require_italian=False)
     cleaned = [o.messages for o in (clean_conversation(c, no_language) for c in convs) if o.kept]
     answers = ["\n".join(m["content"] for m in c if m["role"] == "assistant") for c in cleaned]
-    words = [normalized_text_and_words(c)[1] for c in cleaned]
+    # the language check finds the messages' words (plain short answers), dedup reuses them
+    found = [answers_look_italian(c, a)[1] for c, a in zip(cleaned, answers)]
+    words = [normalized_text_and_words(c, w)[1] for c, w in zip(cleaned, found)]
     shingles = [s for i in range(0, len(words), 256) for s in word_shingle_hash_sets(words[i : i + 256])]
     sigs = [sig for i in range(0, len(cleaned), 256) for sig in signatures(cleaned[i : i + 256])]
     rendered = [render(tokenizer, c) for c in cleaned]
@@ -172,9 +174,10 @@ def stage_breakdown(convs, tokenizer, repeats: int) -> list[dict]:
 
     stages = [
         ("cleaning (ftfy, leaks, whitespace)", len(convs), lambda: [clean_conversation(c, no_language) for c in convs]),
-        ("language ID (marker words, py3langid)", len(answers),
-         lambda: [looks_italian(a) or identify(a) for a in answers]),
-        ("dedup: normalise text (and its words)", len(cleaned), lambda: [normalized_text_and_words(c) for c in cleaned]),
+        ("language ID (words, marker words, py3langid)", len(answers),
+         lambda: [answers_look_italian(c, a)[0] or identify(a) for c, a in zip(cleaned, answers)]),
+        ("dedup: normalise text (words from the language ID)", len(cleaned),
+         lambda: [normalized_text_and_words(c, w) for c, w in zip(cleaned, found)]),
         ("dedup: word 3-gram hashes (256 rows at a time)", len(words),
          lambda: [word_shingle_hash_sets(words[i : i + 256]) for i in range(0, len(words), 256)]),
         ("dedup: MinHash + LSH band keys (numpy, 256 rows at a time)", len(shingles),

@@ -30,8 +30,7 @@ from typing import Any
 
 from ..errors import HfItaError
 from ..templates.validation import validate_messages
-from .language import MAX_PROSE_CHARS, identify, is_plain_prose, italian_by_marker_words, looks_italian, requested_languages
-from .words import text_words
+from .language import answers_look_italian, identify, requested_languages
 
 REASONS = ("invalid", "empty", "too_short", "too_long", "not_italian")
 """Rejection reasons of the cleaner (dedup and tokenization add their own)."""
@@ -321,12 +320,7 @@ def clean_conversation(messages: Any, config: CleaningConfig | None = None) -> C
     language = words = None
     if config.require_italian:
         answers = "\n".join(m["content"] for m in cleaned if m["role"] == "assistant")
-        if len(answers) <= MAX_PROSE_CHARS * 2 and is_plain_prose(answers):  # the words dedup needs will do
-            words = [text_words(m["content"]) for m in cleaned]
-            answer_words = [w for m, found in zip(cleaned, words) if m["role"] == "assistant" for w in found]
-            unmistakable = italian_by_marker_words(list(filter(str.isalpha, answer_words)))
-        else:
-            unmistakable = looks_italian(answers)
+        unmistakable, words = answers_look_italian(cleaned, answers)
         if unmistakable:  # unmistakable Italian: skip the (slower) language-ID model
             return CleanOutcome(cleaned, None, "", tuple(fixes), "it", words)
         guess = identify(answers, min_chars=config.language_min_chars)

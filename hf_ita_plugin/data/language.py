@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ..errors import DataError
+from .words import text_words
 
 MIN_PROSE_CHARS = 20
 """Below this many letters of prose (code removed) a language guess is not trusted."""
@@ -121,9 +123,18 @@ def italian_by_marker_words(words: list[str], *, min_words: int = 12) -> bool:
     return italian >= 0.10 * len(words) and foreign <= 0.02 * len(words)
 
 
-def is_plain_prose(text: str) -> bool:
-    """Whether ``text`` has nothing :func:`strip_code` would remove (no code, no URL)."""
-    return "`" not in text and "~~~" not in text and "://" not in text
+def answers_look_italian(messages: list[dict[str, Any]], answers: str) -> tuple[bool, list[list[str]] | None]:
+    """:func:`looks_italian` of a conversation's ``answers`` (its assistant contents joined by newlines).
+
+    Plain prose short enough to be read whole is judged on the messages' :func:`~.words.text_words`
+    (letters only), which are returned too: the deduplicator needs the same words. Otherwise the
+    words are ``None``.
+    """
+    if len(answers) <= MAX_PROSE_CHARS * 2 and "`" not in answers and "~~~" not in answers and "://" not in answers:
+        words = [text_words(m["content"]) for m in messages]
+        answer_words = [w for m, found in zip(messages, words) if m["role"] == "assistant" for w in found]
+        return italian_by_marker_words(list(filter(str.isalpha, answer_words))), words
+    return looks_italian(answers), None
 
 
 _LANGUAGE_OF_NAME = {name: code for code, names in LANGUAGE_NAMES.items() if code != "it" for name in names}
