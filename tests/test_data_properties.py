@@ -84,7 +84,7 @@ def _mojibake(word: str, codec: str, spaced: bool) -> str:
 @settings(max_examples=400, deadline=None)
 @given(pieces=st.lists(st.one_of(
     st.sampled_from(ITALIAN_WORDS), st.text(alphabet=BEYOND_LATIN1, max_size=3),
-    st.builds(_mojibake, st.sampled_from(["è", "à", "città", "perché", "’", "«", "–", "°", "😀", "€"]),
+    st.builds(_mojibake, st.sampled_from(["è", "à", "città", "perché", "’", "«", "–", "°", "😀", "€", "ﬁ", "Ａ", "\u2028"]),
               st.sampled_from(["latin-1", "sloppy-windows-1252", "sloppy-windows-1250", "macroman", "cp437"]),
               st.booleans())), max_size=8).map(" ".join))
 def test_unicode_repair_skips_ftfy_only_where_ftfy_would_change_nothing(pieces):
