@@ -225,3 +225,18 @@ def test_conversations_the_template_rejects_are_invalid_rows_and_never_shadow_a_
     assert all(reason == "invalid" and "contenuto vietato" in detail for reason, detail in reasons.values())
     assert [ex.index for ex in prepared.examples] == [2]
     assert prepared.token_counts == [len(picky(render(picky, ok), add_special_tokens=False)["input_ids"])]
+
+
+def _die(chunk):
+    import os
+
+    os._exit(3)  # a worker killed mid-chunk (as by the out-of-memory killer)
+
+
+def test_a_dead_worker_is_a_clear_error_not_a_hang():
+    from hf_ita_plugin.data.prepare import _Workers
+
+    with pytest.raises(DataError, match="worker process .* died") as info:
+        with _Workers(2) as workers:
+            list(workers.map(_die, [[1], [2], [3]]))
+    assert "--workers 1" in info.value.hint

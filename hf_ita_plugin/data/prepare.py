@@ -218,7 +218,17 @@ class _Workers:
     def map(self, func, chunks: list[Any]) -> Iterator[Any]:
         if self._pool is None:
             return map(func, chunks)
-        return self._pool.map(func, chunks)
+        return self._results(self._pool.map(func, chunks))
+
+    @staticmethod
+    def _results(results: Iterator[Any]) -> Iterator[Any]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            yield from results
+        except BrokenProcessPool:
+            raise DataError("a worker process of the data preparation died (out of memory?)",
+                            hint="retry with fewer worker processes: --workers 1") from None
 
 
 def _chunks(items: list[Any], options: PrepareOptions) -> list[tuple[list[Any], PrepareOptions]]:
