@@ -50,7 +50,8 @@ def test_characters_missing_from_the_vocabulary_are_counted_by_the_tokenizer(smo
 
 
 PIECES = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "perché", "l'acqua", "'s", "  ", "\n\n", " \t ", "1234567",
-          "½²", "🇮🇹", "日本", "\x04", "\U00040001", "Ã¨", "def f():", "\u0301", "\r\n", "ab", "e"]
+          "½²", "🇮🇹", "日本", "\x04", "\U00040001", "Ã¨", "def f():", "\u0301", "\r\n", "ab", "e",
+          "\n    ", " ", "\xa0", "\u3000", "\u2028", "\x85", "\x1c", "\u200b", "x"]  # runs of every kind of space
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
