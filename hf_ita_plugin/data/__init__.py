@@ -2,8 +2,9 @@
 order as a curriculum, generate synthetic Q&A from a taxonomy, and report what was done.
 
 Modules, in pipeline order: :mod:`.loaders` and :mod:`.taxonomy` (sources), :mod:`.cleaning`
-(with :mod:`.language`; :mod:`.words` tokenizes once for both it and dedup), :mod:`.dedup`, :mod:`.curriculum`, :mod:`.report`, :mod:`.prepare` (the
-whole pipeline, ``hf-ita data prepare``) and :mod:`.generate` (``hf-ita data generate``).
+(with :mod:`.language`), :mod:`.dedup` (:mod:`.words` finds words once for both), :mod:`.curriculum`,
+:mod:`.report`, :mod:`.prepare` (the whole pipeline, ``hf-ita data prepare``) and
+:mod:`.generate` (``hf-ita data generate``).
 """
 
 from .loaders import (
