@@ -49,6 +49,7 @@ def _whitespace_runs(text: str) -> Iterator[re.Match]:
         return _SPACE_OR_NEWLINE_RUN.finditer(text)
     return iter(())
 
+
 _EDGE_CASES = (
     "Perché l'IVA è al 22%? Costa 1.234,56 € (circa 1234567 lire).\n\n\n   Fine.",
     "def f(x):\n\treturn x**2  # quadrato\n\n\nprint(f(3))   \n",
