@@ -16,8 +16,8 @@ dedup cost on top of it. Scaling: time(largest)/time(smallest) against the row r
 Per-stage breakdown: each stage of the pipeline run alone, in this process, on the smallest size
 (CPU seconds, median of the repeats): text cleaning (ftfy, template leaks, whitespace), language
 ID (which also finds the words dedup reuses), dedup signatures (normalisation, shingles, MinHash),
-the LSH index, template rendering and token counting. The machine's load average is recorded with every run: the 2 cores are shared, so
-compare ratios, not absolute seconds.
+the LSH index, template rendering and token counting. The machine's load average is recorded
+with every run: the 2 cores are shared, so compare ratios, not absolute seconds.
 
     python bench/bench_data.py [--sizes 10000,100000] [--repeats 3] [--stage-rows 5000]
 

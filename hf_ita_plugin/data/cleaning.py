@@ -158,10 +158,8 @@ def _may_need_ftfy(char: str) -> bool:
     neighbour, and that ftfy's other fixes leave alone (controls and format characters, line and
     paragraph separators, Latin ligatures, full/half-width forms): ``−``, ``≤``, ``ő``, emoji, CJK...
     """
-    from ftfy.chardata import CONTROL_CHARS, LIGATURES, WIDTH_MAP
-
     code = ord(char)
-    if code < 0x100 or char in _codec_characters() or code in CONTROL_CHARS or code in LIGATURES or code in WIDTH_MAP:
+    if code < 0x100 or char in _codec_characters() or _table_fixer_characters().match(char):
         return True
     category = unicodedata.category(char)
     if category[0] in "MC" or category in ("Zl", "Zp") or not unicodedata.is_normalized("NFC", char):
@@ -196,7 +194,8 @@ def _fix_with_ftfy(text: str) -> str:
 
 @lru_cache(maxsize=2)
 def _ftfy_config(table_fixers: bool = True):
-    """ftfy's settings, built once: straight quotes left alone, NFC output."""
+    """ftfy's settings, built once: straight quotes left alone, NFC output (``table_fixers``: see
+    :func:`_fix_with_ftfy`)."""
     import ftfy
 
     return ftfy.TextFixerConfig(uncurl_quotes=False, normalization="NFC", fix_latin_ligatures=table_fixers,

@@ -1,9 +1,9 @@
 """Render conversations to text with a chat template, through transformers' own Jinja renderer.
 
 :func:`render` uses a tokenizer (its template and special tokens), :func:`render_many` renders a
-batch with it; :func:`render_source` renders
-a template text with explicit special tokens and can report the character spans of the
-``{% generation %}`` blocks (the assistant replies that are trained on).
+batch with it; :func:`render_source` renders a template text with explicit special tokens and
+can report the character spans of the ``{% generation %}`` blocks (the assistant replies that
+are trained on).
 """
 
 from __future__ import annotations
