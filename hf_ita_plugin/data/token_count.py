@@ -3,14 +3,15 @@
 Data preparation only needs *how many* tokens each conversation has (statistics and the
 ``max_tokens`` limit). A :class:`TokenCounter` counts them with the tokenizer itself
 (``tokenizers``, the reference), or, for byte-level BPE tokenizers (GPT-2 style: SmolLM, Llama 3,
-Qwen2...), with ``tiktoken``, whose pre-tokenizer regex and BPE run about 3x faster on 2 cores.
+Qwen2...), with ``tiktoken``, whose pre-tokenizer regex and BPE run 3-4x faster on 2 cores.
 
 The tiktoken encoding is built from the tokenizer's own ``tokenizer.json`` (its vocabulary,
 merge order, pre-tokenizer pattern and added tokens) and is only used after it produced the very
 same token ids as the tokenizer on a probe corpus (the bundled Italian conversations rendered with
 the tokenizer's chat template, plus edge cases: digits, whitespace runs, emoji, code, special
-tokens). Anything the conversion does not cover (a normalizer other than NFC, SentencePiece-style models, added
-tokens that strip spaces...) keeps the reference tokenizer; :attr:`TokenCounter.backend` says which.
+tokens). Anything the conversion does not cover (a normalizer other than NFC, SentencePiece-style
+models, added tokens that strip spaces...) keeps the reference tokenizer; :attr:`TokenCounter.backend`
+says which.
 For GPT-2's own split pattern, counts use an equivalent pattern without its lookahead (see
 :data:`GPT2_PATTERN_WITHOUT_LOOKAHEAD`), checked on the same probe.
 """
@@ -28,7 +29,7 @@ import numpy as np
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 """The split pattern of a ``ByteLevel`` pre-tokenizer with ``use_regex=True``."""
 GPT2_PATTERN_WITHOUT_LOOKAHEAD = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+"""
-""":data:`GPT2_PATTERN` without ``\s+(?!\S)``: its regex engine needs no backtracking (~35% faster).
+r""":data:`GPT2_PATTERN` without ``\s+(?!\S)``: its regex engine needs no backtracking (~35% faster).
 
 The two split a text the same way except for a run of two or more whitespace characters followed
 by a non-space: GPT-2's pattern leaves the run's last character to the next piece (`` word``),
