@@ -195,6 +195,9 @@ class ItalianSFT:
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load model {path!r}: {_first_line(exc)}",
                                  hint="check model.name_or_path and that you have access to it") from None
+        from . import bnb_cpu_layout
+
+        bnb_cpu_layout.for_training(model)  # before any evaluation can pack the 4-bit layers
         if getattr(model, "peft_config", None):
             return model  # already a PeftModel: train the adapter as given
         if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):

@@ -147,6 +147,10 @@ def load_adapter(repo_id: str, revision: str | None = None, load_in_4bit: bool =
         raise ModelError(f"modello base {base_id}: caricamento fallito / failed to load ({str(exc).splitlines()[0]})") from exc
     model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
     model.eval()
+    if load_in_4bit:
+        from .. import bnb_cpu_layout
+
+        bnb_cpu_layout.for_inference(model)
 
     has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir if has_tokenizer else base_dir))
