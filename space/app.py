@@ -6,11 +6,11 @@ Two tabs, Italian first with English alongside:
   one used, for every Hub and Jobs call: never the Space owner's. Pick a preset or any model id, a
   dataset (Hub id, the bundled Italian data, or an uploaded JSONL/CSV checked at once and pushed to
   a private dataset repo of the user), hyperparameters, hardware (with price per hour), output repo
-  and visibility. Launch starts an HF Job (:mod:`hf_ita_plugin.jobs`, the same launcher as
+  and visibility. Launch starts an HF Job (:mod:`hf_ita_plugin.jobs.client`, the same launcher as
   ``hf-ita launch``); its stage is refreshed on a timer, its logs stream live, it can be canceled,
   earlier runs are listed by label, and the published repo is linked when done.
 - **Chat**: the embedded default model, or an adapter / GGUF repo, streamed through llama.cpp (GGUF)
-  or transformers + peft (:mod:`hf_ita_plugin.chat`), with the Italian default system prompt and
+  or transformers + peft (:mod:`hf_ita_plugin.inference.chat`), with the Italian default system prompt and
   sampling controls.
 
 Run locally: ``python space/app.py`` (Gradio mocks the sign-in with your own ``hf auth login``).
@@ -18,12 +18,6 @@ Run locally: ``python space/app.py`` (Gradio mocks the sign-in with your own ``h
 
 from __future__ import annotations
 
-import os
-
-# Generation threads share the Space's few vCPUs with the web server: OpenMP's default spinning
-# makes llama.cpp several times slower when cores are oversubscribed (see bench/bench_chat.py).
-# Must be set before torch or llama.cpp start their OpenMP runtimes.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import hashlib
 import threading
@@ -34,10 +28,11 @@ from typing import Any
 
 import gradio as gr
 
-from hf_ita_plugin.chat import SAMPLING_BOUNDS, ChatModel, SamplingParams, default_system_prompt, load_chat_model
+from hf_ita_plugin.inference.chat import SAMPLING_BOUNDS, ChatModel, SamplingParams, default_system_prompt, load_chat_model
 from hf_ita_plugin.config import RunConfig, list_presets
 from hf_ita_plugin.errors import ConfigError, HfItaError
-from hf_ita_plugin.jobs import JobRun, JobsClient, validate_job_id, validate_repo_id
+from hf_ita_plugin.utils.env import apply_runtime_defaults
+from hf_ita_plugin.jobs.client import JobRun, JobsClient, validate_job_id, validate_repo_id
 
 DEFAULT_PRESET = "qwen2.5-7b"
 DATA_HUB, DATA_UPLOAD, DATA_BUNDLED = "Dataset del Hub (Hub dataset)", "Carica un file (upload)", "Dati italiani inclusi (bundled)"
@@ -497,5 +492,6 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Before torch or llama.cpp start: generation threads share the Space's few vCPUs with the web server.
+    apply_runtime_defaults()
     build_app().queue(default_concurrency_limit=8).launch()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hf_ita_plugin.attention import VARLEN_SDPA, register_varlen_sdpa
+from hf_ita_plugin.training.patches.varlen_sdpa import VARLEN_SDPA, register_varlen_sdpa
 
 
 @pytest.fixture(scope="module")

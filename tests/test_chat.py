@@ -1,4 +1,4 @@
-"""hf_ita_plugin.chat: llama.cpp (embedded GGUF, GGUF repos) and transformers + peft (adapters), streamed."""
+"""hf_ita_plugin.inference.chat: llama.cpp (embedded GGUF, GGUF repos) and transformers + peft (adapters), streamed."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from hf_ita_plugin.chat import (
+from hf_ita_plugin.inference.chat import (
     LlamaCppChat, SamplingParams, TransformersChat, build_messages, load_chat_model, normalize_history, parse_source,
     pick_gguf,
 )
-from hf_ita_plugin.embedded import EMBEDDED_HUB_ID, embedded_gguf_path, ensure_embedded_model
+from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, embedded_gguf_path, ensure_embedded_model
 from hf_ita_plugin.errors import ConfigError, ModelError
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT
 from jobs_server import hub_endpoint, jobs_hub  # noqa: F401 - fixtures

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hf_ita_plugin.cli import main as cli_main
+from hf_ita_plugin.cli.main import main as cli_main
 from hf_ita_plugin.config import RunConfig, apply_overrides, list_presets
 from hf_ita_plugin.errors import ConfigError
 

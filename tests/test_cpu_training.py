@@ -10,7 +10,9 @@ import trl.trainer.utils as trl_utils
 from transformers import LlamaConfig, LlamaForCausalLM
 from trl.trainer.utils import add_fused_lm_head
 
-from hf_ita_plugin.cpu_training import keep_adapter_in_compute_dtype, score_only_labelled_positions
+from hf_ita_plugin.training.patches import training_patches
+from hf_ita_plugin.training.patches.trl_compact_head import compact_lm_head_on_cpu
+from hf_ita_plugin.training.trainer import keep_adapter_in_compute_dtype
 
 
 @pytest.fixture()
@@ -52,16 +54,14 @@ def run(model, ids, labels):
 
 
 def test_compact_head_scores_only_labelled_positions_with_same_loss_and_grads(model, monkeypatch):
-    score_only_labelled_positions()
-    patched = trl_utils._use_triton
-    assert getattr(patched, "hf_ita_compact", False)
     ids, labels = labelled_batch()
     counter = RowCounter(trl_utils._ChunkedLogProbFunction)
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", counter)
 
-    compact_out, compact_grads = run(model, ids, labels)
-    monkeypatch.setattr(trl_utils, "_use_triton", patched.original)
-    full_out, full_grads = run(model, ids, labels)
+    with training_patches():
+        assert getattr(trl_utils._use_triton, "hf_ita_compact", False)
+        compact_out, compact_grads = run(model, ids, labels)
+    full_out, full_grads = run(model, ids, labels)  # the patch is gone: TRL's stock CPU path
 
     labelled = int((labels[:, 1:] != -100).sum())
     assert counter.rows == [labelled, 2 * 23]  # compact: labelled positions only; stock CPU path: all of them
@@ -73,12 +73,24 @@ def test_compact_head_scores_only_labelled_positions_with_same_loss_and_grads(mo
         assert torch.allclose(compact_grads[name], full_grads[name], atol=1e-6), name
 
 
-def test_patch_is_idempotent():
-    assert score_only_labelled_positions()
-    first = trl_utils._use_triton
-    assert score_only_labelled_positions()
-    assert trl_utils._use_triton is first
-    assert first(torch.device("cpu"))
+def test_patch_nests_and_is_restored_on_exit():
+    original = trl_utils._use_triton
+    assert not original(torch.device("cpu"))
+    with compact_lm_head_on_cpu() as applied:
+        assert applied
+        first = trl_utils._use_triton
+        with compact_lm_head_on_cpu() as again:
+            assert again and trl_utils._use_triton is first
+        assert trl_utils._use_triton is first and first(torch.device("cpu"))
+    assert trl_utils._use_triton is original
+
+
+def test_patch_is_restored_when_training_fails():
+    original = trl_utils._use_triton
+    with pytest.raises(RuntimeError):
+        with training_patches():
+            raise RuntimeError("training failed")
+    assert trl_utils._use_triton is original
 
 
 def test_adapter_dtype_follows_compute_dtype():

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hf_ita_plugin.cli import main
+from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.data.generate import (
     GenerateOptions,
     OpenAICompatibleTeacher,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hf_ita_plugin.cli import main
+from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.data import bundled_data_path, curriculum, load_conversations, load_examples
 from hf_ita_plugin.data.dedup import Deduplicator, DedupConfig, jaccard, signature
 from hf_ita_plugin.data.loaders import Example, LoadedData

@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from hf_ita_plugin.cli import main
+from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.data import bundled_data_path, load_conversations
-from hf_ita_plugin.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 from hf_ita_plugin.errors import EvaluationError
-from hf_ita_plugin.eval_suite import (
+from hf_ita_plugin.evaluation.suite import (
     EvalTarget,
     comparison_table,
     distinct_n,
@@ -25,7 +25,7 @@ from hf_ita_plugin.eval_suite import (
     resolve_target,
     run_eval,
 )
-from hf_ita_plugin.evaluate import bits_per_byte
+from hf_ita_plugin.evaluation.metrics import bits_per_byte
 
 FAST = {"prompts": 2, "max_new_tokens": 12, "bpb_max_chars": 700, "heldout_limit": 6}
 
@@ -150,7 +150,7 @@ def test_task_parsing_and_cli_errors(capsys, tmp_path):
 
 
 def test_model_index_results():
-    from hf_ita_plugin.eval_suite import model_index_results
+    from hf_ita_plugin.evaluation.suite import model_index_results
 
     results = model_index_results({"bits_per_byte": 1.9, "italian_rate": 0.8, "distinct_1": 0.5,
                                    "arc_it_acc": 0.31, "arc_it_acc_norm": 0.33, "answer_chars_mean": 120.0})

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from hf_ita_plugin.evaluate import bits_per_byte, response_loss
+from hf_ita_plugin.evaluation.metrics import bits_per_byte, response_loss
 
 
 @pytest.fixture(scope="module")

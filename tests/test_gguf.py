@@ -53,7 +53,7 @@ def test_unknown_bpe_pre_tokenizer_is_refused(tmp_path):
 
 
 def test_missing_source_and_non_model_dir(tmp_path):
-    from hf_ita_plugin.cli import main
+    from hf_ita_plugin.cli.main import main
 
     assert main(["gguf", "convert", str(tmp_path / "nope"), "--quant", "f16"]) == 2
     (tmp_path / "empty").mkdir()
@@ -172,7 +172,7 @@ def test_plain_conversion_imports_neither_torch_nor_transformers(tmp_path):
 
 def test_tokenizer_read_without_transformers_equals_transformers(tmp_path, monkeypatch):
     """Generic BPE tokenizer.json (SmolLM2, a Qwen2-style one): same GGUF metadata as through transformers."""
-    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
     from hf_ita_plugin.gguf import tokenizer_meta as tm
 
     from gguf_models import qwen2_bpe_tokenizer
@@ -200,8 +200,8 @@ def _tensor_names(path: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_embedded_smollm2_f16_via_cli(tmp_path, capsys):
     """BPE (gpt2) llama-architecture model: CLI convert, verify report, Modelfile, no temp files left."""
-    from hf_ita_plugin.cli import main
-    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.cli.main import main
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
 
     model_dir = ensure_embedded_model()
     out = tmp_path / "out"

@@ -40,7 +40,7 @@ def _training_output_dir(tmp_path: Path) -> tuple[Path, Path]:
 def test_output_dir_merge_and_adapter_gguf_match(tmp_path):
     import numpy as np
 
-    from hf_ita_plugin.cli import main
+    from hf_ita_plugin.cli.main import main
     from hf_ita_plugin.gguf import convert, export_adapter, verify
     from hf_ita_plugin.gguf.merge import merge_adapter
     from hf_ita_plugin.gguf.verify import _gguf_logits, _load_llama

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hf_ita_plugin.cli import main
-from hf_ita_plugin.embedded import EMBEDDED_HUB_ID
+from hf_ita_plugin.cli.main import main
+from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID
 from hf_ita_plugin.errors import ConfigError
 from hf_ita_plugin.hub.card import render_card, write_card
 from hf_ita_plugin.hub.facts import collect_gguf_files, facts_from_output_dir

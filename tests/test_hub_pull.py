@@ -13,7 +13,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 
-from hf_ita_plugin.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 from hf_ita_plugin.errors import HubError, ModelError
 from hf_ita_plugin.hub.pull import load_adapter
 from hf_ita_plugin.hub.push import push
@@ -143,7 +143,7 @@ def test_card_snippets_work_as_written(hub, base_dir, tmp_path):
 def test_gguf_snippet_runs_with_llama_cpp(hub, tmp_path):
     """The llama-cpp-python snippet of the card, on a real GGUF (the embedded SmolLM2 Q4_1) pushed via LFS."""
     pytest.importorskip("llama_cpp")
-    from hf_ita_plugin.embedded import embedded_gguf_path
+    from hf_ita_plugin.models.embedded import embedded_gguf_path
 
     embedded = ensure_embedded_model(verbose=False)
     run = make_run(tmp_path / "run", embedded, EMBEDDED_HUB_ID, r=2)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 
-from hf_ita_plugin.cli import main
+from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.errors import ConfigError, HubError, ModelError
 from hf_ita_plugin.hub.pull import load_adapter
 from hf_ita_plugin.hub.push import PUBLISH_ID_PREFIX, push

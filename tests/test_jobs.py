@@ -1,4 +1,4 @@
-"""hf_ita_plugin.jobs and `hf-ita launch` / `hf-ita jobs`, against the local Hub + Jobs server."""
+"""hf_ita_plugin.jobs.client and `hf-ita launch` / `hf-ita jobs`, against the local Hub + Jobs server."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
-from hf_ita_plugin.cli import main as cli_main
+from hf_ita_plugin.cli.main import main as cli_main
 from hf_ita_plugin.config import RunConfig
 from hf_ita_plugin.errors import ConfigError, DataError, JobsError
-from hf_ita_plugin.jobs import (
+from hf_ita_plugin.jobs.client import (
     APP_LABEL, CONFIG_ENV, JOB_WORKDIR, LABEL_REPO, LABEL_VIA, JobsClient, build_job_spec, decode_job_config,
 )
 from jobs_server import JobScenario, hub_endpoint, jobs_hub, publish_like_the_job  # noqa: F401 - fixtures
@@ -272,7 +272,7 @@ def test_job_script_trains_and_publishes_when_run_locally(jobs_hub, tmp_path):
     import subprocess
     import sys
 
-    from hf_ita_plugin.chat import SamplingParams, load_chat_model
+    from hf_ita_plugin.inference.chat import SamplingParams, load_chat_model
 
     token = jobs_hub.add_token("mario")
     config = RunConfig.from_preset("smollm2-135m-cpu", [

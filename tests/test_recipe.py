@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from hf_ita_plugin.config import RunConfig
 from hf_ita_plugin.errors import ConfigError, DataError, ModelError
-from hf_ita_plugin.recipe import ItalianSFT
+from hf_ita_plugin.training.recipe import ItalianSFT
 
 pytestmark = pytest.mark.slow
 
@@ -209,7 +209,7 @@ def test_bad_inputs_fail_before_writing_anything(tmp_path, monkeypatch):
 def test_tokenizer_without_chat_template_is_a_clear_error(tmp_path):
     from transformers import AutoTokenizer
 
-    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model())
     tokenizer.chat_template = None
@@ -229,10 +229,10 @@ def test_trainer_does_not_repeat_the_after_eval_at_the_last_step(tmp_path):
     from transformers import TrainerControl, TrainerState, TrainingArguments
     from transformers.trainer_callback import DefaultFlowCallback
 
-    from hf_ita_plugin.recipe import _skip_final_trainer_eval
+    from hf_ita_plugin.training.trainer import SkipFinalEval
 
     args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=10, report_to="none")
-    flow, skip = DefaultFlowCallback(), _skip_final_trainer_eval()
+    flow, skip = DefaultFlowCallback(), SkipFinalEval()
 
     def should_evaluate(step, max_steps):
         state = TrainerState(global_step=step, max_steps=max_steps, eval_steps=10)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from hf_ita_plugin.jobs import JobsClient, decode_job_config
+from hf_ita_plugin.jobs.client import JobsClient, decode_job_config
 from jobs_server import GRADIO_MOCK_OAUTH_TOKEN, JobScenario, JobsHubServer, point_hub_client_at, publish_like_the_job
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gradio does not support OAuth")
@@ -28,17 +27,10 @@ SPACE_DIR = Path(__file__).resolve().parents[1] / "space"
 
 
 def load_space_module():
-    """Import space/app.py (it sets OMP_WAIT_POLICY for the Space's process: restored here for the tests')."""
-    before = os.environ.get("OMP_WAIT_POLICY")
+    """Import space/app.py as a module (its process defaults apply only when run as the Space)."""
     spec = importlib.util.spec_from_file_location("hf_ita_space_app", SPACE_DIR / "app.py")
     module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if before is None:
-            os.environ.pop("OMP_WAIT_POLICY", None)
-        else:
-            os.environ["OMP_WAIT_POLICY"] = before
+    spec.loader.exec_module(module)
     return module
 
 
@@ -293,7 +285,7 @@ def test_private_chat_model_needs_its_owner(fresh):
     copy already loaded for the owner."""
     from huggingface_hub import HfApi
 
-    from hf_ita_plugin.embedded import embedded_gguf_path
+    from hf_ita_plugin.models.embedded import embedded_gguf_path
 
     api = HfApi(endpoint=fresh.server.url, token=GRADIO_MOCK_OAUTH_TOKEN)
     api.create_repo("mario/privato-gguf", private=True, exist_ok=True)

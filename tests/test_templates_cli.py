@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hf_ita_plugin.cli import main
+from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT, get_template, list_templates
 
 CONV = [

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hf_ita_plugin.embedded import embedded_gguf_path, ensure_embedded_model
+from hf_ita_plugin.models.embedded import embedded_gguf_path, ensure_embedded_model
 from hf_ita_plugin.errors import ModelError
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT, apply_template, check_gguf_template_parity, get_template
 

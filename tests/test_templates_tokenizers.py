@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_ita_plugin.embedded import ensure_embedded_model
+from hf_ita_plugin.models.embedded import ensure_embedded_model
 from hf_ita_plugin.errors import ConfigError, ModelError
 from hf_ita_plugin.templates import (
     DEFAULT_SYSTEM_PROMPT,

@@ -149,11 +149,11 @@ def make_teacher(spec: str, *, model: str | None = None) -> Teacher:
     if spec.startswith(("http://", "https://")):
         return OpenAICompatibleTeacher(spec, model=model)
     if spec == "embedded":
-        from ..embedded import ensure_embedded_model
+        from ..models.embedded import ensure_embedded_model
 
         return TransformersTeacher(str(ensure_embedded_model()))
     if spec == "embedded-gguf":
-        from ..embedded import embedded_gguf_path
+        from ..models.embedded import embedded_gguf_path
 
         return LlamaCppTeacher(str(embedded_gguf_path()))
     if spec.endswith(".gguf"):

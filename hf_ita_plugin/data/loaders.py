@@ -40,7 +40,7 @@ _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assista
 
 def bundled_data_path(name: str) -> Path:
     """Path of a file in the packaged Italian data (``train.jsonl``, ``heldout.jsonl``, ``prose_it.txt``)."""
-    return Path(str(resources.files("hf_ita_plugin") / "resources" / "data" / name))
+    return Path(str(resources.files("hf_ita_plugin.data") / "bundled" / name))
 
 
 def load_rows(source: str, *, split: str = "train") -> tuple[list[dict[str, Any]], str]:

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from .. import atomic
+from ..utils import atomic
 from ..errors import ConfigError, DataError
 from .cleaning import CleaningConfig, CleanOutcome, clean_conversation
 from .dedup import DedupConfig, Deduplicator, Signature, signatures
@@ -323,7 +323,7 @@ def load_tokenizer(name: str, template: str | None = None):
 
     path = name
     if name == "embedded":
-        from ..embedded import ensure_embedded_model
+        from ..models.embedded import ensure_embedded_model
 
         path = str(ensure_embedded_model())
     try:

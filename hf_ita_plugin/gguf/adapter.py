@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter
 
-from ..atomic import atomic_path
+from ..utils.atomic import atomic_path
 from ..errors import ModelError
 from .architectures import architecture_for
 from .merge import find_adapter_dir, read_adapter_config, resolve_base_dir

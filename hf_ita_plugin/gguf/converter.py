@@ -24,7 +24,7 @@ from gguf import GGML_QUANT_VERSION, GGMLQuantizationType, GGUFEndian, GGUFValue
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import quant_shape_to_byte_shape
 
-from ..atomic import atomic_path
+from ..utils.atomic import atomic_path
 from ..errors import ModelError
 from .architectures import Architecture, architecture_for, is_tied, rope_freqs_tensor
 from .checkpoint import Checkpoint

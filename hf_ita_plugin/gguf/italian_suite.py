@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import resources
+from ..data.loaders import bundled_data_path
 
 PROSE_FILE = "prose_it.txt"
-"""Bundled original Italian prose (CC BY 4.0, see ``resources/data/README.md``), never used for training."""
+"""Bundled original Italian prose (CC BY 4.0, see ``data/bundled/README.md``), never used for training."""
 DEFAULT_PROSE_CHARS = 2000
 """Prose characters in the default logit suite: with the prompts, ~800 scored positions for SmolLM2's 49k BPE
 vocabulary (several thousand for the tiny test tokenizers), a few seconds per check on CPU. The benchmark
@@ -61,7 +61,7 @@ def prose_passages(max_chars: int | None = DEFAULT_PROSE_CHARS, passage_chars: i
     ``max_chars`` bounds the total (None: the whole file, ~34k characters). Passages follow the file's
     order, so a given budget always yields the same texts.
     """
-    text = (resources.files("hf_ita_plugin") / "resources" / "data" / PROSE_FILE).read_text(encoding="utf-8")
+    text = bundled_data_path(PROSE_FILE).read_text(encoding="utf-8")
     paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
     passages: list[str] = []
     current: list[str] = []

@@ -55,7 +55,7 @@ def resolve_base_dir(adapter_dir: Path) -> Path:
     ``base_model_name_or_path`` as a local directory, the embedded model for its Hub id, the local
     Hugging Face cache.
     """
-    from ..embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 
     config = read_adapter_config(adapter_dir)
     base = config.get("base_model_name_or_path")

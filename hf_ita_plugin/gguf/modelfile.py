@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_text
+from ..utils.atomic import write_text
 from ..errors import ModelError
 from . import italian_suite
 

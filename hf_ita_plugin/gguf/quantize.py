@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..utils.atomic import atomic_path
 from ..errors import ModelError
 from .quant_types import QuantType
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_json
+from ..utils.atomic import write_json
 from ..errors import ModelError
 from . import italian_suite
 from .quant_types import QUANT_TYPES, QuantType

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_getattr
+from ..utils.lazy import lazy_getattr
 
 _LAZY = {
     "push": ".push",

@@ -97,7 +97,7 @@ class ModelCardCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         if not getattr(state, "is_world_process_zero", True):
             return
-        from ..atomic import write_text
+        from ..utils.atomic import write_text
 
         facts = facts_from_trainer(args, state, model, processing_class, base_model=self.base_model, repo_id=self.repo_id,
                                    datasets=self.datasets, dataset_licenses=self.dataset_licenses)

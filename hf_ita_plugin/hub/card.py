@@ -47,19 +47,9 @@ _TRAINING_KEYS = ("steps", "epochs", "final_loss", "train_runtime_s", "wall_time
 
 
 # ---------------------------------------------------------------------- templates
-def templates_dir() -> Path | None:
-    """The ``model_cards/`` folder of a source checkout (``None`` when installed as a package)."""
-    candidate = Path(__file__).resolve().parents[2] / "model_cards"
-    return candidate if (candidate / "adapter.md.jinja").is_file() else None
-
-
 def _template_source(name: str) -> str:
-    folder = templates_dir()
-    if folder is not None:
-        path = folder / name
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    try:  # installed: model_cards is packaged as hf_ita_plugin.model_cards
+    """A card template from ``model_cards/``, packaged as ``hf_ita_plugin.model_cards`` (installed or editable)."""
+    try:
         return (resources.files("hf_ita_plugin.model_cards") / name).read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise ConfigError(f"model card template {name!r} not found (model_cards/ missing from the installation)") from exc
@@ -195,7 +185,7 @@ def write_card(output_dir: str | os.PathLike, kind: str = "adapter", *, repo_id:
                base_model: str | None = None, lookup: bool = True, endpoint: str | None = None,
                token: str | None = None, target: str | os.PathLike | None = None) -> Path:
     """Render the card of a training OUTPUT_DIR and write it atomically (default ``OUTPUT_DIR/README.md``)."""
-    from ..atomic import write_text
+    from ..utils.atomic import write_text
 
     facts = facts_from_output_dir(output_dir, repo_id=repo_id, base_model=base_model, lookup=lookup,
                                   endpoint=endpoint, token=token)

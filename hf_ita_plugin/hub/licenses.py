@@ -25,8 +25,8 @@ KNOWN_MODEL_LICENSES = {
 """Licenses of the presets' base models, so cards need no network for them."""
 
 BUNDLED_DATA = {"bundled": "train.jsonl", "bundled-heldout": "heldout.jsonl"}
-"""The packaged Italian data sets (``hf_ita_plugin/resources/data``) by config name."""
-BUNDLED_DATA_LICENSE = "cc-by-4.0"  # hf_ita_plugin/resources/data/LICENSE.md
+"""The packaged Italian data sets (``hf_ita_plugin/data/bundled``) by config name."""
+BUNDLED_DATA_LICENSE = "cc-by-4.0"  # hf_ita_plugin/data/bundled/LICENSE.md
 
 PERMISSIVE_LICENSES = {
     "apache-2.0", "mit", "bsd", "bsd-2-clause", "bsd-3-clause", "cc0-1.0", "cc-by-4.0", "cc-by-3.0",

@@ -62,7 +62,7 @@ def is_local_path(value: str | os.PathLike | None) -> bool:
 
 def public_model_id(*candidates: str | None) -> str | None:
     """The first candidate that is a Hub model id; the embedded model's local copy maps to its Hub id."""
-    from ..embedded import EMBEDDED_HUB_ID, embedded_model_dir
+    from ..models.embedded import EMBEDDED_HUB_ID, embedded_model_dir
 
     embedded = str(embedded_model_dir())
     for candidate in candidates:

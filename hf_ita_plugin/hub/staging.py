@@ -136,7 +136,7 @@ def _ensure_merged(out: Path, *, produce: bool) -> Path | None:
     except ImportError as exc:
         raise ModelError(f"{out}: manca {merged} e hf_ita_plugin.gguf non è disponibile / merged/ is missing and the merge module "
                          f"is unavailable ({exc})", hint="merge the adapter first, into OUTPUT_DIR/merged") from None
-    from ..atomic import atomic_directory
+    from ..utils.atomic import atomic_directory
 
     print(f"hf-ita: unisco l'adattatore al modello base / merging the adapter into its base -> {merged}")
     adapter = out / "adapter"

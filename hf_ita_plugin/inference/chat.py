@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError
 
 EMBEDDED_SOURCE = "embedded"
 GGUF_PREFERENCE = ("Q4_K_M", "Q8_0", "Q5_K_M", "Q4_K_S", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "F16", "BF16", "F32")
@@ -48,7 +48,7 @@ _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(?
 
 def default_system_prompt() -> str:
     """The Italian default system prompt of the template registry."""
-    from .templates import DEFAULT_SYSTEM_PROMPT
+    from ..templates import DEFAULT_SYSTEM_PROMPT
 
     return DEFAULT_SYSTEM_PROMPT
 
@@ -136,7 +136,7 @@ class LlamaCppChat(ChatModel):
 
     def __init__(self, gguf_path: str | Path, *, source: str | None = None, n_ctx: int = 2048, n_threads: int | None = None):
         super().__init__()
-        from .gguf.quantize import require_llama_cpp
+        from ..gguf.quantize import require_llama_cpp
 
         llama_cpp = require_llama_cpp()
         gguf_path = Path(gguf_path)
@@ -195,14 +195,14 @@ class TransformersChat(ChatModel):
         if not getattr(self.tokenizer, "chat_template", None):
             raise ModelError(f"{tok_dir}: il tokenizer non ha un chat template / the tokenizer has no chat template",
                              hint="train with hf-ita (it saves the template with the adapter) or pick a chat model")
-        from .templates import template_name
+        from ..templates import template_name
 
         self.source = source or str(adapter_dir or model_dir)
         self.template = template or template_name(self.tokenizer) or _template_label(self.tokenizer.chat_template, "tokenizer")
         self._eos_ids = self._stop_ids()
 
     def _stop_ids(self) -> list[int]:
-        from .templates import registry_template_of
+        from ..templates import registry_template_of
 
         ids = set()
         gen_eos = self.model.generation_config.eos_token_id
@@ -287,7 +287,7 @@ def resolve_local(path: str | Path, *, prefer_gguf: bool = False) -> ResolvedSou
 
     With ``prefer_gguf`` (CPU) a folder's GGUF files win over its adapter or model.
     """
-    from .gguf.merge import find_adapter_dir
+    from ..gguf.merge import find_adapter_dir
 
     path = Path(path)
     if path.is_file():
@@ -377,7 +377,7 @@ def load_chat_model(source: str | None = None, *, token: str | bool | None = Non
         raise ConfigError(f"engine must be auto, llama.cpp or transformers, got {engine!r}")
     kind, value = parse_source(source, allow_local=allow_local)
     if kind == "embedded":
-        from .embedded import EMBEDDED_HUB_ID, embedded_gguf_path
+        from ..models.embedded import EMBEDDED_HUB_ID, embedded_gguf_path
 
         return LlamaCppChat(embedded_gguf_path(), source=f"{EMBEDDED_HUB_ID} (embedded, Q4_1)", n_threads=n_threads)
     prefer_gguf = engine == "llama.cpp" or (engine == "auto" and _pick_device(device) == "cpu")
@@ -400,7 +400,7 @@ def load_chat_model(source: str | None = None, *, token: str | bool | None = Non
 
 def _base_model_dir(adapter_dir: Path, *, token: str | bool | None) -> str | Path:
     """The adapter's base model: a local checkpoint if one is known, else its Hub id (downloaded)."""
-    from .gguf.merge import read_adapter_config, resolve_base_dir
+    from ..gguf.merge import read_adapter_config, resolve_base_dir
 
     try:
         return resolve_base_dir(adapter_dir)
@@ -426,7 +426,7 @@ def _trained_template(adapter_dir: Path) -> str | None:
 
 
 def _template_label(source: str | None, where: str) -> str:
-    from .templates import registry_name_of
+    from ..templates import registry_name_of
 
     if not source:
         return f"nessuno / none ({where})"

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import atomic
-from .config import RunConfig
-from .cpu_training import keep_adapter_in_compute_dtype, score_only_labelled_positions
-from .data import bundled_data_path, load_examples, seeded_sample
-from .data.curriculum import curriculum_order
-from .embedded import EMBEDDED_HUB_ID, ensure_embedded_model
-from .errors import ConfigError, DataError, HfItaError, ModelError
+from ..utils import atomic
+from .patches import training_patches
+from ..config import RunConfig
+from ..data import bundled_data_path, load_examples, seeded_sample
+from ..data.curriculum import curriculum_order
+from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+from ..models.loader import resolve_compute_dtype
+from ..errors import ConfigError, DataError, HfItaError, ModelError
 
 ADAPTER_DIRNAME = "adapter"
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -63,7 +64,7 @@ class PreparedData:
 class ItalianSFT:
     """The QLoRA supervised fine-tuning recipe for Italian.
 
-    Build it from a :class:`~hf_ita_plugin.config.RunConfig`, a YAML file (:meth:`from_yaml`) or a
+    Build it from a :class:`~hf_ita_plugin.config.schema.RunConfig`, a YAML file (:meth:`from_yaml`) or a
     packaged preset (:meth:`from_preset`). ``model``/``tokenizer`` may be passed already loaded
     (e.g. by your own transformers code); otherwise ``config.model`` says what to load, and no
     model named means the embedded SmolLM2-135M-Instruct. ``callbacks`` are extra transformers
@@ -105,7 +106,7 @@ class ItalianSFT:
         """Tokenizer with the configured chat template and BOS/EOS/PAD hygiene applied."""
         from transformers import AutoTokenizer
 
-        from .templates import apply_template
+        from ..templates import apply_template
 
         tokenizer = self._user_tokenizer
         if tokenizer is None:
@@ -128,7 +129,7 @@ class ItalianSFT:
         bundled file is grouped by category). With ``data.curriculum`` the training rows are put
         in curriculum order and :attr:`PreparedData.phases` says which rows belong to which phase.
         """
-        from .templates import registry_template_of, tokenize_conversation, validate_messages, with_system_prompt
+        from ..templates import registry_template_of, tokenize_conversation, validate_messages, with_system_prompt
 
         cfg = self.config.data
         max_length = self.config.training.max_seq_length
@@ -195,9 +196,9 @@ class ItalianSFT:
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load model {path!r}: {_first_line(exc)}",
                                  hint="check model.name_or_path and that you have access to it") from None
-        from . import bnb_cpu_layout
+        from ..models import quant_layout
 
-        bnb_cpu_layout.for_training(model)  # before any evaluation can pack the 4-bit layers
+        quant_layout.for_training(model)  # before any evaluation can pack the 4-bit layers
         if getattr(model, "peft_config", None):
             return model  # already a PeftModel: train the adapter as given
         if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
@@ -217,18 +218,18 @@ class ItalianSFT:
 
     def attn_implementation(self) -> str | None:
         """The configured attention kernel; by default, for padding-free or packed batches, SDPA
-        run per sequence (:mod:`hf_ita_plugin.attention`) instead of one dense block mask."""
+        run per sequence (:mod:`hf_ita_plugin.training.patches.varlen_sdpa`) instead of one dense block mask."""
         if self.config.model.attn_implementation:
             return self.config.model.attn_implementation
         if self.config.training.batching in ("padding_free", "packed"):
-            from .attention import register_varlen_sdpa
+            from .patches.varlen_sdpa import register_varlen_sdpa
 
             return register_varlen_sdpa()
         return None
 
     def evaluate(self, model, tokenizer, data: PreparedData, *, label: str) -> dict[str, float]:
         """Held-out bits per byte (prose) and response loss (held-out conversations)."""
-        from .evaluate import bits_per_byte, response_loss
+        from ..evaluation.metrics import bits_per_byte, response_loss
 
         ecfg = self.config.evaluation
         out: dict[str, float] = {}
@@ -251,7 +252,7 @@ class ItalianSFT:
         """
         from transformers import set_seed
 
-        from .templates import template_name
+        from ..templates import template_name
 
         started = time.time()
         cfg = self.config
@@ -274,7 +275,8 @@ class ItalianSFT:
             atomic.write_json(ckpt_dir / _EVAL_BEFORE_FILE, eval_before)
 
         trainer = self._build_trainer(model, tokenizer, data, ckpt_dir)
-        train_out = trainer.train(resume_from_checkpoint=True if resume else None)
+        with training_patches():
+            train_out = trainer.train(resume_from_checkpoint=True if resume else None)
         train_seconds = train_out.metrics.get("train_runtime", 0.0)
 
         eval_after = self.evaluate(model, tokenizer, data, label="after")
@@ -317,61 +319,10 @@ class ItalianSFT:
 
     # ------------------------------------------------------------------ internals
     def _build_trainer(self, model, tokenizer, data: PreparedData, ckpt_dir: Path):
-        from datasets import Dataset
-        from trl import SFTConfig, SFTTrainer
+        from .trainer import build_trainer
 
-        t = self.config.training
-        compute_dtype = str(resolve_compute_dtype(self.config.quantization.compute_dtype))
-        has_eval = bool(data.eval)
-        args = SFTConfig(
-            output_dir=str(ckpt_dir),
-            # sequences are already truncated by tokenize_conversation; packing uses it as block size
-            max_length=None if t.batching == "padding_free" else t.max_seq_length,
-            per_device_train_batch_size=t.per_device_batch_size,
-            per_device_eval_batch_size=t.per_device_batch_size,
-            gradient_accumulation_steps=t.gradient_accumulation_steps,
-            learning_rate=t.learning_rate,
-            num_train_epochs=t.num_epochs,
-            max_steps=t.max_steps,
-            warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
-            lr_scheduler_type=t.lr_scheduler,
-            weight_decay=t.weight_decay,
-            max_grad_norm=t.max_grad_norm,
-            logging_steps=t.logging_steps,
-            eval_strategy="steps" if has_eval else "no",
-            eval_steps=t.eval_steps,
-            save_strategy="steps",
-            save_steps=t.save_steps,
-            save_total_limit=t.save_total_limit,
-            seed=t.seed,
-            data_seed=t.seed,
-            report_to=t.report_to,
-            activation_checkpointing=False,  # already set up on the model (prepare_model_for_kbit_training)
-            bf16=compute_dtype.endswith("bfloat16"),
-            fp16=compute_dtype.endswith("float16") and not compute_dtype.endswith("bfloat16"),
-            padding_free=t.batching == "padding_free",
-            packing=t.batching == "packed",
-            packing_strategy="bfd",
-            assistant_only_loss=False,  # masks come pre-computed in `assistant_masks`
-            dataset_num_proc=None,
-            remove_unused_columns=True,
-            dataloader_num_workers=0,
-            save_only_model=False,
-            disable_tqdm=False,
-            include_num_input_tokens_seen="no",
-            # curriculum: the rows are already in phase order, feed them as they are
-            train_sampling_strategy="sequential" if data.phases else "random",
-        )
-        train_ds = Dataset.from_list(data.train)
-        eval_ds = Dataset.from_list(data.eval) if has_eval else None
-        score_only_labelled_positions()
-        callbacks = list(self.callbacks)
-        if has_eval and self.config.evaluation.before_after and self.config.evaluation.response_loss:
-            callbacks.append(_skip_final_trainer_eval())
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, callbacks=callbacks or None)
-        keep_adapter_in_compute_dtype(trainer.model, resolve_compute_dtype(self.config.quantization.compute_dtype))
-        return trainer
+        return build_trainer(self.config, model, tokenizer, data.train, data.eval, ckpt_dir,
+                             callbacks=self.callbacks, sequential=bool(data.phases))
 
     def _write_outputs(self, out_dir: Path, model, tokenizer, metrics: dict[str, Any]) -> TrainResult:
         from .plotting import plot_loss_curve
@@ -384,7 +335,7 @@ class ItalianSFT:
         loss_path = plot_loss_curve(metrics["loss_history"], out_dir / "loss_curve.png",
                                     title=f"{metrics['base_model']} · QLoRA ({metrics['quantization']})")
         metrics_path = atomic.write_json(out_dir / "metrics.json", metrics)
-        from .hub.card import write_card
+        from ..hub.card import write_card
 
         write_card(out_dir, lookup=False)  # the model card (README.md), ready for `hf-ita push`
         result = TrainResult(out_dir, adapter_dir, metrics_path, config_path, loss_path, metrics)
@@ -392,37 +343,8 @@ class ItalianSFT:
         return result
 
 
-def _skip_final_trainer_eval():
-    """A callback that drops transformers' automatic eval after the last step.
-
-    The recipe scores the same held-out conversations right after training (response loss,
-    ``eval.after``), so the trainer's extra pass only doubled the time (~3 min on 2 cores).
-    Periodic evals every ``training.eval_steps`` still run.
-    """
-    from transformers import TrainerCallback
-
-    class SkipFinalEval(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.max_steps and state.global_step >= state.max_steps and state.global_step % args.eval_steps:
-                control.should_evaluate = False
-            return control
-
-    return SkipFinalEval()
-
-
 def _phase_sizes(phase_names: list[str | None]) -> list[tuple[str, int]]:
     return [(str(name), len(list(run))) for name, run in itertools.groupby(phase_names)]
-
-
-def resolve_compute_dtype(name: str):
-    """``auto`` -> bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return getattr(torch, name)
 
 
 def load_bpb_text(spec: str | None, max_chars: int | None) -> str | None:

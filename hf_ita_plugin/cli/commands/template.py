@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, ModelError
+from ...errors import DataError, ModelError
 
 _EXAMPLE = [
     {"role": "system", "content": "Rispondi in italiano."},
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..templates import get_template, list_templates
+    from ...templates import get_template, list_templates
 
     names = list_templates()
     width = max(len(n) for n in names)
@@ -69,7 +69,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from ..templates import get_template, render_source
+    from ...templates import get_template, render_source
 
     tpl = get_template(args.name)
     facts = [
@@ -125,7 +125,7 @@ def _load_tokenizer(spec: str):
     from transformers import AutoTokenizer
 
     if spec == "embedded":
-        from ..embedded import ensure_embedded_model
+        from ...models.embedded import ensure_embedded_model
 
         spec = str(ensure_embedded_model())
     if not Path(spec).expanduser().is_dir():
@@ -162,7 +162,7 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from ..templates import (
+    from ...templates import (
         apply_template,
         assistant_spans,
         get_template,

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..data.loaders import SOURCE_FORMATS
+    from ...data.loaders import SOURCE_FORMATS
 
     data = subparsers.add_parser("data", help="prepare Italian training data / prepara i dati di addestramento",
                                  description="Prepara i dati: pulizia, deduplica, curriculum, generazione sintetica. "
@@ -73,10 +73,10 @@ def _add_pipeline(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from ..data.cleaning import CleaningConfig
-    from ..data.dedup import DedupConfig
-    from ..data.prepare import PrepareOptions
-    from ..errors import ConfigError
+    from ...data.cleaning import CleaningConfig
+    from ...data.dedup import DedupConfig
+    from ...data.prepare import PrepareOptions
+    from ...errors import ConfigError
 
     if args.max_tokens and not args.tokenizer:
         raise ConfigError("--max-tokens needs --tokenizer (tokens are counted with a tokenizer)")
@@ -90,7 +90,7 @@ def _options(args: argparse.Namespace):
 
 
 def _columns(items: list[str]) -> dict[str, str] | None:
-    from ..errors import ConfigError
+    from ...errors import ConfigError
 
     columns = {}
     for item in items:
@@ -112,7 +112,7 @@ def _summary(result) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..data.prepare import prepare
+    from ...data.prepare import prepare
 
     result = prepare(args.source, args.out, format=args.format, split=args.split, limit=args.limit,
                      columns=_columns(args.columns), options=_options(args), overwrite=args.overwrite)
@@ -121,7 +121,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from ..data.generate import GenerateOptions, generate
+    from ...data.generate import GenerateOptions, generate
 
     options = GenerateOptions(rounds=args.rounds, pairs_per_request=args.pairs, max_new_tokens=args.max_new_tokens,
                               temperature=args.temperature, seed=args.seed, include_seeds=not args.no_seeds,

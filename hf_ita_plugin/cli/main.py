@@ -1,6 +1,6 @@
 """The ``hf-ita`` command line.
 
-Each command group lives in its own module under :mod:`hf_ita_plugin.commands` and exposes
+Each command group lives in its own module under :mod:`hf_ita_plugin.cli.commands` and exposes
 ``register(subparsers)``; this module only assembles them and turns user errors
 (:class:`~hf_ita_plugin.errors.HfItaError`) into one readable message and exit code 2.
 """
@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-from .errors import HfItaError
-
-# OpenMP threads that busy-wait burn the cores other work needs (llama.cpp next to torch, a shared
-# laptop, CI): measured here, a 100-token forward took 18 s instead of 2.5 s on 2 loaded cores.
-# Sleep-waiting costs little when the machine is idle. A value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from ..errors import HfItaError
 
 # Command modules, in the order they appear in --help.
 COMMANDS = [
-    "hf_ita_plugin.commands.train",
-    "hf_ita_plugin.commands.template",
-    "hf_ita_plugin.commands.data",
-    "hf_ita_plugin.commands.eval",
-    "hf_ita_plugin.commands.jobs",
-    "hf_ita_plugin.commands.gguf",
-    "hf_ita_plugin.commands.hub",
+    "hf_ita_plugin.cli.commands.train",
+    "hf_ita_plugin.cli.commands.template",
+    "hf_ita_plugin.cli.commands.data",
+    "hf_ita_plugin.cli.commands.eval",
+    "hf_ita_plugin.cli.commands.jobs",
+    "hf_ita_plugin.cli.commands.gguf",
+    "hf_ita_plugin.cli.commands.hub",
 ]
 
 
@@ -57,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
+def console_main() -> int:
+    """The ``hf-ita`` console script: process defaults (:mod:`hf_ita_plugin.utils.env`), then :func:`main`."""
+    from ..utils.env import apply_runtime_defaults
+
+    apply_runtime_defaults()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.exit(main())
+    sys.exit(console_main())

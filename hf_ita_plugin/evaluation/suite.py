@@ -3,9 +3,9 @@
 Tasks (``--tasks``, comma-separated):
 
 - ``bpb``: held-out bits per byte on Italian prose (tokenizer-independent, see
-  :func:`hf_ita_plugin.evaluate.bits_per_byte`);
+  :func:`hf_ita_plugin.evaluation.metrics.bits_per_byte`);
 - ``responses``: response loss on the held-out Italian conversations
-  (:func:`hf_ita_plugin.evaluate.response_loss`);
+  (:func:`hf_ita_plugin.evaluation.metrics.response_loss`);
 - ``italian-rate``: the model answers Italian prompts; the share of answers identified as Italian
   (py3langid, code removed) and their distinct-1/distinct-2 (lexical diversity);
 - ``lm-eval:TASK``: a task of lm-evaluation-harness (``arc_it``, ``hellaswag_it``, ``m_mmlu_it``
@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import atomic
-from .errors import EvaluationError, ModelError
+from ..utils import atomic
+from ..errors import EvaluationError, ModelError
 
 DEFAULT_TASKS = ("bpb", "responses", "italian-rate")
 ITALIAN_LM_EVAL_TASKS = {
@@ -71,7 +71,7 @@ class ItalianRate:
 
 def italian_rate(answers: Sequence[str], *, min_chars: int = 20, min_italian_probability: float = 0.3) -> ItalianRate:
     """How many ``answers`` are in Italian (language of their prose, code removed)."""
-    from .data.language import identify
+    from ..data.language import identify
 
     if not answers:
         raise EvaluationError("italian-rate: no answers to check")
@@ -88,7 +88,7 @@ def italian_rate(answers: Sequence[str], *, min_chars: int = 20, min_italian_pro
 
 def italian_prompts(limit: int | None = 16, source: str = "bundled-heldout") -> list[list[dict[str, str]]]:
     """Italian prompts: the conversations of ``source`` up to their first user turn (system kept)."""
-    from .data import load_conversations
+    from ..data import load_conversations
 
     prompts = []
     for conv in load_conversations(source):
@@ -105,7 +105,8 @@ def generate_answers(model, tokenizer, prompts: Sequence[Sequence[dict[str, str]
     import torch
     from tqdm.auto import tqdm
 
-    from .templates import render, with_system_prompt
+    from ..templates import render
+    from ..templates import with_system_prompt
 
     convs = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
     texts = [render(tokenizer, with_system_prompt(c, system_prompt), add_generation_prompt=True) for c in convs]
@@ -311,7 +312,7 @@ def parse_tasks(spec: str | Sequence[str] | None) -> list[str]:
 
 def resolve_target(model_or_output_dir: str) -> EvalTarget:
     """Understand ``hf-ita eval``'s argument: a training OUTPUT_DIR, an adapter dir, ``embedded``, a model."""
-    from .embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 
     def base_of(name: str | None, local: str | None = None) -> tuple[str, str]:
         if local and Path(local).is_dir():
@@ -380,7 +381,7 @@ def load_target(target: EvalTarget):
             model.resize_token_embeddings(len(tokenizer))
         model = PeftModel.from_pretrained(model, str(target.adapter_dir))
     if not getattr(tokenizer, "chat_template", None):
-        from .templates import apply_template
+        from ..templates import apply_template
 
         tokenizer = apply_template(tokenizer, "chatml")
     return model.eval(), tokenizer
@@ -391,8 +392,8 @@ def evaluate_model(model, tokenizer, tasks: Sequence[str], *, system_prompt: str
                    prompts: int = 16, max_new_tokens: int = 96, do_sample: bool = False, progress: bool = True,
                    heldout_limit: int | None = None, label: str = "") -> tuple[dict[str, float], dict[str, Any]]:
     """Run the in-process tasks on one model; returns ``(metrics, details)``."""
-    from .evaluate import bits_per_byte, response_loss
-    from .recipe import load_bpb_text
+    from .metrics import bits_per_byte, response_loss
+    from ..training.recipe import load_bpb_text
 
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
@@ -403,8 +404,8 @@ def evaluate_model(model, tokenizer, tasks: Sequence[str], *, system_prompt: str
         metrics["bits_per_byte"] = round(bpb.bits_per_byte, 5)
         details["bits_per_byte"] = asdict(bpb)
     if "responses" in tasks:
-        from .data import load_conversations
-        from .templates import tokenize_conversation, with_system_prompt
+        from ..data import load_conversations
+        from ..templates import tokenize_conversation, with_system_prompt
 
         examples = [tokenize_conversation(tokenizer, with_system_prompt(c, system_prompt), max_length=max_length)
                     for c in load_conversations("bundled-heldout", limit=heldout_limit)]

@@ -10,7 +10,7 @@ are found again by label.
 Example::
 
     from hf_ita_plugin.config import RunConfig
-    from hf_ita_plugin.jobs import JobsClient
+    from hf_ita_plugin.jobs.client import JobsClient
 
     client = JobsClient()                       # the locally saved token (`hf auth login`)
     run = client.launch(RunConfig.from_preset("mistral-7b"), flavor="a10g-small",
@@ -34,9 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__
-from .config import RunConfig
-from .errors import ConfigError, DataError, JobsError
+from .. import __version__
+from ..config import RunConfig
+from ..errors import ConfigError, DataError, JobsError
 
 APP_LABEL = "hf-ita"
 """Label key present (value ``"1"``) on every job launched by hf-ita."""
@@ -459,7 +459,7 @@ class JobsClient:
         names the row and field); it lands as ``train.<ext>`` so ``datasets`` finds it by id.
         Returns the dataset repo id.
         """
-        from .data import load_conversations
+        from ..data import load_conversations
 
         path = Path(path)
         if path.suffix.lower() not in _LOCAL_DATA_SUFFIXES:

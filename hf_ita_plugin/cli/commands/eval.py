@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_eval_command(args: argparse.Namespace) -> int:
     import json
 
-    from ..eval_suite import run_eval
+    from ...evaluation.suite import run_eval
 
     lm_opts = {"python": args.lm_eval_python, "limit": args.lm_eval_limit, "num_fewshot": args.lm_eval_fewshot,
                "device": args.lm_eval_device}

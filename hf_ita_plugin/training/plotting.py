@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path
+from ..utils.atomic import atomic_path
 
 
 def plot_loss_curve(history: list[dict[str, Any]], path: str | Path, *, title: str = "Training loss") -> Path | None:

@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from .errors import ConfigError, describe_yaml_error
+from ..errors import ConfigError, describe_yaml_error
 
 QuantMode = Literal["nf4", "fp4", "none"]
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -189,7 +189,7 @@ class RunConfig:
 # ---------------------------------------------------------------------- presets
 def list_presets() -> list[str]:
     """Names of the presets shipped with the package."""
-    folder = resources.files("hf_ita_plugin") / "presets"
+    folder = resources.files("hf_ita_plugin.config") / "presets"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -198,7 +198,7 @@ def load_preset_dict(name: str) -> dict[str, Any]:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         raise ConfigError(f"unknown preset {name!r}", hint=(f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(names)}")
-    text = (resources.files("hf_ita_plugin") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+    text = (resources.files("hf_ita_plugin.config") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .errors import DataError
+from ..errors import DataError
 
 
 @dataclass

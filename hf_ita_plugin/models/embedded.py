@@ -13,8 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from .atomic import atomic_directory
-from .errors import ModelError
+from ..utils.atomic import atomic_directory
+from ..errors import ModelError
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The Hub id the embedded weights come from (used in cards and adapter metadata)."""

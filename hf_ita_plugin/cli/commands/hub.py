@@ -64,7 +64,7 @@ def run_push(args: argparse.Namespace) -> int:
     tag = None if str(args.tag).lower() in ("none", "") else args.tag
     gguf = _gguf_types(args.gguf)
     if args.dry_run:
-        from ..hub.push import publish_set_for
+        from ...hub.push import publish_set_for
 
         pset = publish_set_for(args.output_dir, args.repo, kind=args.kind, merged=args.merged, gguf=gguf,
                                base_model=args.base_model, keep_card=args.keep_card)
@@ -73,7 +73,7 @@ def run_push(args: argparse.Namespace) -> int:
             print(f"{size:>14,}  {path}")
         print(f"hf-ita: {len(pset.files)} file, {pset.size() / 2**20:.1f} MB (dry run: nulla inviato / nothing sent)")
         return 0
-    from ..hub.push import push
+    from ...hub.push import push
 
     result = push(args.output_dir, args.repo, token=args.token, private=args.private, kind=args.kind, merged=args.merged,
                   gguf=gguf, tag=tag, force=args.force, base_model=args.base_model, keep_card=args.keep_card)
@@ -83,7 +83,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_card(args: argparse.Namespace) -> int:
-    from ..hub.card import write_card
+    from ...hub.card import write_card
 
     path = write_card(args.output_dir, args.kind, repo_id=args.repo, base_model=args.base_model,
                       lookup=not args.offline, target=args.output)
@@ -92,7 +92,7 @@ def run_card(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from ..hub.pull import generate_reply, load_adapter
+    from ...hub.pull import generate_reply, load_adapter
 
     model, tokenizer = load_adapter(args.repo, revision=args.revision, load_in_4bit=args.load_in_4bit,
                                     allow_pickle=args.allow_pickle, base_model=args.base_model, token=args.token)

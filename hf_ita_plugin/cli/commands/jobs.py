@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _client():
-    from ..jobs import JobsClient
+    from ...jobs.client import JobsClient
 
     return JobsClient()
 
@@ -57,9 +57,9 @@ def _client():
 def run_launch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..config import RunConfig
-    from ..errors import ConfigError
-    from ..jobs import build_job_spec, is_local_source, validate_repo_id
+    from ...config import RunConfig
+    from ...errors import ConfigError
+    from ...jobs.client import build_job_spec, is_local_source, validate_repo_id
 
     config = RunConfig.from_yaml(args.config, args.overrides)
     client = _client()

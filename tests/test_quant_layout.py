@@ -14,9 +14,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hf_ita_plugin import bnb_cpu_layout
+from hf_ita_plugin.models import quant_layout
 from hf_ita_plugin.config import RunConfig
-from hf_ita_plugin.recipe import ItalianSFT
+from hf_ita_plugin.training.recipe import ItalianSFT
 
 CPU_HAS_PACKED_KERNEL = bool(bnb_functional.has_avx512bf16())
 
@@ -57,10 +57,10 @@ def test_bare_layer_loses_its_gradient_once_packed_and_for_training_prevents_it(
     assert reference is not None and reference.norm() > 0
 
     guarded = four_bit_layer(256, 128)
-    counts = bnb_cpu_layout.for_training(guarded)
+    counts = quant_layout.for_training(guarded)
     assert counts == {"layers": 1, "packable": 0, "unpacked": 0}
     eval_pass(guarded, x)
-    assert not bnb_cpu_layout.is_packed(guarded)
+    assert not quant_layout.is_packed(guarded)
     grad = input_grad(guarded, x)
     assert grad is not None and torch.allclose(grad, reference)
 
@@ -72,10 +72,10 @@ def test_for_training_converts_back_a_layer_an_evaluation_already_packed(packing
         layer.weight.data, state = bnb_functional._convert_weight_packed_for_cpu(layer.weight.data,
                                                                                  layer.weight.quant_state)
     layer.weight.quant_state = state
-    assert bnb_cpu_layout.is_packed(layer)
+    assert quant_layout.is_packed(layer)
     with pytest.warns(UserWarning, match="converted back"):
-        counts = bnb_cpu_layout.for_training(layer)
-    assert counts["unpacked"] == 1 and not bnb_cpu_layout.is_packed(layer)
+        counts = quant_layout.for_training(layer)
+    assert counts["unpacked"] == 1 and not quant_layout.is_packed(layer)
     assert torch.equal(layer.weight.data, before)  # the 4-bit codes are restored exactly
     grad = input_grad(layer, torch.randn(4, 256))
     assert grad is not None and grad.norm() > 0
@@ -83,16 +83,16 @@ def test_for_training_converts_back_a_layer_an_evaluation_already_packed(packing
 
 def test_for_inference_packs_only_shapes_the_kernel_handles(packing_cpu):
     fits, too_narrow, odd_rows = four_bit_layer(256, 128), four_bit_layer(32, 128), four_bit_layer(256, 48)
-    assert bnb_cpu_layout.can_pack(fits)
-    assert not bnb_cpu_layout.can_pack(too_narrow)  # fewer inputs than one quantization block
-    assert not bnb_cpu_layout.can_pack(odd_rows)  # outputs not a multiple of 32
+    assert quant_layout.can_pack(fits)
+    assert not quant_layout.can_pack(too_narrow)  # fewer inputs than one quantization block
+    assert not quant_layout.can_pack(odd_rows)  # outputs not a multiple of 32
     net = torch.nn.Sequential(too_narrow, torch.nn.Linear(128, 256), odd_rows)
-    counts = bnb_cpu_layout.for_inference(net)
+    counts = quant_layout.for_inference(net)
     assert counts == {"layers": 2, "packable": 0, "unpacked": 0}
     out = eval_pass(net, torch.randn(3, 32))  # these shapes crash bitsandbytes when packed
     assert out.shape == (3, 48) and torch.isfinite(out).all()
-    assert not bnb_cpu_layout.is_packed(too_narrow) and not bnb_cpu_layout.is_packed(odd_rows)
-    assert bnb_cpu_layout.for_inference(fits)["packable"] == 1
+    assert not quant_layout.is_packed(too_narrow) and not quant_layout.is_packed(odd_rows)
+    assert quant_layout.for_inference(fits)["packable"] == 1
 
 
 @pytest.mark.skipif(not CPU_HAS_PACKED_KERNEL, reason="bitsandbytes' packed CPU kernel needs AVX512-BF16")
@@ -100,11 +100,11 @@ def test_packed_inference_agrees_with_the_standard_path():
     """On CPUs that have it, the packed path (bf16 scales) stays close to the standard one."""
     x = torch.randn(5, 256)
     standard = four_bit_layer(256, 128)
-    bnb_cpu_layout.for_training(standard)
+    quant_layout.for_training(standard)
     packed = four_bit_layer(256, 128)
-    bnb_cpu_layout.for_inference(packed)
+    quant_layout.for_inference(packed)
     expected, got = eval_pass(standard, x), eval_pass(packed, x)
-    assert bnb_cpu_layout.is_packed(packed)
+    assert quant_layout.is_packed(packed)
     assert torch.allclose(got, expected, rtol=0.05, atol=0.05)
 
 
@@ -148,8 +148,8 @@ def test_recipe_gradients_after_the_before_evaluation_equal_those_without_it(pac
     with torch.no_grad():  # what the "before" evaluation and the trainer's periodic evals do
         evaluated(input_ids=ids)
     layers = [m for m in evaluated.modules() if isinstance(m, bnb_modules.Linear4bit)]
-    assert len(layers) == 14 and all(bnb_cpu_layout.can_pack(m) for m in layers)
-    assert not any(bnb_cpu_layout.is_packed(m) for m in layers)
+    assert len(layers) == 14 and all(quant_layout.can_pack(m) for m in layers)
+    assert not any(quant_layout.is_packed(m) for m in layers)
     got = lora_grads(evaluated, ids)
     assert got.keys() == expected.keys() and len(got) == 28  # A and B of 7 linear layers x 2 blocks
     first_block = [n for n in got if ".layers.0." in n]

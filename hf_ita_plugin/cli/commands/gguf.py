@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from ..gguf import convert
+    from ...gguf import convert
 
     result = convert(
         args.source, quant=args.quant, out_dir=args.out, verify=not args.no_verify, name=args.name,
@@ -79,7 +79,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_adapter(args: argparse.Namespace) -> int:
-    from ..gguf import export_adapter
+    from ...gguf import export_adapter
 
     path = export_adapter(args.adapter_dir, out=args.out, base_dir=args.base)
     print(f"adapter GGUF scritto / written: {path}   (llama.cpp: --lora {Path(path).name})")
@@ -87,7 +87,7 @@ def run_adapter(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..gguf import verify
+    from ...gguf import verify
 
     report = verify(args.gguf_file, against=args.against, lora_path=args.lora)
     if args.json:

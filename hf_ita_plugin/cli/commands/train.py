@@ -39,21 +39,21 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..recipe import ItalianSFT
+    from ...training.recipe import ItalianSFT
 
     ItalianSFT.from_yaml(args.config, _overrides(args)).train(resume=args.resume)
     return 0
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
-    from ..recipe import ItalianSFT
+    from ...training.recipe import ItalianSFT
 
     ItalianSFT.from_preset(QUICKSTART_PRESET, _overrides(args)).train(resume=args.resume)
     return 0
 
 
 def run_presets(args: argparse.Namespace) -> int:
-    from ..config import RunConfig, list_presets
+    from ...config import RunConfig, list_presets
 
     if args.name:
         print(RunConfig.from_preset(args.name).to_yaml(), end="")

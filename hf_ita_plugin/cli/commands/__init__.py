@@ -1,0 +1,1 @@
+"""``hf-ita`` command groups, one module each (see :mod:`hf_ita_plugin.cli.main`)."""

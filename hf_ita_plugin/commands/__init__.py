@@ -1,1 +1,0 @@
-"""``hf-ita`` command groups, one module each (see :mod:`hf_ita_plugin.cli`)."""

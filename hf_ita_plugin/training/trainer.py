@@ -1,0 +1,110 @@
+"""Trainer assembly: the recipe's config turned into TRL's ``SFTConfig`` + ``SFTTrainer``.
+
+Rows arrive tokenized, with assistant-only masks (``assistant_masks``), so TRL neither renders nor
+masks anything. Batching follows ``training.batching`` (padding-free, BFD packing or padded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..config import RunConfig
+from ..models.loader import resolve_compute_dtype
+
+
+class SkipFinalEval(TrainerCallback):
+    """Drops transformers' automatic eval after the last step.
+
+    The recipe scores the same held-out conversations right after training (response loss,
+    ``eval.after``), so the trainer's extra pass only doubled the time (~3 min on 2 cores).
+    Periodic evals every ``training.eval_steps`` still run.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps and state.global_step % args.eval_steps:
+            control.should_evaluate = False
+        return control
+
+
+def keep_adapter_in_compute_dtype(model, compute_dtype) -> int:
+    """Cast trainable parameters back to ``compute_dtype`` (no-op for bfloat16); returns how many.
+
+    SFTTrainer casts the LoRA weights of a 4-bit model to bfloat16. Without native bf16
+    (AVX512-BF16/AMX) a bf16 matmul runs ~60x slower than fp32 on a CPU, so the small LoRA
+    matmuls took longer than the model's own layers.
+    """
+    import torch
+
+    if compute_dtype == torch.bfloat16:
+        return 0
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != compute_dtype:
+            param.data = param.data.to(compute_dtype)
+            cast += 1
+    return cast
+
+
+def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str, Any]],
+                  eval_rows: list[dict[str, Any]], ckpt_dir: Path, *, callbacks=None, sequential: bool = False):
+    """An ``SFTTrainer`` for ``model`` on pre-tokenized rows; checkpoints go to ``ckpt_dir``.
+
+    ``sequential`` feeds the rows in their given order (a curriculum) instead of shuffling them.
+    """
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    t = config.training
+    compute_dtype = str(resolve_compute_dtype(config.quantization.compute_dtype))
+    has_eval = bool(eval_rows)
+    args = SFTConfig(
+        output_dir=str(ckpt_dir),
+        # sequences are already truncated by tokenize_conversation; packing uses it as block size
+        max_length=None if t.batching == "padding_free" else t.max_seq_length,
+        per_device_train_batch_size=t.per_device_batch_size,
+        per_device_eval_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps,
+        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        lr_scheduler_type=t.lr_scheduler,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=t.report_to,
+        activation_checkpointing=False,  # already set up on the model (prepare_model_for_kbit_training)
+        bf16=compute_dtype.endswith("bfloat16"),
+        fp16=compute_dtype.endswith("float16") and not compute_dtype.endswith("bfloat16"),
+        padding_free=t.batching == "padding_free",
+        packing=t.batching == "packed",
+        packing_strategy="bfd",
+        assistant_only_loss=False,  # masks come pre-computed in `assistant_masks`
+        dataset_num_proc=None,
+        remove_unused_columns=True,
+        dataloader_num_workers=0,
+        save_only_model=False,
+        disable_tqdm=False,
+        include_num_input_tokens_seen="no",
+        # curriculum: the rows are already in phase order, feed them as they are
+        train_sampling_strategy="sequential" if sequential else "random",
+    )
+    train_ds = Dataset.from_list(train_rows)
+    eval_ds = Dataset.from_list(eval_rows) if has_eval else None
+    callbacks = list(callbacks or [])
+    if has_eval and config.evaluation.before_after and config.evaluation.response_loss:
+        callbacks.append(SkipFinalEval())
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=callbacks or None)
+    keep_adapter_in_compute_dtype(trainer.model, resolve_compute_dtype(config.quantization.compute_dtype))
+    return trainer
