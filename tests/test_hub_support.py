@@ -19,7 +19,7 @@ def tiny_base(folder: Path) -> Path:
     """A tiny random Llama (2 layers, hidden 32) with the embedded SmolLM2 tokenizer, as safetensors."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hf_ita_plugin.embedded import ensure_embedded_model
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
 
     embedded = ensure_embedded_model(verbose=False)
     folder.mkdir(parents=True, exist_ok=True)
@@ -27,8 +27,10 @@ def tiny_base(folder: Path) -> Path:
         shutil.copyfile(embedded / name, folder / name)
     vocab = json.loads((embedded / "config.json").read_text())["vocab_size"]
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    # Every linear layer fits bitsandbytes' packed CPU kernel (outputs a multiple of 32, whole 64-blocks
+    # of inputs), as in real models: on AVX512-BF16 CPUs the 4-bit tests then run that kernel.
+    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
                          tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     return folder
@@ -41,7 +43,7 @@ def make_run(out: Path, base_dir: Path, base_model_id: str | None, *, r: int = 4
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_ita_plugin.config import RunConfig
-    from hf_ita_plugin.plotting import plot_loss_curve
+    from hf_ita_plugin.training.plotting import plot_loss_curve
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
