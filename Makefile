@@ -40,12 +40,14 @@ $(VENV)/.llama-installed: $(VENV)/.core-installed
 	CMAKE_ARGS="$(CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir "$(LLAMA_CPP)"
 	touch $@
 
+# The test extras include lm-eval, so the lm-evaluation-harness bridge runs for real in the suite.
 $(VENV)/.dev-installed: $(VENV)/.llama-installed
-	$(BIN)/pip install -e ".[cpu,gguf,data,space,dev]"
+	$(BIN)/pip install -e ".[cpu,gguf,data,space,eval,dev]"
 	# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+	# Under CI=true a missing Chromium fails here (and a skipped browser test fails the suite).
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && apt-get update -qq && apt-get install -y -qq chromium; } \
-	  || echo "chromium not installed: the browser tests will be skipped"
+	  || { echo "chromium not installed: the browser tests will be skipped"; [ "$$CI" != true ]; }
 	touch $@
 
 setup: $(VENV)/.core-installed
