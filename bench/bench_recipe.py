@@ -35,6 +35,7 @@ RESULTS = ROOT / "bench" / "results"
 VARIANTS = {
     "recipe": "ItalianSFT: padding-free batches, per-sequence SDPA, fp32 adapter, compact LM head",
     "recipe-padded": "ItalianSFT's trainer with padded batches (isolates the padding-free gain)",
+    "recipe-bf16": "ItalianSFT with bfloat16 compute (4-bit layers and LoRA in bf16), for CPUs with native bf16",
     "trl": "plain TRL SFTTrainer as a user writes it: padded batches, TRL's defaults",
 }
 
@@ -49,7 +50,8 @@ def measure_variant(variant: str, steps: int, batch: int, seq: int) -> dict:
         cfg = RunConfig.from_preset("smollm2-135m-cpu", [
             f"training.output_dir={tmp}/out", f"training.max_steps={steps}",
             f"training.per_device_batch_size={batch}", f"training.max_seq_length={seq}",
-            f"training.batching={'padding_free' if variant == 'recipe' else 'padded'}",
+            f"training.batching={'padded' if variant in ('recipe-padded', 'trl') else 'padding_free'}",
+            f"quantization.compute_dtype={'bfloat16' if variant == 'recipe-bf16' else 'float32'}",
             "training.logging_steps=1", "training.save_steps=100000",
             "data.eval=null", f"data.max_train_examples={steps * batch}",
         ])

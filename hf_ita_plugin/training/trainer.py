@@ -57,8 +57,12 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    import torch
+
     t = config.training
     compute_dtype = str(resolve_compute_dtype(config.quantization.compute_dtype))
+    # transformers accepts bf16 on a CPU (native on AVX512-BF16/AMX) only when told it is a CPU run
+    cpu_bf16 = compute_dtype.endswith("bfloat16") and not torch.cuda.is_available()
     has_eval = bool(eval_rows)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
@@ -85,6 +89,7 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
         report_to=t.report_to,
         activation_checkpointing=False,  # already set up on the model (prepare_model_for_kbit_training)
         bf16=compute_dtype.endswith("bfloat16"),
+        use_cpu=cpu_bf16,
         fp16=compute_dtype.endswith("float16") and not compute_dtype.endswith("bfloat16"),
         padding_free=t.batching == "padding_free",
         packing=t.batching == "packed",
