@@ -63,4 +63,4 @@ bench: setup-dev
 	$(BIN)/python bench/bench_recipe.py
 
 clean:
-	rm -rf $(VENV) outputs bench/results
+	rm -rf $(VENV) outputs
