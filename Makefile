@@ -19,6 +19,7 @@ LLAMA_CMAKE_ARGS := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null \
   || echo "-DGGML_NATIVE=OFF")
 CMAKE_ARGS ?= $(LLAMA_CMAKE_ARGS)
 LLAMA_CPP ?= llama-cpp-python>=0.3.8
+DEBIAN_TEST_PACKAGES := chromium hunspell-it fortunes-it
 PYTEST_ARGS ?=
 DEMO_OUT ?= outputs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 
@@ -43,11 +44,15 @@ $(VENV)/.llama-installed: $(VENV)/.core-installed
 # The test extras include lm-eval, so the lm-evaluation-harness bridge runs for real in the suite.
 $(VENV)/.dev-installed: $(VENV)/.llama-installed
 	$(BIN)/pip install -e ".[cpu,gguf,data,space,eval,dev]"
-	# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
-	# Under CI=true a missing Chromium fails here (and a skipped browser test fails the suite).
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	  && apt-get update -qq && apt-get install -y -qq chromium; } \
-	  || { echo "chromium not installed: the browser tests will be skipped"; [ "$$CI" != true ]; }
+	# Debian packages the tests use: Chromium (browser tests through Playwright, never
+	# `playwright install`), the Italian Hunspell dictionary and Italian fortunes (real Italian text
+	# no one here wrote, for the answer-quality checks). Under CI=true a missing one fails here.
+	@missing=""; for pkg in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq \
+	    && apt-get install -y -qq $$missing; } \
+	  || { echo "not installed:$$missing (the tests that need them will be skipped)"; [ "$$CI" != true ]; }; \
+	fi
 	touch $@
 
 setup: $(VENV)/.core-installed
