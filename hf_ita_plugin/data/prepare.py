@@ -1,6 +1,6 @@
 """The data preparation pipeline: load -> clean -> dedup -> (tokenize) -> (curriculum) -> write.
 
-``hf-ita data prepare SOURCE --out DIR`` runs :func:`prepare`, which writes, as one atomic
+``hf-ita data prepare SOURCE --output-dir DIR`` runs :func:`prepare`, which writes, as one atomic
 directory:
 
 - ``DIR/train.jsonl``: the kept conversations ``{"messages", "category"?, "id"?, "source_index",
@@ -340,9 +340,9 @@ def write_prepared(out_dir: str | os.PathLike, prepared: Prepared, *, overwrite:
     """Write ``train.jsonl``, ``rejected.jsonl``, ``report.json`` and ``report.md`` as one atomic directory."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} exists and is not a directory")
+        raise DataError(f"--output-dir {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"output directory {out} is not empty", hint="choose another --out, or pass --overwrite")
+        raise DataError(f"output directory {out} is not empty", hint="choose another --output-dir, or pass --overwrite")
     with atomic.atomic_directory(out, overwrite=True) as tmp:
         _write_jsonl(tmp / "train.jsonl", prepared.rows())
         _write_jsonl(tmp / "rejected.jsonl", [r.to_dict() for r in prepared.report.rejections])
@@ -372,7 +372,7 @@ def prepare(source: str, out_dir: str | os.PathLike, *, format: str = "auto", sp
     options = options or PrepareOptions()
     out = Path(out_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:  # fail before the work
-        raise DataError(f"output directory {out} is not empty", hint="choose another --out, or pass --overwrite")
+        raise DataError(f"output directory {out} is not empty", hint="choose another --output-dir, or pass --overwrite")
     loaded = load_examples(source, format=format, split=split, limit=limit, columns=columns)
     prepared = prepare_examples(loaded, options)
     prepared.report.options = _options_summary(options)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import add_output_dir
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ...data.loaders import SOURCE_FORMATS
@@ -51,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
+    add_output_dir(parser, "output directory (written atomically)", required=True)
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -114,7 +116,7 @@ def _summary(result) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     from ...data.prepare import prepare
 
-    result = prepare(args.source, args.out, format=args.format, split=args.split, limit=args.limit,
+    result = prepare(args.source, args.output_dir, format=args.format, split=args.split, limit=args.limit,
                      columns=_columns(args.columns), options=_options(args), overwrite=args.overwrite)
     _summary(result)
     return 0
@@ -126,7 +128,7 @@ def run_generate(args: argparse.Namespace) -> int:
     options = GenerateOptions(rounds=args.rounds, pairs_per_request=args.pairs, max_new_tokens=args.max_new_tokens,
                               temperature=args.temperature, seed=args.seed, include_seeds=not args.no_seeds,
                               prepare=_options(args))
-    result = generate(args.taxonomy, args.teacher, args.out, teacher_model=args.teacher_model, options=options,
+    result = generate(args.taxonomy, args.teacher, args.output_dir, teacher_model=args.teacher_model, options=options,
                       overwrite=args.overwrite)
     _summary(result)
     return 0

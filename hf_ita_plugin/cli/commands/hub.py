@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import add_output_file, add_token
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     push = subparsers.add_parser(
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("--base-model", help="Hub id of the base model, when the run only recorded a local path")
     push.add_argument("--keep-card", action="store_true", help="publish OUTPUT_DIR/README.md as is instead of regenerating it")
     push.add_argument("--force", action="store_true", help="replace the files of a repo that holds other content")
-    push.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or `hf auth login`)")
+    add_token(push)
     push.add_argument("--dry-run", action="store_true", help="list the files that would be published, send nothing")
     push.set_defaults(func=run_push)
 
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     card.add_argument("--kind", choices=("adapter", "merged", "gguf"), default="adapter")
     card.add_argument("--base-model", help="Hub id of the base model, when the run only recorded a local path")
     card.add_argument("--offline", action="store_true", help="do not look up licenses on the Hub")
-    card.add_argument("--output", help="where to write the card (default OUTPUT_DIR/README.md)")
+    add_output_file(card, "where to write the card (default OUTPUT_DIR/README.md)")
     card.set_defaults(func=run_card)
 
     pull = subparsers.add_parser(
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("--base-model", help="load the adapter onto this base instead of the one it names")
     pull.add_argument("--prompt", help="answer this message with the loaded model")
     pull.add_argument("--max-new-tokens", type=int, default=128)
-    pull.add_argument("--token", help="Hugging Face token for private repos")
+    add_token(pull, "Hugging Face token for private repos (default: HF_TOKEN or `hf auth login`)")
     pull.set_defaults(func=run_pull)
 
 
