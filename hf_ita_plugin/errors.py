@@ -25,7 +25,7 @@ class HfItaError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+        return self.message if not self.hint else f"{self.message}\n  suggerimento / hint: {self.hint}"
 
 
 class ConfigError(HfItaError):

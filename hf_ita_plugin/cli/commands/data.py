@@ -78,10 +78,11 @@ def _options(args: argparse.Namespace):
     from ...data.cleaning import CleaningConfig
     from ...data.dedup import DedupConfig
     from ...data.prepare import PrepareOptions
-    from ...errors import ConfigError
+    from ...errors import ConfigError, bilingual
 
     if args.max_tokens and not args.tokenizer:
-        raise ConfigError("--max-tokens needs --tokenizer (tokens are counted with a tokenizer)")
+        raise ConfigError(bilingual("--max-tokens richiede --tokenizer (i token si contano con un tokenizer)",
+                                    "--max-tokens needs --tokenizer (tokens are counted with a tokenizer)"))
     return PrepareOptions(
         cleaning=CleaningConfig(min_answer_chars=args.min_answer_chars, max_chars=args.max_chars,
                                 require_italian=not args.keep_non_italian),
@@ -92,13 +93,14 @@ def _options(args: argparse.Namespace):
 
 
 def _columns(items: list[str]) -> dict[str, str] | None:
-    from ...errors import ConfigError
+    from ...errors import ConfigError, bilingual
 
     columns = {}
     for item in items:
         canonical, sep, column = item.partition("=")
         if not sep or not canonical.strip() or not column.strip():
-            raise ConfigError(f"--column {item!r}: expected CANONICAL=COLUMN, e.g. instruction=domanda")
+            raise ConfigError(bilingual("atteso CANONICA=COLONNA", "expected CANONICAL=COLUMN, e.g. instruction=domanda",
+                                        where=f"--column {item!r}"))
         columns[canonical.strip()] = column.strip()
     return columns or None
 

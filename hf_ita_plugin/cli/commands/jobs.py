@@ -72,7 +72,7 @@ def run_launch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ...config import RunConfig
-    from ...errors import ConfigError
+    from ...errors import ConfigError, bilingual
     from ...jobs.client import build_job_spec, is_local_source, validate_repo_id
 
     config = RunConfig.from_yaml(args.config, args.overrides)
@@ -82,8 +82,9 @@ def run_launch(args: argparse.Namespace) -> int:
     repo = validate_repo_id(repo, what="--repo")
     if args.data_repo:
         if not is_local_source(config.data.train):
-            raise ConfigError(f"--data-repo carica un file locale, ma data.train è / uploads a local data.train file, "
-                              f"but data.train is {config.data.train!r}")
+            raise ConfigError(bilingual(f"--data-repo carica un file locale, ma data.train è {config.data.train!r}",
+                                        f"--data-repo uploads a local data.train file, but data.train is "
+                                        f"{config.data.train!r}"))
         if args.dry_run:
             print(f"(dry run) would upload {config.data.train} to the private dataset {args.data_repo}")
             config = config.with_overrides([f"data.train={validate_repo_id(args.data_repo, what='--data-repo')}"])
