@@ -6,7 +6,8 @@ The vocabulary:
 * ``--output FILE`` -- where a command writes one file;
 * ``--set KEY=VALUE`` -- override a config value (repeatable);
 * ``--token TOKEN`` -- a Hugging Face token;
-* ``--json`` -- print the results as JSON instead of text.
+* ``--json`` -- print the results as JSON instead of text;
+* ``--quiet`` -- no progress bars.
 
 Old spellings (``--out``) stay accepted for one release as hidden aliases: they store into the same
 destination and print a one-line deprecation note on stderr naming the new flag.
@@ -74,3 +75,8 @@ def add_token(parser: argparse.ArgumentParser,
 def add_json(parser: argparse.ArgumentParser, help: str = "print the results as JSON") -> argparse.Action:
     """``--json``: machine-readable output for a command that prints results."""
     return parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> argparse.Action:
+    """``--quiet``: no progress bars."""
+    return parser.add_argument("--quiet", action="store_true", help="no progress bars")

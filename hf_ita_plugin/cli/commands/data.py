@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from ..options import add_output_dir
+from ..options import add_json, add_output_dir, add_quiet
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_output(parser: argparse.ArgumentParser) -> None:
     add_output_dir(parser, "output directory (written atomically)", required=True)
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(parser)
+    add_json(parser, "print the summary (paths, kept/dropped/fixed counts) as JSON")
 
 
 def _add_pipeline(parser: argparse.ArgumentParser) -> None:
@@ -105,8 +107,14 @@ def _columns(items: list[str]) -> dict[str, str] | None:
     return columns or None
 
 
-def _summary(result) -> None:
+def _summary(result, as_json: bool = False) -> None:
     d = result.report.to_dict()
+    if as_json:
+        print(json.dumps({"output_dir": str(result.out_dir), "train": str(result.train_path),
+                          "report": str(result.report_path), "input_rows": d["input_rows"], "kept": d["kept"],
+                          "dropped_by_reason": d["dropped_by_reason"], "fixed_by_kind": d["fixed_by_kind"]},
+                         indent=2, ensure_ascii=False))
+        return
     print(f"hf-ita: {d['kept']}/{d['input_rows']} righe conservate / rows kept -> {result.train_path}")
     for reason, count in d["dropped_by_reason"].items():
         print(f"  scartate / dropped: {reason}: {count}")
@@ -120,7 +128,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     result = prepare(args.source, args.output_dir, format=args.format, split=args.split, limit=args.limit,
                      columns=_columns(args.columns), options=_options(args), overwrite=args.overwrite)
-    _summary(result)
+    _summary(result, args.json)
     return 0
 
 
@@ -132,5 +140,5 @@ def run_generate(args: argparse.Namespace) -> int:
                               prepare=_options(args))
     result = generate(args.taxonomy, args.teacher, args.output_dir, teacher_model=args.teacher_model, options=options,
                       overwrite=args.overwrite)
-    _summary(result)
+    _summary(result, args.json)
     return 0

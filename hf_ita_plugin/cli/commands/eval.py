@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_json, add_output_file
+from ..options import add_json, add_output_file, add_quiet
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--lm-eval-limit", type=float, help="examples per task (lm-eval --limit)")
     g.add_argument("--lm-eval-fewshot", type=int, help="few-shot examples (lm-eval --num_fewshot)")
     g.add_argument("--lm-eval-device", default="cpu", help="device for lm-eval (cpu, cuda...)")
-    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(ev)
     ev.set_defaults(func=run_eval_command)
 
 

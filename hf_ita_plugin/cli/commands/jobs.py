@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=run_list)
     status = sub.add_parser("status", help="the stage of one run")
     status.add_argument("job_id")
+    add_json(status, "print JSON instead of text")
     status.set_defaults(func=run_status)
     logs = sub.add_parser("logs", help="print a run's logs")
     logs.add_argument("job_id")
@@ -122,9 +123,7 @@ def _follow(client, job_id: str) -> int:
 def run_list(args: argparse.Namespace) -> int:
     runs = _client().list_runs()
     if args.json:
-        print(json.dumps([{"id": r.id, "stage": r.stage, "name": r.name, "flavor": r.flavor, "repo": r.output_repo,
-                           "via": r.via, "created_at": r.created_at.isoformat() if r.created_at else None, "url": r.url}
-                          for r in runs], indent=2))
+        print(json.dumps([_run_dict(r) for r in runs], indent=2))
         return 0
     if not runs:
         print("Nessun job hf-ita / no hf-ita jobs yet")
@@ -136,8 +135,17 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dict(r) -> dict:
+    """One run as JSON-ready fields (``jobs list --json``, ``jobs status --json``)."""
+    return {"id": r.id, "stage": r.stage, "name": r.name, "flavor": r.flavor, "repo": r.output_repo, "via": r.via,
+            "created_at": r.created_at.isoformat() if r.created_at else None, "url": r.url, "message": r.message}
+
+
 def run_status(args: argparse.Namespace) -> int:
     run = _client().status(args.job_id)
+    if args.json:
+        print(json.dumps(_run_dict(run), indent=2))
+        return 0
     print(f"{run.id}: {run.stage_text}" + (f" ({run.message})" if run.message else ""))
     print(f"  {run.url}")
     if run.output_repo:
