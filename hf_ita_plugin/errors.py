@@ -9,8 +9,8 @@ then the English one, joined by :func:`bilingual`. Where the problem is (file, r
 comes first, once, before both texts: ``"train.jsonl: line 3: riga vuota / empty line"``. Values
 (paths, names, numbers, quoted input) are the same in both texts; details that read the same in
 any language (an exception's own text, a list of allowed values, what was found instead) come once,
-at the end of the English text. Hints (``hint=``) are commands,
-flags or lists of allowed values and stay short; they need no translation.
+at the end of the English text. Hints (``hint=``) are commands, flags or lists of allowed values
+and stay short; they need no translation.
 """
 
 from __future__ import annotations
