@@ -143,9 +143,9 @@ def test_endpoint_errors_are_clear(tmp_path, endpoint):
 
 def test_cli_generate(tmp_path, endpoint, capsys):
     tax = write_taxonomy(tmp_path / "tax")
-    code = main(["data", "generate", str(tax), "--teacher", endpoint, "--rounds", "1", "--out", str(tmp_path / "o"), "--quiet"])
+    code = main(["data", "generate", str(tax), "--teacher", endpoint, "--rounds", "1", "--output-dir", str(tmp_path / "o"), "--quiet"])
     assert code == 0 and "6/9" in capsys.readouterr().out
-    assert main(["data", "generate", str(tax), "--teacher", endpoint, "--out", str(tmp_path / "o")]) == 2
+    assert main(["data", "generate", str(tax), "--teacher", endpoint, "--output-dir", str(tmp_path / "o")]) == 2
     assert "is not empty" in capsys.readouterr().err
 
 

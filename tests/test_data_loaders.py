@@ -67,7 +67,8 @@ def test_bad_rows_name_row_and_field(tmp_path, row, expected):
     good = {"prompt": "Ciao", "completion": "Ciao a te"}
     with pytest.raises(DataError) as info:
         load_conversations(jsonl(tmp_path, [good, row]))
-    assert expected in str(info.value)
+    where, _, english = expected.partition(": ")  # "row 1: <italiano> / <English>"
+    assert f"{where}: " in str(info.value) and f" / {english}" in str(info.value)
 
 
 def test_empty_and_missing_and_malformed(tmp_path):

@@ -184,15 +184,15 @@ def test_cli_prepare(tmp_path, capsys):
         {"domanda": "What is this?", "risposta": "This is an English answer that should not be kept at all."},
     ], ensure_ascii=False), encoding="utf-8")
     code = main(["data", "prepare", str(src), "--column", "instruction=domanda", "--column", "output=risposta",
-                 "--out", str(tmp_path / "out"), "--quiet"])
+                 "--output-dir", str(tmp_path / "out"), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "1/2" in printed and "not_italian: 1" in printed
     rejected = [json.loads(l) for l in (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
     assert rejected == [{"index": 1, "reason": "not_italian", "detail": rejected[0]["detail"], "preview": rejected[0]["preview"]}]
-    assert main(["data", "prepare", str(src), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
+    assert main(["data", "prepare", str(src), "--output-dir", str(tmp_path / "out2"), "--quiet"]) == 2
     assert "no row survived preparation" in capsys.readouterr().err
-    assert main(["data", "prepare", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o3")]) == 2
+    assert main(["data", "prepare", str(tmp_path / "missing.jsonl"), "--output-dir", str(tmp_path / "o3")]) == 2
     assert "data file not found" in capsys.readouterr().err
 
 

@@ -205,7 +205,7 @@ def test_embedded_smollm2_f16_via_cli(tmp_path, capsys):
 
     model_dir = ensure_embedded_model()
     out = tmp_path / "out"
-    rc = main(["gguf", "convert", str(model_dir), "--quant", "f16", "--out", str(out), "--name", "smol"])
+    rc = main(["gguf", "convert", str(model_dir), "--quant", "f16", "--output-dir", str(out), "--name", "smol"])
     assert rc == 0, capsys.readouterr()
     gguf_file = out / "smol-F16.gguf"
     report = json.loads((out / "smol-F16.verify.json").read_text())

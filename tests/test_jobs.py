@@ -185,7 +185,7 @@ def test_upload_dataset_checks_rows_first(jobs_hub, mario, tmp_path):
 # ---------------------------------------------------------------------------------- CLI
 def test_cli_launch_follow(jobs_hub, mario, config_file, capsys):
     jobs_hub.queue_scenario(JobScenario(on_complete=publish_like_the_job(jobs_hub)))
-    code = cli_main(["launch", str(config_file), "--flavor", "l4x1", "--repo", "mario/smol-ita", "--follow",
+    code = cli_main(["jobs", "launch", str(config_file), "--flavor", "l4x1", "--repo", "mario/smol-ita", "--follow",
                      "--set", "training.max_steps=5"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -208,7 +208,7 @@ def test_cli_follow_a_failing_job(jobs_hub, mario, config_file, capsys):
 
 
 def test_cli_default_repo_dry_run(jobs_hub, mario, config_file, capsys):
-    assert cli_main(["launch", str(config_file), "--flavor", "cpu-basic", "--dry-run", "--public"]) == 0
+    assert cli_main(["jobs", "launch", str(config_file), "--flavor", "cpu-basic", "--dry-run", "--public"]) == 0
     spec = json.loads(capsys.readouterr().out)
     assert spec["output_repo"] == "mario/smollm2-135m-ita" and spec["private"] is False
     assert spec["secrets"] == ["HF_TOKEN"] and mario not in json.dumps(spec)
@@ -238,6 +238,9 @@ def test_cli_jobs_list_logs_cancel(jobs_hub, mario, config_file, capsys):
     assert cli_main(["jobs", "list"]) == 0
     out = capsys.readouterr().out
     assert job.id in out and "mario/x" in out and "cpu-basic" in out
+    assert cli_main(["jobs", "status", job.id, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["id"] == job.id and status["repo"] == "mario/x" and status["flavor"] == "cpu-basic"
     assert cli_main(["jobs", "cancel", job.id]) == 0
     assert "CANCELED" in job.stage and "Annullato / canceled" in capsys.readouterr().out
     assert cli_main(["jobs", "logs", job.id]) == 0

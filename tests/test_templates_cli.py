@@ -102,7 +102,7 @@ def test_render_reports_missing_and_malformed_files(tmp_path, capsys):
     broken = tmp_path / "rotto.json"
     broken.write_text('[{"role": "user",', encoding="utf-8")
     assert main(["template", "render", "chatml", "--messages", str(broken)]) == 2
-    assert "rotto.json: not valid JSON" in capsys.readouterr().err
+    assert "rotto.json: JSON non valido / not valid JSON" in capsys.readouterr().err
     lines = tmp_path / "conv.jsonl"
     lines.write_text(json.dumps({"messages": CONV}) + "\n", encoding="utf-8")
     assert main(["template", "render", "chatml", "--messages", str(lines), "--row", "3"]) == 2

@@ -3,6 +3,7 @@
 Each command group lives in its own module under :mod:`hf_ita_plugin.cli.commands` and exposes
 ``register(subparsers)``; this module only assembles them and turns user errors
 (:class:`~hf_ita_plugin.errors.HfItaError`) into one readable message and exit code 2.
+Options shared by several commands are defined once in :mod:`hf_ita_plugin.cli.options`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import HfItaError
+from ..errors import HfItaError, bilingual
 
 # Command modules, in the order they appear in --help.
 COMMANDS = [
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-ita: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hf-ita: interrupted", file=sys.stderr)
+        print(f"hf-ita: {bilingual('interrotto', 'interrupted')}", file=sys.stderr)
         return 130
     return int(result or 0)
 

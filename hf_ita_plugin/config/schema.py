@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from ..errors import ConfigError, describe_yaml_error
+from ..errors import ConfigError, bilingual, describe_yaml_error
 
 QuantMode = Literal["nf4", "fp4", "none"]
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -145,7 +145,8 @@ class RunConfig:
         base: dict[str, Any] = {}
         if preset is not None:
             if not isinstance(preset, str):
-                raise ConfigError(f"{source}: key 'preset' must be a preset name, got {preset!r}",
+                raise ConfigError(bilingual("la chiave 'preset' deve essere il nome di un preset",
+                                            f"key 'preset' must be a preset name, got {preset!r}", where=source),
                                   hint=f"available presets: {', '.join(list_presets())}")
             base = load_preset_dict(preset)
         merged = _deep_merge(base, data)
@@ -156,7 +157,8 @@ class RunConfig:
         """Load a YAML config file, apply ``key=value`` overrides, validate."""
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}", hint="pass a YAML file, e.g. examples/smollm2-135m-cpu.yaml")
+            raise ConfigError(bilingual(f"file di configurazione non trovato: {path}", f"config file not found: {path}"),
+                              hint="pass a YAML file, e.g. examples/smollm2-135m-cpu.yaml")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
@@ -164,7 +166,9 @@ class RunConfig:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+            raise ConfigError(bilingual("il livello principale deve essere una mappa di sezioni",
+                                        f"the top level must be a mapping of sections, got {type(raw).__name__}",
+                                        where=path))
         raw = apply_overrides(raw, overrides or [])
         return cls.from_dict(raw, source=str(path))
 
@@ -197,7 +201,7 @@ def load_preset_dict(name: str) -> dict[str, Any]:
     names = list_presets()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
-        raise ConfigError(f"unknown preset {name!r}", hint=(f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(names)}")
+        raise ConfigError(bilingual(f"preset sconosciuto {name!r}", f"unknown preset {name!r}"), hint=(f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(names)}")
     text = (resources.files("hf_ita_plugin.config") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
@@ -208,11 +212,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     out = _deep_merge({}, raw)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. training.learning_rate=1e-4")
+            raise ConfigError(bilingual("atteso sezione.chiave=valore",
+                                        "expected section.key=value, e.g. training.learning_rate=1e-4",
+                                        where=f"--set {item!r}"))
         key, _, value_text = item.partition("=")
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
-            raise ConfigError(f"--set {item!r}: empty key")
+            raise ConfigError(bilingual("chiave vuota", "empty key", where=f"--set {item!r}"))
         try:
             value = yaml.safe_load(value_text) if value_text.strip() else None
         except yaml.YAMLError:
@@ -240,9 +246,10 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- validation
 def _build(cls: type, data: Any, *, path: str, source: str) -> Any:
-    where = path or "top level"
+    where, where_it = (path, path) if path else ("top level", "il livello principale")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {where} must be a mapping, got {_describe(data)}")
+        raise ConfigError(bilingual(f"{where_it} deve essere una mappa", f"{where} must be a mapping, got {_describe(data)}",
+                                    where=source))
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
@@ -251,7 +258,7 @@ def _build(cls: type, data: Any, *, path: str, source: str) -> Any:
         close = difflib.get_close_matches(str(key), names, n=1)
         full = f"{path}.{key}" if path else str(key)
         raise ConfigError(
-            f"{source}: unknown key {full!r}",
+            bilingual(f"chiave sconosciuta {full!r}", f"unknown key {full!r}", where=source),
             hint=(f"did you mean {close[0]!r}? " if close else "") + f"allowed keys{(' in ' + path) if path else ''}: {', '.join(names)}",
         )
     kwargs = {}
@@ -289,23 +296,28 @@ def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+            raise ConfigError(bilingual(f"{key} deve essere uno tra {', '.join(map(str, allowed))}",
+                                        f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}",
+                                        where=source))
         return value
     if origin is list:
         (item_tp,) = get_args(tp)
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: {key} must be a list, got {_describe(value)}")
+            raise ConfigError(bilingual(f"{key} deve essere una lista", f"{key} must be a list, got {_describe(value)}",
+                                        where=source))
         return [_coerce(item_tp, v, key=f"{key}[{i}]", source=source) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{source}: {key} must be true or false, got {_describe(value)}")
+        raise ConfigError(bilingual(f"{key} deve essere true o false", f"{key} must be true or false, got {_describe(value)}",
+                                    where=source))
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{source}: {key} must be an integer, got {_describe(value)}")
+        raise ConfigError(bilingual(f"{key} deve essere un intero", f"{key} must be an integer, got {_describe(value)}",
+                                    where=source))
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -314,11 +326,13 @@ def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:
                 return float(value)  # YAML 1.1 reads "2e-4" as a string
             except ValueError:
                 pass
-        raise ConfigError(f"{source}: {key} must be a number, got {_describe(value)}")
+        raise ConfigError(bilingual(f"{key} deve essere un numero", f"{key} must be a number, got {_describe(value)}",
+                                    where=source))
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{source}: {key} must be a string, got {_describe(value)}")
+        raise ConfigError(bilingual(f"{key} deve essere una stringa", f"{key} must be a string, got {_describe(value)}",
+                                    where=source))
     return value
 
 
@@ -353,9 +367,15 @@ def _check_ranges(obj: Any, *, path: str, source: str) -> None:
         low, high = _RANGES[key]
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-            raise ConfigError(f"{source}: {key} must be {bounds}, got {value!r}")
+            bounds_it = f"tra {low} e {high}" if high is not None else f">= {low}"
+            raise ConfigError(bilingual(f"{key} deve essere {bounds_it}", f"{key} must be {bounds}, got {value!r}",
+                                        where=source))
     if path == "" and obj.data.curriculum != "none" and obj.training.batching == "packed":
-        raise ConfigError(f"{source}: data.curriculum {obj.data.curriculum!r} needs training.batching padding_free "
-                          "or padded", hint="packing regroups sequences across the whole dataset and loses the phase order")
+        raise ConfigError(bilingual(f"data.curriculum {obj.data.curriculum!r} richiede training.batching "
+                                    "padding_free o padded",
+                                    f"data.curriculum {obj.data.curriculum!r} needs training.batching padding_free "
+                                    "or padded", where=source), hint="packing regroups sequences across the whole dataset and loses the phase order")
     if path == "training" and obj.max_steps == 0:
-        raise ConfigError(f"{source}: training.max_steps must be -1 (use num_epochs) or a positive number of steps, got 0")
+        raise ConfigError(bilingual("training.max_steps deve essere -1 (usa num_epochs) o un numero positivo di passi",
+                                    "training.max_steps must be -1 (use num_epochs) or a positive number of steps, "
+                                    "got 0", where=source))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from typing import Any, Iterable, Mapping
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, bilingual
 
 PHASES = ("knowledge", "foundational_skills", "compositional_skills")
 DEFAULT_PHASE = "compositional_skills"
@@ -49,7 +49,8 @@ def phase_of(category: str | None, mapping: Mapping[str, str] | None = None) -> 
     if mapping and category in mapping:
         phase = mapping[category]
         if phase not in PHASES:
-            raise ConfigError(f"curriculum mapping: category {category!r} -> {phase!r} is not a phase",
+            raise ConfigError(bilingual(f"la categoria {category!r} -> {phase!r} non è una fase",
+                                        f"category {category!r} -> {phase!r} is not a phase", where="curriculum mapping"),
                               hint=f"phases: {', '.join(PHASES)}")
         return phase
     if not category:
@@ -70,8 +71,10 @@ def _pairs(items: Iterable[Any]) -> list[tuple[Messages, str | None]]:
         elif hasattr(item, "messages") and hasattr(item, "category"):
             pairs.append((item.messages, item.category))
         else:
-            raise DataError(f"curriculum: item {i} must be (messages, category), a row with 'messages' "
-                            f"and 'category', or an Example; got {type(item).__name__}")
+            raise DataError(bilingual(f"l'elemento {i} deve essere (messages, category), una riga con 'messages' "
+                                      "e 'category', o un Example",
+                                      f"item {i} must be (messages, category), a row with 'messages' "
+                                      f"and 'category', or an Example; got {type(item).__name__}", where="curriculum"))
     return pairs
 
 
@@ -133,7 +136,7 @@ def curriculum_order(examples: Iterable[Any], mode: str = "lab", *, short_to_lon
     Inside a phase the order is a seeded shuffle, or shortest first with ``short_to_long``.
     """
     if mode not in CURRICULA:
-        raise ConfigError(f"unknown curriculum {mode!r}", hint=f"one of: none, {', '.join(CURRICULA)}")
+        raise ConfigError(bilingual(f"curriculum sconosciuto {mode!r}", f"unknown curriculum {mode!r}"), hint=f"one of: none, {', '.join(CURRICULA)}")
     items = list(examples)
     random.Random(seed).shuffle(items)  # the order inside a phase (the length sort is stable)
     groups = _phase_positions(_pairs(items), short_to_long, mapping, merge_skills=mode == "lab-two-phase")

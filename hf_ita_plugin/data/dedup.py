@@ -278,12 +278,14 @@ class Deduplicator:
 
     def __init__(self, config: DedupConfig | None = None):
         self.config = config or DedupConfig()
-        from ..errors import ConfigError
+        from ..errors import ConfigError, bilingual
 
         if not 0.0 < self.config.threshold <= 1.0:
-            raise ConfigError(f"dedup threshold must be in (0, 1], got {self.config.threshold}")
+            raise ConfigError(bilingual("la soglia di deduplica deve essere in (0, 1]",
+                                        f"dedup threshold must be in (0, 1], got {self.config.threshold}"))
         if self.config.near and not 1 <= self.config.num_perm <= 1024:
-            raise ConfigError(f"dedup num_perm must be in [1, 1024], got {self.config.num_perm}")
+            raise ConfigError(bilingual("num_perm della deduplica deve essere in [1, 1024]",
+                                        f"dedup num_perm must be in [1, 1024], got {self.config.num_perm}"))
         self._exact: dict[bytes, int] = {}
         self._shingles: dict[int, bytes] = {}
         bands = lsh_bands(self.config.threshold, self.config.num_perm)[0] if self.config.near else 0

@@ -278,7 +278,7 @@ def generate(taxonomy_dir: str | os.PathLike, teacher: str | Teacher, out_dir: s
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         from ..errors import DataError
 
-        raise DataError(f"output directory {out} is not empty", hint="choose another --out, or pass --overwrite")
+        raise DataError(f"output directory {out} is not empty", hint="choose another --output-dir, or pass --overwrite")
     leaves = load_taxonomy(taxonomy_dir)
     teacher_obj = make_teacher(teacher, model=teacher_model) if isinstance(teacher, str) else teacher
     generation = generate_examples(leaves, teacher_obj, options)

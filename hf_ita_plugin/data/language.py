@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, bilingual
 from .words import text_words
 
 MIN_PROSE_CHARS = 20
@@ -55,7 +55,8 @@ def _identifier():
     try:
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
     except ImportError:  # pragma: no cover - depends on the environment
-        raise DataError("language identification needs the package py3langid",
+        raise DataError(bilingual("il riconoscimento della lingua richiede il pacchetto py3langid",
+                                  "language identification needs the package py3langid"),
                         hint="pip install 'hf-ita-plugin[data]'  (or: pip install py3langid)") from None
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 

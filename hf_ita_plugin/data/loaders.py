@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import DataError, describe_yaml_error
+from ..errors import DataError, bilingual, describe_yaml_error
 
 Messages = list[dict[str, str]]
 
@@ -53,12 +53,13 @@ def load_rows(source: str, *, split: str = "train") -> tuple[list[dict[str, Any]
         from .taxonomy import is_taxonomy, taxonomy_rows
 
         if not is_taxonomy(path):
-            raise DataError(f"{source}: a directory source must be a taxonomy (knowledge/, foundational_skills/, "
-                            "compositional_skills/ with qna.yaml leaves)")
+            raise DataError(bilingual("una cartella sorgente deve essere una tassonomia",
+                                      "a directory source must be a taxonomy (knowledge/, foundational_skills/, "
+                                      "compositional_skills/ with qna.yaml leaves)", where=source))
         return taxonomy_rows(path), f"taxonomy {path}"
     if path.exists() or source.endswith(_FILE_SUFFIXES):
         if not path.is_file():
-            raise DataError(f"data file not found: {source}")
+            raise DataError(bilingual(f"file di dati non trovato: {source}", f"data file not found: {source}"))
         return _read_file(path), str(path)
     return _read_hub(source, split), f"{source} [{split}]"
 
@@ -72,7 +73,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+                raise DataError(bilingual(f"la riga {lineno} non è JSON valido",
+                                          f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})",
+                                          where=path)) from None
     return rows
 
 
@@ -84,11 +87,14 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+            raise DataError(bilingual("JSON non valido", f"not valid JSON ({exc.msg} at line {exc.lineno}, "
+                                      f"column {exc.colno})", where=path)) from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
-            raise DataError(f"{path}: expected a JSON list of rows (or {{\"data\": [...]}}), got {type(data).__name__}")
+            raise DataError(bilingual("attesa una lista JSON di righe",
+                                      f"expected a JSON list of rows (or {{\"data\": [...]}}), got {type(data).__name__}",
+                                      where=path))
         return data
     if suffix in (".yaml", ".yml"):
         import yaml
@@ -100,14 +106,17 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
-            raise DataError(f"{path}: expected a YAML list of rows (or data: [...]), got {type(data).__name__}")
+            raise DataError(bilingual("attesa una lista YAML di righe",
+                                      f"expected a YAML list of rows (or data: [...]), got {type(data).__name__}",
+                                      where=path))
         return data
     if suffix in (".csv", ".parquet"):
         from datasets import load_dataset
 
         ds = load_dataset("csv" if suffix == ".csv" else "parquet", data_files=str(path), split="train")
         return [dict(r) for r in ds]
-    raise DataError(f"{path}: unsupported file type {suffix!r}", hint="use .jsonl, .json, .csv, .parquet or .yaml")
+    raise DataError(bilingual(f"tipo di file {suffix!r} non supportato", f"unsupported file type {suffix!r}", where=path),
+                    hint="use .jsonl, .json, .csv, .parquet or .yaml")
 
 
 def _read_hub(dataset_id: str, split: str) -> list[dict[str, Any]]:
@@ -116,7 +125,9 @@ def _read_hub(dataset_id: str, split: str) -> list[dict[str, Any]]:
     try:
         ds = load_dataset(dataset_id, split=split)
     except Exception as exc:  # datasets raises many types; report them as one readable error
-        raise DataError(f"cannot load dataset {dataset_id!r} (split {split!r}): {type(exc).__name__}: {str(exc)[:300]}",
+        raise DataError(bilingual(f"impossibile caricare il dataset {dataset_id!r} (split {split!r})",
+                                  f"cannot load dataset {dataset_id!r} (split {split!r}): "
+                                  f"{type(exc).__name__}: {str(exc)[:300]}"),
                         hint="check the Hub id, your access and network, or pass a local file") from None
     return [dict(r) for r in ds]
 
@@ -131,22 +142,25 @@ def detect_format(row: dict[str, Any], *, where: str = "row") -> str:
         return "alpaca"
     if "prompt" in row and "completion" in row:
         return "prompt-completion"
-    raise DataError(f"{where}: cannot tell the format of a row with keys {sorted(row)}",
+    raise DataError(bilingual("formato della riga non riconoscibile",
+                              f"cannot tell the format of a row with keys {sorted(row)}", where=where),
                     hint=f"use one of the formats {', '.join(FORMATS)} or set data.format")
 
 
 def to_messages(row: Any, fmt: str, *, where: str) -> Messages:
     """Convert one raw row to canonical messages; ``where`` names source and row in errors."""
     if not isinstance(row, dict):
-        raise DataError(f"{where}: expected an object, got {type(row).__name__}")
+        raise DataError(bilingual("atteso un oggetto", f"expected an object, got {type(row).__name__}", where=where))
     if fmt == "messages":
         msgs = row.get("messages")
         if not isinstance(msgs, list):
-            raise DataError(f"{where}: field 'messages' must be a list of {{role, content}}")
+            raise DataError(bilingual("il campo 'messages' deve essere una lista di {role, content}",
+                                      "field 'messages' must be a list of {role, content}", where=where))
         out = []
         for i, m in enumerate(msgs):
             if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise DataError(f"{where}: messages[{i}] must have 'role' and 'content'")
+                raise DataError(bilingual(f"messages[{i}] deve avere 'role' e 'content'",
+                                          f"messages[{i}] must have 'role' and 'content'", where=where))
             out.append({"role": m["role"], "content": m["content"]})
         return out
     if fmt == "alpaca":
@@ -154,36 +168,43 @@ def to_messages(row: Any, fmt: str, *, where: str) -> Messages:
         _require_text(instruction, where, "instruction")
         _require_text(output, where, "output")
         if not isinstance(inp, str):
-            raise DataError(f"{where}: field 'input' must be text, got {type(inp).__name__}")
+            raise DataError(bilingual("il campo 'input' deve essere testo",
+                                      f"field 'input' must be text, got {type(inp).__name__}", where=where))
         user = instruction.strip() if not inp.strip() else f"{instruction.strip()}\n\n{inp.strip()}"
         return [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     if fmt == "sharegpt":
         conv = row.get("conversations")
         if not isinstance(conv, list):
-            raise DataError(f"{where}: field 'conversations' must be a list of {{from, value}}")
+            raise DataError(bilingual("il campo 'conversations' deve essere una lista di {from, value}",
+                                      "field 'conversations' must be a list of {from, value}", where=where))
         out = []
         for i, m in enumerate(conv):
             if not isinstance(m, dict) or "from" not in m or "value" not in m:
-                raise DataError(f"{where}: conversations[{i}] must have 'from' and 'value'")
+                raise DataError(bilingual(f"conversations[{i}] deve avere 'from' e 'value'",
+                                          f"conversations[{i}] must have 'from' and 'value'", where=where))
             role = _SHAREGPT_ROLES.get(str(m["from"]).lower())
             if role is None:
-                raise DataError(f"{where}: conversations[{i}].from = {m['from']!r} is not one of {sorted(_SHAREGPT_ROLES)}")
+                raise DataError(bilingual(f"conversations[{i}].from = {m['from']!r} non è un ruolo valido",
+                                          f"conversations[{i}].from = {m['from']!r} is not one of "
+                                          f"{sorted(_SHAREGPT_ROLES)}", where=where))
             out.append({"role": role, "content": m["value"]})
         return out
     if fmt == "prompt-completion":
         _require_text(row.get("prompt"), where, "prompt")
         _require_text(row.get("completion"), where, "completion")
         return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
-    raise DataError(f"unknown data format {fmt!r}", hint=f"one of: auto, {', '.join(FORMATS)}")
+    raise DataError(bilingual(f"formato di dati sconosciuto {fmt!r}", f"unknown data format {fmt!r}"),
+                    hint=f"one of: auto, {', '.join(FORMATS)}")
 
 
 def _require_text(value: Any, where: str, field: str) -> None:
     if value is None:
-        raise DataError(f"{where}: missing field '{field}'")
+        raise DataError(bilingual(f"campo '{field}' mancante", f"missing field '{field}'", where=where))
     if not isinstance(value, str):
-        raise DataError(f"{where}: field '{field}' must be text, got {type(value).__name__}")
+        raise DataError(bilingual(f"il campo '{field}' deve essere testo",
+                                  f"field '{field}' must be text, got {type(value).__name__}", where=where))
     if not value.strip():
-        raise DataError(f"{where}: field '{field}' is empty")
+        raise DataError(bilingual(f"il campo '{field}' è vuoto", f"field '{field}' is empty", where=where))
 
 
 def map_columns(row: Any, columns: dict[str, str] | None, *, where: str) -> Any:
@@ -193,7 +214,8 @@ def map_columns(row: Any, columns: dict[str, str] | None, *, where: str) -> Any:
     out = dict(row)
     for canonical, column in columns.items():
         if column not in row:
-            raise DataError(f"{where}: missing column {column!r} (mapped to {canonical!r})",
+            raise DataError(bilingual(f"colonna {column!r} mancante (associata a {canonical!r})",
+                                      f"missing column {column!r} (mapped to {canonical!r})", where=where),
                             hint=f"the row has columns {sorted(map(str, row))}")
         out[canonical] = row[column]
     return out
@@ -203,10 +225,12 @@ def check_columns(columns: dict[str, str] | None) -> None:
     """Validate a ``columns`` mapping: canonical name -> source column name."""
     for canonical, column in (columns or {}).items():
         if canonical not in COLUMN_NAMES:
-            raise DataError(f"column mapping: unknown canonical column {canonical!r}",
+            raise DataError(bilingual(f"colonna canonica sconosciuta {canonical!r}",
+                                      f"unknown canonical column {canonical!r}", where="column mapping"),
                             hint=f"map one of {', '.join(COLUMN_NAMES)} to a column of your data, e.g. instruction=domanda")
         if not isinstance(column, str) or not column:
-            raise DataError(f"column mapping: {canonical!r} must name a column, got {column!r}")
+            raise DataError(bilingual(f"{canonical!r} deve indicare una colonna", f"{canonical!r} must name a column, "
+                                      f"got {column!r}", where="column mapping"))
 
 
 def load_conversations(source: str, *, format: str = "auto", split: str = "train",
@@ -220,7 +244,7 @@ def load_conversations(source: str, *, format: str = "auto", split: str = "train
     rows, label = _rows_for(source, format, split)
     check_columns(columns)
     if not rows:
-        raise DataError(f"{label}: the dataset is empty")
+        raise DataError(bilingual("il dataset è vuoto", "the dataset is empty", where=label))
     convs = list(_convert_all(rows, _row_format(format), label, columns))
     return convs[:limit] if limit else convs
 
@@ -266,7 +290,7 @@ def load_examples(source: str, *, format: str = "auto", split: str = "train", li
     rows, label = _rows_for(source, format, split)
     check_columns(columns)
     if not rows:
-        raise DataError(f"{label}: the dataset is empty")
+        raise DataError(bilingual("il dataset è vuoto", "the dataset is empty", where=label))
     if limit:
         rows = rows[:limit]
     fmt = _row_format(format)
@@ -304,9 +328,11 @@ def seeded_sample(items: list[Any], limit: int | None, seed: int) -> list[Any]:
 
 def _rows_for(source: str, format: str, split: str) -> tuple[list[Any], str]:
     if format not in SOURCE_FORMATS:
-        raise DataError(f"unknown data format {format!r}", hint=f"one of: {', '.join(SOURCE_FORMATS)}")
+        raise DataError(bilingual(f"formato di dati sconosciuto {format!r}", f"unknown data format {format!r}"),
+                        hint=f"one of: {', '.join(SOURCE_FORMATS)}")
     if format == "taxonomy" and not Path(source).expanduser().is_dir():
-        raise DataError(f"--format taxonomy: {source} is not a directory", hint="pass the taxonomy's root folder")
+        raise DataError(bilingual(f"{source} non è una cartella", f"{source} is not a directory", where="--format taxonomy"),
+                        hint="pass the taxonomy's root folder")
     return load_rows(source, split=split)
 
 

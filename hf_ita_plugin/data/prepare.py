@@ -1,6 +1,6 @@
 """The data preparation pipeline: load -> clean -> dedup -> (tokenize) -> (curriculum) -> write.
 
-``hf-ita data prepare SOURCE --out DIR`` runs :func:`prepare`, which writes, as one atomic
+``hf-ita data prepare SOURCE --output-dir DIR`` runs :func:`prepare`, which writes, as one atomic
 directory:
 
 - ``DIR/train.jsonl``: the kept conversations ``{"messages", "category"?, "id"?, "source_index",
@@ -29,7 +29,7 @@ from typing import Any, Iterator
 from tqdm.auto import tqdm
 
 from ..utils import atomic
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, bilingual
 from .cleaning import CleaningConfig, CleanOutcome, clean_conversation
 from .dedup import DedupConfig, Deduplicator, Signature, signatures
 from .loaders import Example, LoadedData, load_examples
@@ -181,7 +181,7 @@ def _init_worker() -> None:
 
 def _worker_count(requested: int, rows: int) -> int:
     if requested < 0:
-        raise ConfigError(f"workers must be >= 0, got {requested}")
+        raise ConfigError(bilingual("workers deve essere >= 0", f"workers must be >= 0, got {requested}"))
     if rows < PARALLEL_MIN_ROWS and requested == 0:
         return 1
     return requested or max(1, min(os.cpu_count() or 1, 8))
@@ -227,7 +227,8 @@ class _Workers:
         try:
             yield from results
         except BrokenProcessPool:
-            raise DataError("a worker process of the data preparation died (out of memory?)",
+            raise DataError(bilingual("un processo della preparazione dei dati è morto (memoria esaurita?)",
+                                      "a worker process of the data preparation died (out of memory?)"),
                             hint="retry with fewer worker processes: --workers 1") from None
 
 
@@ -244,9 +245,11 @@ def prepare_examples(loaded: LoadedData, options: PrepareOptions | None = None) 
     """
     options = options or PrepareOptions()
     if options.curriculum not in CURRICULA:
-        raise ConfigError(f"unknown curriculum {options.curriculum!r}", hint=f"one of: {', '.join(CURRICULA)}")
+        raise ConfigError(bilingual(f"curriculum sconosciuto {options.curriculum!r}",
+                                    f"unknown curriculum {options.curriculum!r}"), hint=f"one of: {', '.join(CURRICULA)}")
     if options.max_tokens and not options.tokenizer:
-        raise ConfigError("max_tokens needs a tokenizer (tokens are counted with one)")
+        raise ConfigError(bilingual("max_tokens richiede un tokenizer (i token si contano con un tokenizer)",
+                                    "max_tokens needs a tokenizer (tokens are counted with one)"))
     report = DataReport(source=loaded.label, input_rows=loaded.total_rows)
     for bad in loaded.invalid:
         report.reject(bad.index, bad.reason, bad.problem, bad.row)
@@ -329,7 +332,9 @@ def load_tokenizer(name: str, template: str | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the tokenizer {name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(bilingual(f"impossibile caricare il tokenizer {name!r}",
+                                   f"cannot load the tokenizer {name!r}: {detail}"),
                          hint="pass 'embedded', a local model directory or a Hub id you can access") from None
     return apply_template(tokenizer, template)
 
@@ -340,9 +345,11 @@ def write_prepared(out_dir: str | os.PathLike, prepared: Prepared, *, overwrite:
     """Write ``train.jsonl``, ``rejected.jsonl``, ``report.json`` and ``report.md`` as one atomic directory."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} exists and is not a directory")
+        raise DataError(bilingual(f"--output-dir {out} esiste e non è una cartella",
+                                  f"--output-dir {out} exists and is not a directory"))
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"output directory {out} is not empty", hint="choose another --out, or pass --overwrite")
+        raise DataError(bilingual(f"la cartella di output {out} non è vuota", f"output directory {out} is not empty"),
+                        hint="choose another --output-dir, or pass --overwrite")
     with atomic.atomic_directory(out, overwrite=True) as tmp:
         _write_jsonl(tmp / "train.jsonl", prepared.rows())
         _write_jsonl(tmp / "rejected.jsonl", [r.to_dict() for r in prepared.report.rejections])
@@ -372,13 +379,16 @@ def prepare(source: str, out_dir: str | os.PathLike, *, format: str = "auto", sp
     options = options or PrepareOptions()
     out = Path(out_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:  # fail before the work
-        raise DataError(f"output directory {out} is not empty", hint="choose another --out, or pass --overwrite")
+        raise DataError(bilingual(f"la cartella di output {out} non è vuota", f"output directory {out} is not empty"),
+                        hint="choose another --output-dir, or pass --overwrite")
     loaded = load_examples(source, format=format, split=split, limit=limit, columns=columns)
     prepared = prepare_examples(loaded, options)
     prepared.report.options = _options_summary(options)
     if not prepared.examples:
-        raise DataError(f"{loaded.label}: no row survived preparation ({prepared.report.input_rows} rows: "
-                        + ", ".join(f"{k} {v}" for k, v in prepared.report.dropped.items()) + ")",
+        dropped = ", ".join(f"{k} {v}" for k, v in prepared.report.dropped.items())
+        raise DataError(bilingual("nessuna riga è sopravvissuta alla preparazione",
+                                  f"no row survived preparation ({prepared.report.input_rows} rows: {dropped})",
+                                  where=loaded.label),
                         hint="see the reasons above; relax --min-answer-chars / --dedup-threshold or check --format")
     return write_prepared(out, prepared, overwrite=overwrite)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import DataError, describe_yaml_error
+from ..errors import DataError, bilingual, describe_yaml_error
 
 KINDS = ("knowledge", "foundational_skills", "compositional_skills")
 LEAF_FILE = "qna.yaml"
@@ -90,10 +90,10 @@ def load_taxonomy(root: str | Path) -> list[TaxonomyLeaf]:
     """Every leaf of the taxonomy under ``root``, in a stable order (knowledge first, then by path)."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"taxonomy directory not found: {root}")
+        raise DataError(bilingual(f"cartella della tassonomia non trovata: {root}", f"taxonomy directory not found: {root}"))
     leaves = [_load_leaf(root, path) for path in sorted(root.rglob(LEAF_FILE))]
     if not leaves:
-        raise DataError(f"{root}: no {LEAF_FILE} found", hint=f"a taxonomy has leaves like {KINDS[0]}/<topic>/{LEAF_FILE}")
+        raise DataError(bilingual(f"nessun {LEAF_FILE} trovato", f"no {LEAF_FILE} found", where=root), hint=f"a taxonomy has leaves like {KINDS[0]}/<topic>/{LEAF_FILE}")
     return sorted(leaves, key=lambda leaf: (KINDS.index(leaf.kind), leaf.branch))
 
 
@@ -110,25 +110,30 @@ def _load_leaf(root: Path, path: Path) -> TaxonomyLeaf:
     branch = path.parent.relative_to(root).as_posix()
     kind = branch.split("/", 1)[0]
     if kind not in KINDS:
-        raise DataError(f"{path}: a leaf must live under one of {', '.join(f'{k}/' for k in KINDS)} (found under {kind!r})")
+        dirs = ", ".join(f"{k}/" for k in KINDS)
+        raise DataError(bilingual(f"una foglia deve stare sotto una tra {dirs}",
+                                  f"a leaf must live under one of {dirs} (found under {kind!r})", where=path))
     data = _read_yaml(path)
     raw_seeds = data.get("seed_examples")
     if not isinstance(raw_seeds, list) or not raw_seeds:
-        raise DataError(f"{path}: key 'seed_examples' must be a non-empty list of examples")
+        raise DataError(bilingual("la chiave 'seed_examples' deve essere una lista non vuota di esempi",
+                                  "key 'seed_examples' must be a non-empty list of examples", where=path))
     seeds: list[SeedExample] = []
     for i, raw in enumerate(raw_seeds):
         where = f"{path}: seed_examples[{i}]"
         if not isinstance(raw, dict):
-            raise DataError(f"{where}: expected a mapping, got {type(raw).__name__}")
+            raise DataError(bilingual("attesa una mappa", f"expected a mapping, got {type(raw).__name__}", where=where))
         context = _optional_text(raw, "context", where)
         if "questions_and_answers" in raw:
             qas = raw["questions_and_answers"]
             if not isinstance(qas, list) or not qas:
-                raise DataError(f"{where}: 'questions_and_answers' must be a non-empty list")
+                raise DataError(bilingual("'questions_and_answers' deve essere una lista non vuota",
+                                          "'questions_and_answers' must be a non-empty list", where=where))
             for j, qa in enumerate(qas):
                 inner = f"{where}.questions_and_answers[{j}]"
                 if not isinstance(qa, dict):
-                    raise DataError(f"{inner}: expected a mapping with 'question' and 'answer'")
+                    raise DataError(bilingual("attesa una mappa con 'question' e 'answer'",
+                                              "expected a mapping with 'question' and 'answer'", where=inner))
                 seeds.append(SeedExample(_text(qa, "question", inner), _text(qa, "answer", inner), context))
         else:
             seeds.append(SeedExample(_text(raw, "question", where), _text(raw, "answer", where), context))
@@ -146,20 +151,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise DataError(describe_yaml_error(path, exc)) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DataError(bilingual("non è testo UTF-8", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                  where=path)) from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: the top level must be a mapping with 'seed_examples', got {type(data).__name__}")
+        raise DataError(bilingual("il livello principale deve essere una mappa con 'seed_examples'",
+                                  f"the top level must be a mapping with 'seed_examples', got {type(data).__name__}",
+                                  where=path))
     return data
 
 
 def _text(mapping: dict[str, Any], key: str, where: str) -> str:
     value = mapping.get(key)
     if value is None:
-        raise DataError(f"{where}: missing '{key}'")
+        raise DataError(bilingual(f"'{key}' mancante", f"missing '{key}'", where=where))
     if not isinstance(value, str):
-        raise DataError(f"{where}: '{key}' must be text, got {type(value).__name__}")
+        raise DataError(bilingual(f"'{key}' deve essere testo", f"'{key}' must be text, got {type(value).__name__}",
+                                  where=where))
     if not value.strip():
-        raise DataError(f"{where}: '{key}' is empty")
+        raise DataError(bilingual(f"'{key}' è vuoto", f"'{key}' is empty", where=where))
     return value
 
 
@@ -168,7 +177,8 @@ def _optional_text(mapping: dict[str, Any], key: str, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise DataError(f"{where}: '{key}' must be text, got {type(value).__name__}")
+        raise DataError(bilingual(f"'{key}' deve essere testo", f"'{key}' must be text, got {type(value).__name__}",
+                                  where=where))
     return value
 
 
@@ -177,10 +187,12 @@ def _documents(path: Path, spec: Any) -> list[Document]:
     if spec is None:
         return []
     if not isinstance(spec, dict):
-        raise DataError(f"{path}: 'document' must be a mapping with 'patterns'")
+        raise DataError(bilingual("'document' deve essere una mappa con 'patterns'",
+                                  "'document' must be a mapping with 'patterns'", where=path))
     patterns = spec.get("patterns") or []
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-        raise DataError(f"{path}: document.patterns must be a list of glob patterns")
+        raise DataError(bilingual("document.patterns deve essere una lista di pattern glob",
+                                  "document.patterns must be a list of glob patterns", where=path))
     repo = spec.get("repo")
     base = path.parent
     if isinstance(repo, str) and repo and "://" not in repo and not repo.startswith("git@"):

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..errors import bilingual
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -73,7 +75,7 @@ def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False) -> I
     """
     target = Path(target)
     if target.exists() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"{target} already exists and is not empty")
+        raise FileExistsError(bilingual(f"{target} esiste già e non è vuota", f"{target} already exists and is not empty"))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())

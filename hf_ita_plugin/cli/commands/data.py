@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from ..options import add_json, add_output_dir, add_quiet
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,9 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
+    add_output_dir(parser, "output directory (written atomically)", required=True)
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(parser)
+    add_json(parser, "print the summary (paths, kept/dropped/fixed counts) as JSON")
 
 
 def _add_pipeline(parser: argparse.ArgumentParser) -> None:
@@ -76,10 +80,11 @@ def _options(args: argparse.Namespace):
     from ...data.cleaning import CleaningConfig
     from ...data.dedup import DedupConfig
     from ...data.prepare import PrepareOptions
-    from ...errors import ConfigError
+    from ...errors import ConfigError, bilingual
 
     if args.max_tokens and not args.tokenizer:
-        raise ConfigError("--max-tokens needs --tokenizer (tokens are counted with a tokenizer)")
+        raise ConfigError(bilingual("--max-tokens richiede --tokenizer (i token si contano con un tokenizer)",
+                                    "--max-tokens needs --tokenizer (tokens are counted with a tokenizer)"))
     return PrepareOptions(
         cleaning=CleaningConfig(min_answer_chars=args.min_answer_chars, max_chars=args.max_chars,
                                 require_italian=not args.keep_non_italian),
@@ -90,19 +95,26 @@ def _options(args: argparse.Namespace):
 
 
 def _columns(items: list[str]) -> dict[str, str] | None:
-    from ...errors import ConfigError
+    from ...errors import ConfigError, bilingual
 
     columns = {}
     for item in items:
         canonical, sep, column = item.partition("=")
         if not sep or not canonical.strip() or not column.strip():
-            raise ConfigError(f"--column {item!r}: expected CANONICAL=COLUMN, e.g. instruction=domanda")
+            raise ConfigError(bilingual("atteso CANONICA=COLONNA", "expected CANONICAL=COLUMN, e.g. instruction=domanda",
+                                        where=f"--column {item!r}"))
         columns[canonical.strip()] = column.strip()
     return columns or None
 
 
-def _summary(result) -> None:
+def _summary(result, as_json: bool = False) -> None:
     d = result.report.to_dict()
+    if as_json:
+        print(json.dumps({"output_dir": str(result.out_dir), "train": str(result.train_path),
+                          "report": str(result.report_path), "input_rows": d["input_rows"], "kept": d["kept"],
+                          "dropped_by_reason": d["dropped_by_reason"], "fixed_by_kind": d["fixed_by_kind"]},
+                         indent=2, ensure_ascii=False))
+        return
     print(f"hf-ita: {d['kept']}/{d['input_rows']} righe conservate / rows kept -> {result.train_path}")
     for reason, count in d["dropped_by_reason"].items():
         print(f"  scartate / dropped: {reason}: {count}")
@@ -114,9 +126,9 @@ def _summary(result) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     from ...data.prepare import prepare
 
-    result = prepare(args.source, args.out, format=args.format, split=args.split, limit=args.limit,
+    result = prepare(args.source, args.output_dir, format=args.format, split=args.split, limit=args.limit,
                      columns=_columns(args.columns), options=_options(args), overwrite=args.overwrite)
-    _summary(result)
+    _summary(result, args.json)
     return 0
 
 
@@ -126,7 +138,7 @@ def run_generate(args: argparse.Namespace) -> int:
     options = GenerateOptions(rounds=args.rounds, pairs_per_request=args.pairs, max_new_tokens=args.max_new_tokens,
                               temperature=args.temperature, seed=args.seed, include_seeds=not args.no_seeds,
                               prepare=_options(args))
-    result = generate(args.taxonomy, args.teacher, args.out, teacher_model=args.teacher_model, options=options,
+    result = generate(args.taxonomy, args.teacher, args.output_dir, teacher_model=args.teacher_model, options=options,
                       overwrite=args.overwrite)
-    _summary(result)
+    _summary(result, args.json)
     return 0

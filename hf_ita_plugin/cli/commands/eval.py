@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import add_json, add_output_file, add_quiet
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ev = subparsers.add_parser(
@@ -15,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="OUTPUT_DIR of hf-ita train, an adapter folder, a model folder or Hub id, or 'embedded'")
     ev.add_argument("--tasks", default="bpb,responses,italian-rate",
                     help="comma-separated: bpb, responses, italian-rate, lm-eval:TASK (arc_it, hellaswag_it, m_mmlu_it)")
-    ev.add_argument("--out", help="also write the results as JSON to this file")
+    add_output_file(ev, "also write the results as JSON to this file")
+    add_json(ev, "print the metrics as JSON instead of the table")
     ev.add_argument("--bpb-text", help="text file for bits per byte (default: the bundled Italian prose)")
     ev.add_argument("--bpb-max-chars", type=int, help="only the first N characters of the text")
     ev.add_argument("--prompts", type=int, default=16, help="Italian prompts answered for italian-rate (default 16)")
@@ -26,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--lm-eval-limit", type=float, help="examples per task (lm-eval --limit)")
     g.add_argument("--lm-eval-fewshot", type=int, help="few-shot examples (lm-eval --num_fewshot)")
     g.add_argument("--lm-eval-device", default="cpu", help="device for lm-eval (cpu, cuda...)")
-    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(ev)
     ev.set_defaults(func=run_eval_command)
 
 
@@ -37,10 +40,10 @@ def run_eval_command(args: argparse.Namespace) -> int:
 
     lm_opts = {"python": args.lm_eval_python, "limit": args.lm_eval_limit, "num_fewshot": args.lm_eval_fewshot,
                "device": args.lm_eval_device}
-    result = run_eval(args.target, args.tasks, out=args.out, lm_eval_options=lm_opts, progress=not args.quiet,
+    result = run_eval(args.target, args.tasks, out=args.output, lm_eval_options=lm_opts, progress=not args.quiet,
                       bpb_text=args.bpb_text, bpb_max_chars=args.bpb_max_chars, prompts=args.prompts,
                       max_new_tokens=args.max_new_tokens, do_sample=args.sample)
-    if "table" in result:
+    if "table" in result and not args.json:
         print(result["table"], end="")
     else:
         print(json.dumps(result["metrics"], indent=2, ensure_ascii=False))

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..options import add_json, add_output_dir, add_output_file
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,12 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "training OUTPUT_DIR (LoRA merged first) to GGUF, with an Ollama Modelfile and a verify report per file.")
     conv.add_argument("source", help="model directory (config.json + safetensors) or training OUTPUT_DIR")
     conv.add_argument("--quant", default="q8_0,Q4_K_M", help="comma-separated types: f32,f16,bf16,q8_0,q5_0,q4_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K (default q8_0,Q4_K_M)")
-    conv.add_argument("--out", metavar="DIR", help="output directory (default SOURCE/gguf)")
+    add_output_dir(conv, "output directory (default SOURCE/gguf)")
     conv.add_argument("--name", help="base name of the files (default: the source directory name)")
     conv.add_argument("--no-verify", action="store_true", help="skip the parity check with transformers")
     conv.add_argument("--no-modelfile", action="store_true", help="do not write Ollama Modelfiles")
     conv.add_argument("--allow-mismatch", action="store_true", help="exit 0 even if verification fails (reports are kept)")
-    conv.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json(conv, "print the result as JSON")
     conv.set_defaults(func=run_convert)
 
     ad = sub.add_parser(
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Esporta l'adapter LoRA come GGUF da applicare al modello base in llama.cpp (--lora). / "
                     "Export the LoRA adapter as a GGUF that llama.cpp applies on top of the base model (--lora).")
     ad.add_argument("adapter_dir", help="adapter directory or training OUTPUT_DIR")
-    ad.add_argument("--out", metavar="FILE", help="output file (default ADAPTER_DIR/adapter-lora.gguf)")
+    add_output_file(ad, "output file (default ADAPTER_DIR/adapter-lora.gguf)")
     ad.add_argument("--base", metavar="DIR", help="local base model directory (default: from adapter_config.json)")
     ad.set_defaults(func=run_adapter)
 
@@ -47,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ver.add_argument("gguf_file", help="the .gguf file")
     ver.add_argument("--against", required=True, metavar="HF_DIR", help="model directory or training OUTPUT_DIR it came from")
     ver.add_argument("--lora", metavar="ADAPTER.gguf", help="apply this GGUF LoRA adapter in llama.cpp first")
-    ver.add_argument("--json", action="store_true", help="print the full report as JSON")
+    add_json(ver, "print the full report as JSON")
     ver.set_defaults(func=run_verify)
 
 
@@ -55,7 +57,7 @@ def run_convert(args: argparse.Namespace) -> int:
     from ...gguf import convert
 
     result = convert(
-        args.source, quant=args.quant, out_dir=args.out, verify=not args.no_verify, name=args.name,
+        args.source, quant=args.quant, out_dir=args.output_dir, verify=not args.no_verify, name=args.name,
         modelfile=not args.no_modelfile, strict=not args.allow_mismatch,
     )
     if args.json:
@@ -81,7 +83,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_adapter(args: argparse.Namespace) -> int:
     from ...gguf import export_adapter
 
-    path = export_adapter(args.adapter_dir, out=args.out, base_dir=args.base)
+    path = export_adapter(args.adapter_dir, out=args.output, base_dir=args.base)
     print(f"adapter GGUF scritto / written: {path}   (llama.cpp: --lora {Path(path).name})")
     return 0
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from ..options import add_json, add_output_file, add_token
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("--base-model", help="Hub id of the base model, when the run only recorded a local path")
     push.add_argument("--keep-card", action="store_true", help="publish OUTPUT_DIR/README.md as is instead of regenerating it")
     push.add_argument("--force", action="store_true", help="replace the files of a repo that holds other content")
-    push.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or `hf auth login`)")
+    add_token(push)
     push.add_argument("--dry-run", action="store_true", help="list the files that would be published, send nothing")
+    add_json(push, "print the result (or, with --dry-run, the file list) as JSON")
     push.set_defaults(func=run_push)
 
     card = subparsers.add_parser(
@@ -35,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     card.add_argument("--kind", choices=("adapter", "merged", "gguf"), default="adapter")
     card.add_argument("--base-model", help="Hub id of the base model, when the run only recorded a local path")
     card.add_argument("--offline", action="store_true", help="do not look up licenses on the Hub")
-    card.add_argument("--output", help="where to write the card (default OUTPUT_DIR/README.md)")
+    add_output_file(card, "where to write the card (default OUTPUT_DIR/README.md)")
     card.set_defaults(func=run_card)
 
     pull = subparsers.add_parser(
@@ -49,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("--base-model", help="load the adapter onto this base instead of the one it names")
     pull.add_argument("--prompt", help="answer this message with the loaded model")
     pull.add_argument("--max-new-tokens", type=int, default=128)
-    pull.add_argument("--token", help="Hugging Face token for private repos")
+    add_token(pull, "Hugging Face token for private repos (default: HF_TOKEN or `hf auth login`)")
     pull.set_defaults(func=run_pull)
 
 
@@ -68,8 +72,12 @@ def run_push(args: argparse.Namespace) -> int:
 
         pset = publish_set_for(args.output_dir, args.repo, kind=args.kind, merged=args.merged, gguf=gguf,
                                base_model=args.base_model, keep_card=args.keep_card)
-        for path, content in sorted(pset.files.items()):
-            size = len(content) if isinstance(content, bytes) else content.stat().st_size
+        sizes = {path: len(content) if isinstance(content, bytes) else content.stat().st_size
+                 for path, content in sorted(pset.files.items())}
+        if args.json:
+            print(json.dumps({"repo": args.repo, "dry_run": True, "files": sizes}, indent=2, ensure_ascii=False))
+            return 0
+        for path, size in sizes.items():
             print(f"{size:>14,}  {path}")
         print(f"hf-ita: {len(pset.files)} file, {pset.size() / 2**20:.1f} MB (dry run: nulla inviato / nothing sent)")
         return 0
@@ -77,6 +85,10 @@ def run_push(args: argparse.Namespace) -> int:
 
     result = push(args.output_dir, args.repo, token=args.token, private=args.private, kind=args.kind, merged=args.merged,
                   gguf=gguf, tag=tag, force=args.force, base_model=args.base_model, keep_card=args.keep_card)
+    if args.json:
+        print(json.dumps({"repo": result.repo_id, "url": result.url, "commit": result.commit_oid, "tag": result.tag,
+                          "files": result.files, "deleted": result.deleted}, indent=2, ensure_ascii=False))
+        return 0
     print(f"repo      {result.url}\ncommit    {result.commit_oid}\ntag       {result.tag or '-'}\n"
           f"files     {len(result.files)}" + (f" ({len(result.deleted)} removed)" if result.deleted else ""))
     return 0

@@ -1,41 +1,28 @@
-"""``hf-ita launch`` and ``hf-ita jobs list|status|logs|cancel|hardware``: runs on Hugging Face Jobs."""
+"""``hf-ita jobs launch|list|status|logs|cancel|hardware``: runs on Hugging Face Jobs.
+
+``hf-ita launch`` is an alias of ``hf-ita jobs launch`` (same arguments, same namespace).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from ..options import add_json, add_set
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    launch = subparsers.add_parser(
-        "launch", help="run `hf-ita train` + push on Hugging Face hardware (HF Jobs)",
-        description="Start an HF Job that installs hf-ita, trains with CONFIG and pushes the result to --repo. "
-                    "Your token goes to the job as the secret HF_TOKEN only.")
-    launch.add_argument("config", help="YAML config file (the same one `hf-ita train` takes)")
-    launch.add_argument("--flavor", required=True, help="hardware flavor, e.g. a10g-small (see `hf-ita jobs hardware`)")
-    launch.add_argument("--repo", help="output model repo owner/name (default: YOU/<name of training.output_dir>)")
-    launch.add_argument("--public", action="store_true", help="publish a public repo (default: private)")
-    launch.add_argument("--name", help="run name (job label), default derived from the repo and the time")
-    launch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set training.num_epochs=2 (repeatable)")
-    launch.add_argument("--data-repo", metavar="OWNER/NAME",
-                        help="upload a local data.train file to this private dataset repo and train from it")
-    launch.add_argument("--package", help="pip requirement installed in the job (default: this release, or $HF_ITA_PACKAGE_SPEC)")
-    launch.add_argument("--image", help="Docker image with CUDA + PyTorch (default: a pytorch/pytorch CUDA runtime image)")
-    launch.add_argument("--timeout", default=None, help="maximum duration, e.g. 90m or 8h (default: 8h)")
-    launch.add_argument("--dry-run", action="store_true", help="validate and print the job spec, launch nothing")
-    launch.add_argument("--follow", action="store_true", help="stream the logs until the job ends")
-    launch.set_defaults(func=run_launch)
-
-    jobs = subparsers.add_parser("jobs", help="list, follow or cancel your hf-ita runs on HF Jobs",
+    jobs = subparsers.add_parser("jobs", help="launch, list, follow or cancel your hf-ita runs on HF Jobs",
                                  description="Your hf-ita runs on Hugging Face Jobs (found by their hf-ita labels).")
     sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     sub.required = True
+    _add_launch(sub.add_parser("launch", help=_LAUNCH_HELP, description=_LAUNCH_DESCRIPTION))
     ls = sub.add_parser("list", help="your hf-ita runs, newest first")
-    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(ls, "print JSON instead of a table")
     ls.set_defaults(func=run_list)
     status = sub.add_parser("status", help="the stage of one run")
     status.add_argument("job_id")
+    add_json(status, "print JSON instead of text")
     status.set_defaults(func=run_status)
     logs = sub.add_parser("logs", help="print a run's logs")
     logs.add_argument("job_id")
@@ -46,6 +33,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cancel.set_defaults(func=run_cancel)
     hardware = sub.add_parser("hardware", help="hardware flavors with price per hour")
     hardware.set_defaults(func=run_hardware)
+
+    # `hf-ita launch`: alias of `hf-ita jobs launch`, parsed into the very same namespace.
+    alias = subparsers.add_parser("launch", help="alias of `hf-ita jobs launch`", description=_LAUNCH_DESCRIPTION)
+    _add_launch(alias)
+    alias.set_defaults(command="jobs", jobs_command="launch")
+
+
+_LAUNCH_HELP = "run `hf-ita train` + push on Hugging Face hardware (HF Jobs)"
+_LAUNCH_DESCRIPTION = ("Start an HF Job that installs hf-ita, trains with CONFIG and pushes the result to --repo. "
+                       "Your token goes to the job as the secret HF_TOKEN only.")
+
+
+def _add_launch(launch: argparse.ArgumentParser) -> None:
+    """The arguments of ``hf-ita jobs launch`` (and of its alias ``hf-ita launch``)."""
+    launch.add_argument("config", help="YAML config file (the same one `hf-ita train` takes)")
+    launch.add_argument("--flavor", required=True, help="hardware flavor, e.g. a10g-small (see `hf-ita jobs hardware`)")
+    launch.add_argument("--repo", help="output model repo owner/name (default: YOU/<name of training.output_dir>)")
+    launch.add_argument("--public", action="store_true", help="publish a public repo (default: private)")
+    launch.add_argument("--name", help="run name (job label), default derived from the repo and the time")
+    add_set(launch, "training.num_epochs=2")
+    launch.add_argument("--data-repo", metavar="OWNER/NAME",
+                        help="upload a local data.train file to this private dataset repo and train from it")
+    launch.add_argument("--package", help="pip requirement installed in the job (default: this release, or $HF_ITA_PACKAGE_SPEC)")
+    launch.add_argument("--image", help="Docker image with CUDA + PyTorch (default: a pytorch/pytorch CUDA runtime image)")
+    launch.add_argument("--timeout", default=None, help="maximum duration, e.g. 90m or 8h (default: 8h)")
+    launch.add_argument("--dry-run", action="store_true", help="validate and print the job spec, launch nothing")
+    launch.add_argument("--follow", action="store_true", help="stream the logs until the job ends")
+    launch.set_defaults(func=run_launch)
 
 
 def _client():
@@ -58,7 +73,7 @@ def run_launch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ...config import RunConfig
-    from ...errors import ConfigError
+    from ...errors import ConfigError, bilingual
     from ...jobs.client import build_job_spec, is_local_source, validate_repo_id
 
     config = RunConfig.from_yaml(args.config, args.overrides)
@@ -68,8 +83,9 @@ def run_launch(args: argparse.Namespace) -> int:
     repo = validate_repo_id(repo, what="--repo")
     if args.data_repo:
         if not is_local_source(config.data.train):
-            raise ConfigError(f"--data-repo carica un file locale, ma data.train è / uploads a local data.train file, "
-                              f"but data.train is {config.data.train!r}")
+            raise ConfigError(bilingual(f"--data-repo carica un file locale, ma data.train è {config.data.train!r}",
+                                        f"--data-repo uploads a local data.train file, but data.train is "
+                                        f"{config.data.train!r}"))
         if args.dry_run:
             print(f"(dry run) would upload {config.data.train} to the private dataset {args.data_repo}")
             config = config.with_overrides([f"data.train={validate_repo_id(args.data_repo, what='--data-repo')}"])
@@ -107,9 +123,7 @@ def _follow(client, job_id: str) -> int:
 def run_list(args: argparse.Namespace) -> int:
     runs = _client().list_runs()
     if args.json:
-        print(json.dumps([{"id": r.id, "stage": r.stage, "name": r.name, "flavor": r.flavor, "repo": r.output_repo,
-                           "via": r.via, "created_at": r.created_at.isoformat() if r.created_at else None, "url": r.url}
-                          for r in runs], indent=2))
+        print(json.dumps([_run_dict(r) for r in runs], indent=2))
         return 0
     if not runs:
         print("Nessun job hf-ita / no hf-ita jobs yet")
@@ -121,8 +135,17 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dict(r) -> dict:
+    """One run as JSON-ready fields (``jobs list --json``, ``jobs status --json``)."""
+    return {"id": r.id, "stage": r.stage, "name": r.name, "flavor": r.flavor, "repo": r.output_repo, "via": r.via,
+            "created_at": r.created_at.isoformat() if r.created_at else None, "url": r.url, "message": r.message}
+
+
 def run_status(args: argparse.Namespace) -> int:
     run = _client().status(args.job_id)
+    if args.json:
+        print(json.dumps(_run_dict(run), indent=2))
+        return 0
     print(f"{run.id}: {run.stage_text}" + (f" ({run.message})" if run.message else ""))
     print(f"  {run.url}")
     if run.output_repo:

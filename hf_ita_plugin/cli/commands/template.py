@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError, ModelError
+from ...errors import DataError, ModelError, bilingual
 
 _EXAMPLE = [
     {"role": "system", "content": "Rispondi in italiano."},
@@ -100,12 +100,13 @@ def _reference_tokens(tpl) -> dict[str, str]:
 def _load_messages(path_text: str, row: int) -> list[dict[str, Any]]:
     path = Path(path_text).expanduser()
     if not path.is_file():
-        raise DataError(f"messages file not found: {path}")
+        raise DataError(bilingual(f"file dei messaggi non trovato: {path}", f"messages file not found: {path}"))
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".jsonl":
         lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
         if not 0 <= row < len(lines):
-            raise DataError(f"{path}: row {row} does not exist ({len(lines)} conversations)")
+            raise DataError(bilingual(f"la riga {row} non esiste ({len(lines)} conversazioni)",
+                                      f"row {row} does not exist ({len(lines)} conversations)", where=path))
         lineno, text = lines[row]
         where = f"{path}: line {lineno}"
     else:
@@ -113,11 +114,14 @@ def _load_messages(path_text: str, row: int) -> list[dict[str, Any]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        raise DataError(bilingual("JSON non valido", f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
+                                  where=where)) from None
     if isinstance(data, dict) and "messages" in data:
         data = data["messages"]
     if not isinstance(data, list):
-        raise DataError(f"{where}: expected a list of messages or {{\"messages\": [...]}}, got {type(data).__name__}")
+        raise DataError(bilingual('attesa una lista di messaggi o {"messages": [...]}',
+                                  f"expected a list of messages or {{\"messages\": [...]}}, got {type(data).__name__}",
+                                  where=where))
     return data
 
 
@@ -129,11 +133,13 @@ def _load_tokenizer(spec: str):
 
         spec = str(ensure_embedded_model())
     if not Path(spec).expanduser().is_dir():
-        raise ModelError(f"tokenizer directory not found: {spec}", hint="pass a local directory or 'embedded'")
+        raise ModelError(bilingual(f"cartella del tokenizer non trovata: {spec}", f"tokenizer directory not found: {spec}"),
+                         hint="pass a local directory or 'embedded'")
     try:
         return AutoTokenizer.from_pretrained(str(Path(spec).expanduser()))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load a tokenizer from {spec}: {exc}") from None
+        raise ModelError(bilingual(f"impossibile caricare un tokenizer da {spec}",
+                                   f"cannot load a tokenizer from {spec}: {exc}")) from None
 
 
 def _highlighter(mode: str):
@@ -179,7 +185,8 @@ def run_render(args: argparse.Namespace) -> int:
     if args.system is not None:
         messages = with_system_prompt(messages, args.system)
     if args.name == "own" and not args.tokenizer:
-        raise ModelError("'own' renders with the tokenizer's own template: pass --tokenizer PATH")
+        raise ModelError(bilingual("'own' usa il template del tokenizer: passa --tokenizer PATH",
+                                   "'own' renders with the tokenizer's own template: pass --tokenizer PATH"))
     source = None if args.name == "own" else resolve_template_source(args.name)
     registry = registry_name_of(source) if source else None
     validate_messages(messages, registry, where=args.messages)
@@ -193,7 +200,10 @@ def run_render(args: argparse.Namespace) -> int:
             return 0
         text, spans = render_source(source, messages, special_tokens=specials, return_spans=True)
         if not spans:
-            raise ModelError("this template has no {% generation %} markers: pass --tokenizer to derive the masks")
+            raise ModelError(bilingual("questo template non ha marcatori {% generation %}: passa --tokenizer per "
+                                       "ricavare le maschere",
+                                       "this template has no {% generation %} markers: pass --tokenizer to derive "
+                                       "the masks"))
         print(_highlight(text, spans, marks))
         trained = sum(e - s for s, e in spans)
         print(f"caratteri addestrabili / trainable characters: {trained}/{len(text)} "
@@ -211,7 +221,8 @@ def run_render(args: argparse.Namespace) -> int:
         print(render(tokenizer, messages, add_generation_prompt=args.generation_prompt))
         return 0
     if not getattr(tokenizer, "is_fast", False):
-        raise ModelError("--mask needs a fast tokenizer (tokenizer.json) to show token offsets")
+        raise ModelError(bilingual("--mask richiede un tokenizer veloce (tokenizer.json) per mostrare gli offset dei token",
+                                   "--mask needs a fast tokenizer (tokenizer.json) to show token offsets"))
     text, _ = assistant_spans(tokenizer, messages)
     encoded = tokenize_conversation(tokenizer, messages)
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import add_output_dir, add_set
+
 QUICKSTART_PRESET = "smollm2-135m-cpu"
 
 
@@ -27,10 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", help="where the adapter, metrics and checkpoints go (training.output_dir)")
+    add_output_dir(parser, "where the adapter, metrics and checkpoints go (training.output_dir)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set training.learning_rate=1e-4 (repeatable)")
+    add_set(parser)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
