@@ -32,8 +32,10 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -111,7 +113,6 @@ def main() -> int:
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from hf_ita_plugin.utils.atomic import write_json
     from hf_ita_plugin.inference.chat import LlamaCppChat, SamplingParams, TransformersChat
     from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 
@@ -150,8 +151,6 @@ def main() -> int:
         "target_speedup": TARGET_SPEEDUP,
         "meets_target": summary[best]["speedup_tokens_per_s"] >= TARGET_SPEEDUP,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "load_average": os.getloadavg(),
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     print(json.dumps(result))
     print(f"\n{'engine':<24} {'TTFT (s)':>9} {'tok/s':>8} {'x tok/s':>8} {'x TTFT':>7} {'tokens':>7}")
@@ -160,7 +159,7 @@ def main() -> int:
               f"{s['ttft_ratio_vs_transformers']:>7.2f} {s['tokens']:>7.0f}")
     print(f"\nbest: {best}: {result['speedup_tokens_per_s']:.2f}x tokens/s vs transformers fp32 "
           f"(target >= {TARGET_SPEEDUP:.0f}x: {'met' if result['meets_target'] else 'NOT met'}); GGUF: {source_note}")
-    write_json(RESULTS / "chat.json", result)
+    save_result("chat", result)
     return 0
 
 

@@ -35,6 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
@@ -137,8 +140,7 @@ def main() -> int:
     print(f"\n{'variant':<15} {'median s':>10} {'x upload_folder':>16}")
     for name, value in medians.items():
         print(f"{name:<15} {value:>10.3f} {value / base:>16.2f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hub_push.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_result("hub_push", result)
     return 0
 
 

@@ -27,6 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
@@ -118,10 +121,7 @@ def main() -> int:
     print(f"\n{'variant':<26}{'median s':>10}{'conv/s':>10}{'x baseline':>12}")
     for row in rows:
         print(f"{row['variant']:<26}{row['median_s']:>10.3f}{row['conversations_per_s']:>10.1f}{row['ratio_vs_baseline']:>12.2f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    from hf_ita_plugin.utils.atomic import write_json
-
-    write_json(RESULTS / "templates.json", result)
+    save_result("templates", result)
     return 0
 
 
