@@ -175,7 +175,7 @@ def print_table(report: dict) -> None:
                   f"{t['recipe_mean_loss']} / {t['recipe-padded_mean_loss']} / {t['trl_mean_loss']}")]
     if "quickstart" in report:
         q = report["quickstart"]
-        rows += [(f"quickstart runs (fresh processes)", len(q["runs"])),
+        rows += [("quickstart runs (fresh processes)", len(q["runs"])),
                  ("median response loss change (target <= -10%)", f"{q['median_response_loss_change']:+.1%}"),
                  ("quickstart wall time (target < 900 s)", q["wall_time_s"]),
                  ("quickstart train tok/s", q["train_tokens_per_s"]),
