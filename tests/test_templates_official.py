@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from jinja2 import TemplateError
+from transformers.utils import chat_template_utils
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from hf_ita_plugin.templates import get_template, render_source, validate_messages
@@ -44,10 +45,33 @@ FAMILY = {
     "Qwen/Qwen2.5-3B-Instruct": "qwen2.5",
     "HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2",
     "HuggingFaceH4/zephyr-7b-beta": "zephyr",
+    "Qwen/Qwen3-0.6B": "qwen3",
+    "Qwen/Qwen3-1.7B": "qwen3",
+    "HuggingFaceTB/SmolLM3-3B": "smollm3",
+    "microsoft/Phi-3.5-mini-instruct": "phi-3.5",
+    "microsoft/phi-4": "phi-4",
+    "mistralai/Mistral-Nemo-Instruct-2407": "mistral-nemo",
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503": "mistral-small-3.1",
 }
+# Options the official template is rendered with (the registry entry has them built in).
+OFFICIAL_OPTIONS = {"qwen3": {"enable_thinking": False}, "smollm3": {"enable_thinking": False}}
 
-# Templates that print a date get a fixed one (they honour ``date_string`` when it is given).
+# Templates that print today's date get a fixed one: ``date_string`` where they honour it (Llama 3.1+);
+# strftime_now (transformers' template global) reads a frozen clock in every test here.
+NOW = datetime(2026, 12, 2, 9, 30)
 DATE = "02 Dec 2026"
+FIXED_DATE = {"date_string": DATE}
+
+
+class FrozenClock(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return NOW
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    monkeypatch.setattr(chat_template_utils, "datetime", FrozenClock)
 SYSTEM = {"role": "system", "content": "Sei un assistente che risponde sempre in italiano, in modo chiaro."}
 CONVERSATIONS = {
     "single": [
@@ -103,8 +127,9 @@ def tokens_of(model: str) -> dict[str, str]:
 def render_official(model: str, messages, add_generation_prompt: bool, **extra) -> str:
     """The official template's text, rendered as ``tokenizer.apply_chat_template(tokenize=False)`` does."""
     source = (REFERENCE / SOURCES[model]["file"]).read_text(encoding="utf-8")
+    options = {**OFFICIAL_OPTIONS.get(FAMILY.get(model), {}), **extra}
     rendered, _ = render_jinja_template(conversations=[messages], chat_template=source,
-                                        add_generation_prompt=add_generation_prompt, **tokens_of(model), **extra)
+                                        add_generation_prompt=add_generation_prompt, **tokens_of(model), **options)
     return rendered[0]
 
 
@@ -136,12 +161,12 @@ def test_registry_renders_like_the_official_template(model, conv, gen):
     messages = CONVERSATIONS[conv]
     validate_messages(messages, name)  # the conversations are valid for the registry entry
     try:
-        expected = render_official(model, messages, gen, date_string=DATE)
+        expected = render_official(model, messages, gen, **FIXED_DATE)
     except TemplateError:
         # Only Gemma 2 rejects these conversations (no system role), and only when one is present.
         assert name in FALLBACK and has_system(messages)
-        expected = render_official(FALLBACK[name], messages, gen, date_string=DATE)
-    assert render_registry(name, model, messages, gen, date_string=DATE) == expected
+        expected = render_official(FALLBACK[name], messages, gen, **FIXED_DATE)
+    assert render_registry(name, model, messages, gen, **FIXED_DATE) == expected
 
 
 def test_gemma_2_official_rejects_a_system_message_registry_folds_it_into_the_first_user_turn():
@@ -151,15 +176,17 @@ def test_gemma_2_official_rejects_a_system_message_registry_folds_it_into_the_fi
     assert text.startswith("<bos><start_of_turn>user\n" + SYSTEM["content"] + "\n\nPerché è così famosa")
 
 
-@pytest.mark.parametrize("model", ["meta-llama/Llama-3.2-3B-Instruct", "meta-llama/Llama-3.1-8B-Instruct"])
-def test_without_date_string_the_date_is_the_official_default(model):
+@pytest.mark.parametrize(("model", "today"), [
+    ("meta-llama/Llama-3.2-3B-Instruct", "Today Date: 02 Dec 2026\n"),  # strftime_now('%d %b %Y')
+    ("meta-llama/Llama-3.1-8B-Instruct", "Today Date: 26 Jul 2024\n"),  # fixed default
+    ("HuggingFaceTB/SmolLM3-3B", "Today Date: 02 December 2026\n"),  # strftime_now('%d %B %Y')
+    ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "The current date is 2026-12-02."),  # default system
+])
+def test_without_date_string_the_date_is_the_official_one(model, today):
     messages = CONVERSATIONS["single"]
     official = render_official(model, messages, False)
+    assert today in official
     assert render_registry(FAMILY[model], model, messages, False) == official
-    if model.startswith("meta-llama/Llama-3.2"):  # today's date, through transformers' strftime_now
-        assert f"Today Date: {datetime.now():%d %b %Y}\n\n" in official
-    else:
-        assert "Today Date: 26 Jul 2024\n\n" in official
 
 
 def test_mistral_v3_keeps_the_system_text_only_when_the_user_speaks_last():
@@ -179,7 +206,7 @@ def test_generation_blocks_hold_the_replies_as_the_official_text_writes_them(nam
     for conv in ("single", "multi", "edges"):
         messages = CONVERSATIONS[conv]
         text, spans = render_source(tpl.source, messages, special_tokens=tokens_of(model), return_spans=True,
-                                    template_kwargs={"date_string": DATE})
+                                    template_kwargs=FIXED_DATE)
         replies = [m["content"] for m in messages if m["role"] == "assistant"]
         assert len(spans) == len(replies)
         for (start, end), reply in zip(spans, replies):
@@ -279,6 +306,62 @@ LITERAL = {
         "pomodoro, mozzarella, basilico… e un forno a legna! 🍕</s>\n",
     ("zephyr", "prompt", True):
         "<|user|>\nDammi un consiglio per l'esame di maturità.</s>\n<|assistant|>\n",
+    ("qwen3", "multi", False):
+        "<|im_start|>user\nCiao! 😊<|im_end|>\n<|im_start|>assistant\nCiao! Come posso aiutarti "
+        "oggi?<|im_end|>\n<|im_start|>user\nScrivi una funzione Python che saluta per nome.<|im_end|>"
+        "\n<|im_start|>assistant\n<think>\n\n</think>\n\n```python\ndef saluta(nome: str) -> str:\n"
+        "    return f\"Ciao, {nome}! È un piacere.\"\n```<|im_end|>\n",
+    ("qwen3", "system_prompt", True):
+        "<|im_start|>system\nSei un assistente che risponde sempre in italiano, in modo chiaro.<|im_end|>"
+        "\n<|im_start|>user\nChe tempo fa a Torino d'inverno? ❄️<|im_end|>\n<|im_start|>assistant\n"
+        "<think>\n\n</think>\n\n",
+    ("smollm3", "system_single", False):
+        "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: 02 December "
+        "2026\nReasoning Mode: /no_think\n\n## Custom Instructions\n\nSei un assistente che risponde "
+        "sempre in italiano, in modo chiaro.\n\n<|im_start|>user\nPerché è così famosa la pizza "
+        "napoletana?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\nPerché è semplice: "
+        "pomodoro, mozzarella, basilico… e un forno a legna! 🍕<|im_end|>\n",
+    ("smollm3", "prompt", True):
+        "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: 02 December "
+        "2026\nReasoning Mode: /no_think\n\n## Custom Instructions\n\nYou are a helpful AI assistant "
+        "named SmolLM, trained by Hugging Face.\n\n<|im_start|>user\nDammi un consiglio per l'esame "
+        "di maturità.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n",
+    ("phi-3.5", "system_single", False):
+        "<|system|>\nSei un assistente che risponde sempre in italiano, in modo chiaro.<|end|>"
+        "\n<|user|>\nPerché è così famosa la pizza napoletana?<|end|>\n<|assistant|>\nPerché è "
+        "semplice: pomodoro, mozzarella, basilico… e un forno a legna! 🍕<|end|>\n<|endoftext|>",
+    ("phi-3.5", "prompt", True):
+        "<|user|>\nDammi un consiglio per l'esame di maturità.<|end|>\n<|assistant|>\n",
+    ("phi-4", "system_single", False):
+        "<|im_start|>system<|im_sep|>Sei un assistente che risponde sempre in italiano, in "
+        "modo chiaro.<|im_end|><|im_start|>user<|im_sep|>Perché è così famosa la pizza napoletana?<|im_end|>"
+        "<|im_start|>assistant<|im_sep|>Perché è semplice: pomodoro, mozzarella, basilico… "
+        "e un forno a legna! 🍕<|im_end|>",
+    ("phi-4", "prompt", True):
+        "<|im_start|>user<|im_sep|>Dammi un consiglio per l'esame di maturità.<|im_end|><|im_start|>"
+        "assistant<|im_sep|>",
+    ("mistral-nemo", "system_multi", False):
+        "<s>[INST]Come si dice «thank you» in italiano?[/INST]Si dice «grazie».</s>[INST]E "
+        "«you're welcome»? Usa {{ parentesi }} nel testo.[/INST]«Prego» — oppure {{ di nulla "
+        "}}.</s>",
+    ("mistral-nemo", "multi_prompt", True):
+        "<s>[INST]Quanti abitanti ha Milano?[/INST]Circa 1,4 milioni nel comune.</s>[INST]Sei "
+        "un assistente che risponde sempre in italiano, in modo chiaro.\n\n  E Bologna?  [/INST]",
+    ("mistral-small-3.1", "system_single", False):
+        "<s>[SYSTEM_PROMPT]Sei un assistente che risponde sempre in italiano, in modo chiaro."
+        "[/SYSTEM_PROMPT][INST]Perché "
+        "è così famosa la pizza napoletana?[/INST]Perché è semplice: pomodoro, mozzarella, "
+        "basilico… e un forno a legna! 🍕</s>",
+    ("mistral-small-3.1", "prompt", True):
+        "<s>[SYSTEM_PROMPT]You are Mistral Small 3, a Large Language Model (LLM) created by "
+        "Mistral AI, a French startup headquartered in Paris.\nYour knowledge base was last "
+        "updated on 2023-10-01. The current date is 2026-12-02.\n\nWhen you're not sure about "
+        "some information, you say that you don't have the information and don't make up anything.\n"
+        "If the user's question is not clear, ambiguous, or does not provide enough context "
+        "for you to accurately answer the question, you do not try to answer it right away "
+        "and you rather ask the user to clarify their request (e.g. \"What are some good restaurants "
+        "around me?\" => \"Where are you?\" or \"When is the next flight to Tokyo\" => \"Where do "
+        "you travel from?\")[/SYSTEM_PROMPT][INST]Dammi un consiglio per l'esame di maturità.[/INST]",
 }
 LITERAL_MODEL = {name: model for model, name in reversed(list(FAMILY.items()))}
 
@@ -287,8 +370,8 @@ LITERAL_MODEL = {name: model for model, name in reversed(list(FAMILY.items()))}
 def test_literal_official_renderings(name, conv, gen):
     model = LITERAL_MODEL[name]
     messages = CONVERSATIONS[conv]
-    assert render_official(model, messages, gen, date_string=DATE) == LITERAL[(name, conv, gen)]
-    assert render_registry(name, model, messages, gen, date_string=DATE) == LITERAL[(name, conv, gen)]
+    assert render_official(model, messages, gen, **FIXED_DATE) == LITERAL[(name, conv, gen)]
+    assert render_registry(name, model, messages, gen, **FIXED_DATE) == LITERAL[(name, conv, gen)]
 
 
 def test_every_family_has_literal_renderings():

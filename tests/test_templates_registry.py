@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
 
@@ -18,7 +19,8 @@ from hf_ita_plugin.templates import (
 )
 
 ALL = ["alpaca-it", "chatml", "gemma-2", "gemma-3", "llama-2", "llama-3", "llama-3.1", "llama-3.2", "mistral",
-       "mistral-v3", "qwen2.5", "smollm2", "zephyr"]
+       "mistral-nemo", "mistral-small-3.1", "mistral-v3", "phi-3.5", "phi-4", "qwen2.5", "qwen3", "smollm2",
+       "smollm3", "zephyr"]
 
 # Conversations whose renderings are written out below, from each family's documented format.
 SIMPLE = [
@@ -120,6 +122,30 @@ EXPECTED = {
     ("smollm2", "SIMPLE", False):
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
         "<|im_start|>user\nCiao, come stai?<|im_end|>\n<|im_start|>assistant\nBene, grazie!<|im_end|>\n",
+    # Reasoning off: an empty think block opens the generation prompt and the reply that ends the conversation.
+    ("qwen3", "SIMPLE", False):
+        "<|im_start|>user\nCiao, come stai?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        "Bene, grazie!<|im_end|>\n",
+    ("qwen3", "SYSTEM_PROMPT", True):
+        "<|im_start|>system\nRispondi in italiano.<|im_end|>\n<|im_start|>user\nQual è la capitale d'Italia?<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    # SmolLM3: generated system header with today's date, not closed by <|im_end|> (as the official template).
+    ("smollm3", "SIMPLE", False):
+        "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: {TODAY}\n"
+        "Reasoning Mode: /no_think\n\n## Custom Instructions\n\nYou are a helpful AI assistant named SmolLM, trained by "
+        "Hugging Face.\n\n<|im_start|>user\nCiao, come stai?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n"
+        "Bene, grazie!<|im_end|>\n",
+    ("phi-3.5", "SIMPLE", False):
+        "<|user|>\nCiao, come stai?<|end|>\n<|assistant|>\nBene, grazie!<|end|>\n<|endoftext|>",
+    ("phi-3.5", "SYSTEM_PROMPT", True):
+        "<|system|>\nRispondi in italiano.<|end|>\n<|user|>\nQual è la capitale d'Italia?<|end|>\n<|assistant|>\n",
+    ("phi-4", "SYSTEM", False):
+        "<|im_start|>system<|im_sep|>Rispondi in italiano.<|im_end|><|im_start|>user<|im_sep|>Qual è la capitale "
+        "d'Italia?<|im_end|><|im_start|>assistant<|im_sep|>Roma.<|im_end|>",
+    ("mistral-nemo", "SYSTEM", False): "<s>[INST]Qual è la capitale d'Italia?[/INST]Roma.</s>",
+    ("mistral-nemo", "SYSTEM_PROMPT", True): "<s>[INST]Rispondi in italiano.\n\nQual è la capitale d'Italia?[/INST]",
+    ("mistral-small-3.1", "SYSTEM", False):
+        "<s>[SYSTEM_PROMPT]Rispondi in italiano.[/SYSTEM_PROMPT][INST]Qual è la capitale d'Italia?[/INST]Roma.</s>",
     ("alpaca-it", "SIMPLE", False):
         f"<s>{ALPACA_PREAMBLE}\n\n### Istruzione:\nCiao, come stai?\n\n### Risposta:\nBene, grazie!</s>",
     ("alpaca-it", "SYSTEM", False):
@@ -157,7 +183,7 @@ def test_registry_lists_every_family():
 def test_literal_renderings(name, conv, gen):
     text = render_source(get_template(name).source, CONVERSATIONS[conv], add_generation_prompt=gen,
                          special_tokens=reference_tokens(name), template_kwargs={"date_string": "26 Jul 2024"})
-    assert text == EXPECTED[(name, conv, gen)]
+    assert text == EXPECTED[(name, conv, gen)].replace("{TODAY}", f"{datetime.now():%d %B %Y}")
 
 
 def test_every_family_has_literal_expectations():
@@ -217,7 +243,8 @@ def test_mistral_v3_is_declared_not_prefix_stable_because_system_moves():
     assert get_template("mistral-v3").prefix_stable is False
 
 
-@pytest.mark.parametrize("name", ["mistral", "mistral-v3", "llama-2", "gemma-2", "gemma-3", "alpaca-it"])
+@pytest.mark.parametrize("name", ["mistral", "mistral-v3", "mistral-nemo", "mistral-small-3.1", "llama-2", "gemma-2",
+                                  "gemma-3", "alpaca-it"])
 def test_templates_themselves_reject_broken_alternation(name):
     bad = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
     with pytest.raises(ConversationError, match="alternate"):

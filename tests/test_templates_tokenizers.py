@@ -118,7 +118,8 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 FAMILY_TOKENIZER = {
-    "chatml": "smollm2", "qwen2.5": "smollm2", "smollm2": "smollm2",
+    "chatml": "smollm2", "qwen2.5": "smollm2", "smollm2": "smollm2", "qwen3": "smollm2", "smollm3": "smollm2",
+    "phi-3.5": "llama-sp", "phi-4": "smollm2", "mistral-nemo": "mistral-v3-sp", "mistral-small-3.1": "mistral-v3-sp",
     "llama-3": "llama3-bpe", "llama-3.1": "llama3-bpe", "llama-3.2": "llama3-bpe",
     "mistral": "llama-sp", "llama-2": "llama-sp", "zephyr": "llama-sp", "alpaca-it": "llama-sp",
     "mistral-v3": "mistral-v3-sp", "gemma-2": "gemma-sp", "gemma-3": "gemma-sp",

@@ -34,7 +34,9 @@ class ChatTemplate:
     llama.cpp / Ollama. ``emits_bos`` says whether the template writes ``bos_token`` itself
     (tokenization must then never add a second one). ``control_tokens`` must each be one token of
     the vocabulary (apply_template adds the missing ones). ``prefix_stable`` is false when an earlier
-    part of the text depends on later messages (mistral-v3 moves the system text to the last user turn).
+    part of the text depends on later messages (mistral-v3 and mistral-nemo write the system text only
+    when the user speaks last, qwen3 drops the empty think block of earlier replies, phi-3.5 closes a
+    text without generation prompt with EOS).
     """
 
     name: str
@@ -156,6 +158,44 @@ _SPECS: dict[str, dict] = {
     "gemma-3": _spec(
         description="Gemma 3: <start_of_turn>user/model ... <end_of_turn>; system nel primo turno utente / system folded into the first user turn",
         **_GEMMA,
+    ),
+    "qwen3": _spec(
+        description="Qwen3, ragionamento disattivato / reasoning off (enable_thinking=false): ChatML, blocco <think> vuoto nel prompt e nell'ultima risposta / empty <think> block in the prompt and the last reply",
+        **{**_CHATML, "control_tokens": ("<|im_start|>", "<|im_end|>", "<think>", "</think>"), "prefix_stable": False},
+    ),
+    "smollm3": _spec(
+        description="SmolLM3, ragionamento disattivato / reasoning off: ChatML con intestazione system generata (data di oggi) / with a generated system header (today's date)",
+        **{**_CHATML, "system_handling": "header", "reference_eos": None,
+           "control_tokens": ("<|im_start|>", "<|im_end|>", "<think>", "</think>")},
+    ),
+    "phi-3.5": _spec(
+        description="Phi-3.5 mini: <|system|> / <|user|> / <|assistant|> ... <|end|>; testo di addestramento chiuso da EOS / training text closed by EOS",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+        end_of_turn=("<|end|>",), end_of_turn_is_eos=False,
+        stop=("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"),
+        emits_bos=False, reference_bos="<s>", reference_eos="<|endoftext|>",
+        control_tokens=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), prefix_stable=False,
+    ),
+    "phi-4": _spec(
+        description="Phi-4: <|im_start|>ruolo<|im_sep|> ... <|im_end|>, senza a capo / no newlines; system nativo / native system",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+        end_of_turn=("<|im_end|>",), end_of_turn_is_eos=False, stop=("<|im_start|>", "<|im_sep|>", "<|im_end|>"),
+        emits_bos=False, reference_bos="<|endoftext|>", reference_eos="<|im_end|>",
+        control_tokens=("<|im_start|>", "<|im_sep|>", "<|im_end|>"),
+    ),
+    "mistral-nemo": _spec(
+        description="Mistral Nemo (Tekken): [INST]...[/INST] senza spazi / no spaces; system solo se l'ultimo messaggio è dell'utente, in quel turno / system only when the last message is the user's, in that turn",
+        roles=_ALL_ROLES, native_system=False, system_handling="last-user", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>", control_tokens=("[INST]", "[/INST]"),
+        prefix_stable=False,
+    ),
+    "mistral-small-3.1": _spec(
+        description="Mistral Small 3.1 (Tekken v7): [SYSTEM_PROMPT]...[/SYSTEM_PROMPT][INST]...[/INST]; senza system quello di Mistral, con la data di oggi / without a system message Mistral's default one, dated today",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "[SYSTEM_PROMPT]", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>",
+        control_tokens=("[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"),
     ),
     "alpaca-it": _spec(
         description="Alpaca italiano (Camoscio, Stambecco): ### Istruzione: / ### Input: / ### Risposta:; il system sostituisce il preambolo / system replaces the preamble",
