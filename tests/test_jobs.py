@@ -263,7 +263,7 @@ def test_cli_hardware(jobs_hub, mario, capsys):
 def test_config_env_is_plain_base64_yaml(config_file):
     spec = build_job_spec(RunConfig.from_yaml(config_file), flavor="cpu-basic", output_repo="mario/x")
     parsed = yaml.safe_load(base64.b64decode(spec.env[CONFIG_ENV]))
-    assert parsed["model"]["template"] == "chatml" and parsed["training"]["output_dir"] == f"{JOB_WORKDIR}/run"
+    assert parsed["model"]["template"] == "smollm2" and parsed["training"]["output_dir"] == f"{JOB_WORKDIR}/run"
 
 
 # ---------------------------------------------------------------------------------- the job itself
@@ -296,9 +296,9 @@ def test_job_script_trains_and_publishes_when_run_locally(jobs_hub, tmp_path):
     files = jobs_hub.files("mario/smol-ita-job")
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "metrics.json"} <= set(files)
     assert jobs_hub.repos[("model", "mario/smol-ita-job")].private
-    assert json.loads(files["metrics.json"])["template"] == "chatml"
+    assert json.loads(files["metrics.json"])["template"] == "smollm2"
 
     chat = load_chat_model("mario/smol-ita-job", token=token, endpoint=jobs_hub.url, cache_dir=tmp_path / "cache",
                            device="cpu")
-    assert chat.engine == "transformers" and chat.template == "chatml"
+    assert chat.engine == "transformers" and chat.template == "smollm2"
     assert "".join(chat.reply([], "Ciao!", params=SamplingParams(max_new_tokens=4, temperature=0.0))).strip()

@@ -64,7 +64,7 @@ def test_render_with_system_and_generation_prompt(conv_file, capsys):
 
 
 def test_render_mask_on_characters_without_tokenizer(conv_file, capsys):
-    assert main(["template", "render", "gemma", "--messages", str(conv_file), "--mask"]) == 0
+    assert main(["template", "render", "gemma-3", "--messages", str(conv_file), "--mask"]) == 0
     captured = capsys.readouterr()
     assert "[[Prego, è stato un piacere.<end_of_turn>]]" in captured.out
     assert "[[Ecco:\n```python\ndef somma(a, b):\n    return a + b\n```<end_of_turn>]]" in captured.out

@@ -92,7 +92,7 @@ def test_parity_detects_a_template_that_differs_from_the_gguf(smol_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["chatml", "zephyr", "llama-2", "alpaca-it"])
+@pytest.mark.parametrize("name", ["chatml", "smollm2", "qwen2.5", "zephyr", "llama-2", "alpaca-it"])
 def test_registry_template_embedded_in_a_gguf_matches_training(smol_dir, gguf_metadata, tmp_path, name):
     """The registry Jinja (without markers) written into a GGUF renders and tokenizes like training."""
     tok = apply_template(AutoTokenizer.from_pretrained(smol_dir), name)

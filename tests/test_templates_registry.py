@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
 
@@ -17,7 +18,9 @@ from hf_ita_plugin.templates import (
     strip_generation_markers,
 )
 
-ALL = ["alpaca-it", "chatml", "gemma", "llama-2", "llama-3", "mistral", "mistral-v3", "zephyr"]
+ALL = ["alpaca-it", "chatml", "gemma-2", "gemma-3", "llama-2", "llama-3", "llama-3.1", "llama-3.2", "mistral",
+       "mistral-nemo", "mistral-small-3.1", "mistral-v3", "phi-3.5", "phi-4", "qwen2.5", "qwen3", "smollm2",
+       "smollm3", "zephyr"]
 
 # Conversations whose renderings are written out below, from each family's documented format.
 SIMPLE = [
@@ -70,29 +73,79 @@ EXPECTED = {
         "<s> [INST] Ciao! [/INST] Ciao! Come posso aiutarti?</s> [INST] Dimmi un numero. [/INST] Sette.</s>",
     ("mistral", "SYSTEM_MULTI", False):
         "<s> [INST] Rispondi in italiano.\n\nCiao! [/INST] Ciao! Come posso aiutarti?</s> [INST] Dimmi un numero. [/INST] Sette.</s>",
-    # Mistral tokenizer v3: "<s>[INST] Hello[/INST] Fine</s>[INST] ..."; system -> last user turn (mistral-common).
+    # Mistral tokenizer v3: "<s>[INST] Hello[/INST] Fine</s>[INST] ..."; as the official template, the system
+    # text goes into the last message only when that message is the user's (else it is not written).
     ("mistral-v3", "SIMPLE", False): "<s>[INST] Ciao, come stai?[/INST] Bene, grazie!</s>",
-    ("mistral-v3", "SYSTEM", False): "<s>[INST] Rispondi in italiano.\n\nQual è la capitale d'Italia?[/INST] Roma.</s>",
+    ("mistral-v3", "SYSTEM", False): "<s>[INST] Qual è la capitale d'Italia?[/INST] Roma.</s>",
+    ("mistral-v3", "SYSTEM_PROMPT", True): "<s>[INST] Rispondi in italiano.\n\nQual è la capitale d'Italia?[/INST]",
     ("mistral-v3", "SYSTEM_MULTI", False):
-        "<s>[INST] Ciao![/INST] Ciao! Come posso aiutarti?</s>[INST] Rispondi in italiano.\n\nDimmi un numero.[/INST] Sette.</s>",
+        "<s>[INST] Ciao![/INST] Ciao! Come posso aiutarti?</s>[INST] Dimmi un numero.[/INST] Sette.</s>",
     # Llama 2 chat (Meta's reference): BOS + [INST] per exchange, " answer " + EOS.
     ("llama-2", "SIMPLE", False): "<s>[INST] Ciao, come stai? [/INST] Bene, grazie! </s>",
     ("llama-2", "SYSTEM", False):
         "<s>[INST] <<SYS>>\nRispondi in italiano.\n<</SYS>>\n\nQual è la capitale d'Italia? [/INST] Roma. </s>",
     ("llama-2", "MULTI", False):
         "<s>[INST] Ciao! [/INST] Ciao! Come posso aiutarti? </s><s>[INST] Dimmi un numero. [/INST] Sette. </s>",
-    ("zephyr", "SIMPLE", False): "<s><|user|>\nCiao, come stai?</s>\n<|assistant|>\nBene, grazie!</s>\n",
+    ("zephyr", "SIMPLE", False): "<|user|>\nCiao, come stai?</s>\n<|assistant|>\nBene, grazie!</s>\n",
     ("zephyr", "SYSTEM", False):
-        "<s><|system|>\nRispondi in italiano.</s>\n<|user|>\nQual è la capitale d'Italia?</s>\n<|assistant|>\nRoma.</s>\n",
+        "<|system|>\nRispondi in italiano.</s>\n<|user|>\nQual è la capitale d'Italia?</s>\n<|assistant|>\nRoma.</s>\n",
     ("zephyr", "SYSTEM_PROMPT", True):
-        "<s><|system|>\nRispondi in italiano.</s>\n<|user|>\nQual è la capitale d'Italia?</s>\n<|assistant|>\n",
-    ("gemma", "SIMPLE", False):
+        "<|system|>\nRispondi in italiano.</s>\n<|user|>\nQual è la capitale d'Italia?</s>\n<|assistant|>\n",
+    ("gemma-3", "SIMPLE", False):
         "<bos><start_of_turn>user\nCiao, come stai?<end_of_turn>\n<start_of_turn>model\nBene, grazie!<end_of_turn>\n",
-    ("gemma", "SYSTEM", False):
+    ("gemma-3", "SYSTEM", False):
         "<bos><start_of_turn>user\nRispondi in italiano.\n\nQual è la capitale d'Italia?<end_of_turn>\n"
         "<start_of_turn>model\nRoma.<end_of_turn>\n",
-    ("gemma", "SYSTEM_PROMPT", True):
+    ("gemma-3", "SYSTEM_PROMPT", True):
         "<bos><start_of_turn>user\nRispondi in italiano.\n\nQual è la capitale d'Italia?<end_of_turn>\n<start_of_turn>model\n",
+    # Gemma 2: as Gemma 3 (its official template rejects a system message; the registry folds it like Gemma 3).
+    ("gemma-2", "SIMPLE", False):
+        "<bos><start_of_turn>user\nCiao, come stai?<end_of_turn>\n<start_of_turn>model\nBene, grazie!<end_of_turn>\n",
+    ("gemma-2", "SYSTEM_PROMPT", True):
+        "<bos><start_of_turn>user\nRispondi in italiano.\n\nQual è la capitale d'Italia?<end_of_turn>\n<start_of_turn>model\n",
+    # Llama 3.1/3.2: the system header is always written (date fixed by date_string in these tests).
+    ("llama-3.1", "SIMPLE", False):
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+        "Today Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nCiao, come stai?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nBene, grazie!<|eot_id|>",
+    ("llama-3.2", "SYSTEM_PROMPT", True):
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+        "Today Date: 26 Jul 2024\n\nRispondi in italiano.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+        "Qual è la capitale d'Italia?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+    # Family ChatML entries: the model's default system message when the conversation has none.
+    ("qwen2.5", "SIMPLE", False):
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nCiao, come stai?<|im_end|>\n<|im_start|>assistant\nBene, grazie!<|im_end|>\n",
+    ("qwen2.5", "SYSTEM", False):
+        "<|im_start|>system\nRispondi in italiano.<|im_end|>\n<|im_start|>user\nQual è la capitale d'Italia?<|im_end|>\n"
+        "<|im_start|>assistant\nRoma.<|im_end|>\n",
+    ("smollm2", "SIMPLE", False):
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nCiao, come stai?<|im_end|>\n<|im_start|>assistant\nBene, grazie!<|im_end|>\n",
+    # Reasoning off: an empty think block opens the generation prompt and the reply that ends the conversation.
+    ("qwen3", "SIMPLE", False):
+        "<|im_start|>user\nCiao, come stai?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        "Bene, grazie!<|im_end|>\n",
+    ("qwen3", "SYSTEM_PROMPT", True):
+        "<|im_start|>system\nRispondi in italiano.<|im_end|>\n<|im_start|>user\nQual è la capitale d'Italia?<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    # SmolLM3: generated system header with today's date, not closed by <|im_end|> (as the official template).
+    ("smollm3", "SIMPLE", False):
+        "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: {TODAY}\n"
+        "Reasoning Mode: /no_think\n\n## Custom Instructions\n\nYou are a helpful AI assistant named SmolLM, trained by "
+        "Hugging Face.\n\n<|im_start|>user\nCiao, come stai?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n"
+        "Bene, grazie!<|im_end|>\n",
+    ("phi-3.5", "SIMPLE", False):
+        "<|user|>\nCiao, come stai?<|end|>\n<|assistant|>\nBene, grazie!<|end|>\n<|endoftext|>",
+    ("phi-3.5", "SYSTEM_PROMPT", True):
+        "<|system|>\nRispondi in italiano.<|end|>\n<|user|>\nQual è la capitale d'Italia?<|end|>\n<|assistant|>\n",
+    ("phi-4", "SYSTEM", False):
+        "<|im_start|>system<|im_sep|>Rispondi in italiano.<|im_end|><|im_start|>user<|im_sep|>Qual è la capitale "
+        "d'Italia?<|im_end|><|im_start|>assistant<|im_sep|>Roma.<|im_end|>",
+    ("mistral-nemo", "SYSTEM", False): "<s>[INST]Qual è la capitale d'Italia?[/INST]Roma.</s>",
+    ("mistral-nemo", "SYSTEM_PROMPT", True): "<s>[INST]Rispondi in italiano.\n\nQual è la capitale d'Italia?[/INST]",
+    ("mistral-small-3.1", "SYSTEM", False):
+        "<s>[SYSTEM_PROMPT]Rispondi in italiano.[/SYSTEM_PROMPT][INST]Qual è la capitale d'Italia?[/INST]Roma.</s>",
     ("alpaca-it", "SIMPLE", False):
         f"<s>{ALPACA_PREAMBLE}\n\n### Istruzione:\nCiao, come stai?\n\n### Risposta:\nBene, grazie!</s>",
     ("alpaca-it", "SYSTEM", False):
@@ -129,8 +182,8 @@ def test_registry_lists_every_family():
 @pytest.mark.parametrize(("name", "conv", "gen"), sorted(EXPECTED))
 def test_literal_renderings(name, conv, gen):
     text = render_source(get_template(name).source, CONVERSATIONS[conv], add_generation_prompt=gen,
-                         special_tokens=reference_tokens(name))
-    assert text == EXPECTED[(name, conv, gen)]
+                         special_tokens=reference_tokens(name), template_kwargs={"date_string": "26 Jul 2024"})
+    assert text == EXPECTED[(name, conv, gen)].replace("{TODAY}", f"{datetime.now():%d %B %Y}")
 
 
 def test_every_family_has_literal_expectations():
@@ -190,7 +243,8 @@ def test_mistral_v3_is_declared_not_prefix_stable_because_system_moves():
     assert get_template("mistral-v3").prefix_stable is False
 
 
-@pytest.mark.parametrize("name", ["mistral", "mistral-v3", "llama-2", "gemma", "alpaca-it"])
+@pytest.mark.parametrize("name", ["mistral", "mistral-v3", "mistral-nemo", "mistral-small-3.1", "llama-2", "gemma-2",
+                                  "gemma-3", "alpaca-it"])
 def test_templates_themselves_reject_broken_alternation(name):
     bad = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
     with pytest.raises(ConversationError, match="alternate"):
@@ -204,7 +258,23 @@ def test_template_facts():
     mistral = get_template("mistral")
     assert not mistral.native_system and mistral.supports_system and mistral.strict_alternation
     assert get_template("llama-3").end_of_turn == ("<|eot_id|>",)
-    assert get_template("gemma").stop == ("<start_of_turn>", "<end_of_turn>")
+    assert get_template("gemma-3").stop == ("<start_of_turn>", "<end_of_turn>")
+    assert not get_template("zephyr").emits_bos  # the official Zephyr template writes no BOS
+    assert get_template("llama-3.1").end_of_turn == get_template("llama-3.2").end_of_turn == ("<|eot_id|>",)
+
+
+def test_former_gemma_name_is_the_gemma_3_entry():
+    assert get_template("gemma") == get_template("gemma-3")
+    assert resolve_template_source("gemma") == get_template("gemma-3").source
+    assert "gemma" not in list_templates()
+
+
+def test_every_entry_has_its_own_text():
+    """registry_name_of tells entries apart by their Jinja text."""
+    sources = [get_template(name).source for name in ALL]
+    assert len(set(sources)) == len(ALL)
+    for name in ALL:
+        assert registry_name_of(get_template(name).source) == name
 
 
 def test_unknown_template_lists_available_ones():
@@ -222,7 +292,8 @@ def test_resolve_by_name_path_and_literal(tmp_path):
     assert resolve_template_source(str(path)) == path.read_text(encoding="utf-8")
     literal = "{{ bos_token }}{% for m in messages %}{{ m['content'] + eos_token }}{% endfor %}"
     assert resolve_template_source(literal) == literal
-    assert registry_name_of(get_template("gemma").inference_source) == "gemma"
+    assert registry_name_of(get_template("gemma-3").inference_source) == "gemma-3"
+    assert registry_name_of(get_template("gemma-2").inference_source) == "gemma-2"
     assert registry_name_of(literal) is None
 
 

@@ -118,9 +118,13 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 FAMILY_TOKENIZER = {
-    "chatml": "smollm2", "llama-3": "llama3-bpe", "mistral": "llama-sp", "llama-2": "llama-sp",
-    "zephyr": "llama-sp", "alpaca-it": "llama-sp", "mistral-v3": "mistral-v3-sp", "gemma": "gemma-sp",
+    "chatml": "smollm2", "qwen2.5": "smollm2", "smollm2": "smollm2", "qwen3": "smollm2", "smollm3": "smollm2",
+    "phi-3.5": "llama-sp", "phi-4": "smollm2", "mistral-nemo": "mistral-v3-sp", "mistral-small-3.1": "mistral-v3-sp",
+    "llama-3": "llama3-bpe", "llama-3.1": "llama3-bpe", "llama-3.2": "llama3-bpe",
+    "mistral": "llama-sp", "llama-2": "llama-sp", "zephyr": "llama-sp", "alpaca-it": "llama-sp",
+    "mistral-v3": "mistral-v3-sp", "gemma-2": "gemma-sp", "gemma-3": "gemma-sp",
 }
+TRIMS_REPLIES = {"llama-3", "llama-3.1", "llama-3.2", "gemma-2", "gemma-3", "llama-2", "mistral-v3"}
 CASES = sorted({(name, FAMILY_TOKENIZER[name]) for name in list_templates()}
                | {(name, kind) for name in list_templates() for kind in ("smollm2", "llama-sp")})
 
@@ -140,7 +144,7 @@ def applied(tokenizer_dirs, kind, name):
 def expected_reply(name: str, content: str, tok) -> str:
     """An assistant reply as the family writes it, with the token that closes it."""
     tpl = get_template(name)
-    body = content.strip() if name in ("llama-3", "gemma", "llama-2") else content
+    body = content.strip() if name in TRIMS_REPLIES else content
     return body + (" " if name == "llama-2" else "") + tpl.end_of_turn_for(tok)[0]
 
 
@@ -221,7 +225,7 @@ def test_double_bos_hazard_is_real_without_apply_template(tokenizer_dirs):
 @pytest.mark.parametrize(("kind", "name", "expected_pad"), [
     ("smollm2", "chatml", "<|endoftext|>"),      # shipped with pad == eos == <|im_end|>
     ("llama-sp", "mistral", "<unk>"),            # no pad at all
-    ("gemma-sp", "gemma", "<pad>"),              # already fine: kept
+    ("gemma-sp", "gemma-3", "<pad>"),              # already fine: kept
     ("llama3-bpe", "llama-3", "<|finetune_right_pad_id|>"),  # pad == <|eot_id|>
 ])
 def test_pad_reuses_a_spare_token_without_growing_the_vocabulary(tokenizer_dirs, kind, name, expected_pad):
@@ -259,13 +263,13 @@ def test_missing_control_tokens_are_added_and_reported(tokenizer_dirs):
 
 
 def test_template_name_and_hygiene_survive_save_and_load(tokenizer_dirs, tmp_path):
-    tok = applied(tokenizer_dirs, "gemma-sp", "gemma")
+    tok = applied(tokenizer_dirs, "gemma-sp", "gemma-3")
     conv = CONVERSATIONS["multi-emoji-code"]
     before = tokenize_conversation(tok, conv)
     tok.save_pretrained(tmp_path / "tok")
     again = AutoTokenizer.from_pretrained(tmp_path / "tok")
-    assert template_name(again) == "gemma"
-    assert again.chat_template == get_template("gemma").source
+    assert template_name(again) == "gemma-3"
+    assert again.chat_template == get_template("gemma-3").source
     assert again.pad_token == tok.pad_token
     assert tokenize_conversation(again, conv) == before
     assert list(again(render(again, conv))["input_ids"]) == before["input_ids"]

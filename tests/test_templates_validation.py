@@ -15,7 +15,7 @@ S = {"role": "system", "content": "Rispondi in italiano."}
 def test_valid_conversations_pass_and_are_returned():
     conv = [S, U, A, U, A]
     assert validate_messages(conv) is conv
-    for name in ("chatml", "mistral", "gemma", "alpaca-it"):
+    for name in ("chatml", "mistral", "gemma-3", "alpaca-it"):
         assert validate_messages(conv, name, for_training=True) is conv
     assert validate_messages([U, A], get_template("llama-3"), for_training=True)
 
@@ -46,7 +46,7 @@ def test_errors_are_hf_ita_errors_with_location():
         validate_messages([{"role": "human", "content": "x"}], where="train.jsonl row 7")
 
 
-@pytest.mark.parametrize("name", ["mistral", "mistral-v3", "llama-2", "gemma", "alpaca-it"])
+@pytest.mark.parametrize("name", ["mistral", "mistral-v3", "llama-2", "gemma-2", "gemma-3", "alpaca-it"])
 def test_alternation_is_enforced_where_the_template_requires_it(name):
     with pytest.raises(ConversationError, match=r"messages\[2\]: expected a 'assistant' message after 'user', got 'user'"):
         validate_messages([S, U, U, A], name)
@@ -56,7 +56,7 @@ def test_alternation_is_enforced_where_the_template_requires_it(name):
         validate_messages([U, A, A, A], name)
 
 
-@pytest.mark.parametrize("name", ["chatml", "llama-3", "zephyr"])
+@pytest.mark.parametrize("name", ["chatml", "llama-3", "llama-3.1", "qwen2.5", "smollm2", "zephyr"])
 def test_free_order_templates_accept_consecutive_turns(name):
     validate_messages([S, U, U, A], name)
 
@@ -68,7 +68,7 @@ def test_training_needs_an_assistant_reply_last():
 
 
 @pytest.mark.parametrize(("name", "control"), [("chatml", "<|im_end|>"), ("llama-3", "<|eot_id|>"),
-                                               ("gemma", "<start_of_turn>"), ("mistral", "[INST]")])
+                                               ("gemma-3", "<start_of_turn>"), ("mistral", "[INST]")])
 def test_control_strings_in_content_are_rejected(name, control):
     bad = {"role": "user", "content": f"ciao {control} system"}
     with pytest.raises(ConversationError, match=r"messages\[0\]: content of the user message contains"):

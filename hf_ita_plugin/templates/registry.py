@@ -34,7 +34,9 @@ class ChatTemplate:
     llama.cpp / Ollama. ``emits_bos`` says whether the template writes ``bos_token`` itself
     (tokenization must then never add a second one). ``control_tokens`` must each be one token of
     the vocabulary (apply_template adds the missing ones). ``prefix_stable`` is false when an earlier
-    part of the text depends on later messages (mistral-v3 moves the system text to the last user turn).
+    part of the text depends on later messages (mistral-v3 and mistral-nemo write the system text only
+    when the user speaks last, qwen3 drops the empty think block of earlier replies, phi-3.5 closes a
+    text without generation prompt with EOS).
     """
 
     name: str
@@ -82,20 +84,47 @@ def _spec(**kw) -> dict:
 
 
 _ALL_ROLES = ("system", "user", "assistant")
+_CHATML = _spec(
+    roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+    end_of_turn=("<|im_end|>",), end_of_turn_is_eos=False, stop=("<|im_start|>", "<|im_end|>"),
+    emits_bos=False, reference_bos=None, reference_eos="<|im_end|>", control_tokens=("<|im_start|>", "<|im_end|>"),
+)
+_LLAMA_3 = _spec(
+    roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+    end_of_turn=("<|eot_id|>",), end_of_turn_is_eos=False,
+    stop=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    emits_bos=True, reference_bos="<|begin_of_text|>", reference_eos="<|end_of_text|>",
+    control_tokens=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+)
+_GEMMA = _spec(
+    roles=_ALL_ROLES, native_system=False, system_handling="first-user", strict_alternation=True,
+    end_of_turn=("<end_of_turn>",), end_of_turn_is_eos=False, stop=("<start_of_turn>", "<end_of_turn>"),
+    emits_bos=True, reference_bos="<bos>", reference_eos="<eos>", control_tokens=("<start_of_turn>", "<end_of_turn>"),
+)
 _SPECS: dict[str, dict] = {
     "chatml": _spec(
-        description="ChatML (Qwen, SmolLM, Hermes): <|im_start|>ruolo ... <|im_end|>; system nativo / native system",
-        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
-        end_of_turn=("<|im_end|>",), end_of_turn_is_eos=False, stop=("<|im_start|>", "<|im_end|>"),
-        emits_bos=False, reference_bos=None, reference_eos="<|im_end|>", control_tokens=("<|im_start|>", "<|im_end|>"),
+        description="ChatML generico / generic (Hermes...): <|im_start|>ruolo ... <|im_end|>; system nativo, nessun system predefinito / native system, no default one",
+        **_CHATML,
+    ),
+    "qwen2.5": _spec(
+        description="Qwen2.5 Instruct: ChatML; senza system usa quello di Qwen / without a system message Qwen's default one",
+        **_CHATML,
+    ),
+    "smollm2": _spec(
+        description="SmolLM2 Instruct: ChatML; senza system usa quello di SmolLM / without a system message SmolLM's default one",
+        **_CHATML,
     ),
     "llama-3": _spec(
-        description="Llama 3 / 3.1 Instruct: <|start_header_id|>ruolo<|end_header_id|> ... <|eot_id|>",
-        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
-        end_of_turn=("<|eot_id|>",), end_of_turn_is_eos=False,
-        stop=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-        emits_bos=True, reference_bos="<|begin_of_text|>", reference_eos="<|end_of_text|>",
-        control_tokens=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        description="Llama 3 (3.0) Instruct: <|start_header_id|>ruolo<|end_header_id|> ... <|eot_id|>",
+        **_LLAMA_3,
+    ),
+    "llama-3.1": _spec(
+        description="Llama 3.1 / 3.3 Instruct: come Llama 3 con intestazione system fissa / as Llama 3 with a fixed system header (Cutting Knowledge Date, Today Date: date_string or 26 Jul 2024)",
+        **_LLAMA_3,
+    ),
+    "llama-3.2": _spec(
+        description="Llama 3.2 Instruct: come Llama 3.1, Today Date = data di oggi / as Llama 3.1 with today's date (strftime_now)",
+        **_LLAMA_3,
     ),
     "mistral": _spec(
         description="Mistral Instruct v0.1/v0.2 (tokenizer v1): [INST] ... [/INST]; system nel primo turno utente / system folded into the first user turn",
@@ -104,7 +133,7 @@ _SPECS: dict[str, dict] = {
         emits_bos=True, reference_bos="<s>", reference_eos="</s>",
     ),
     "mistral-v3": _spec(
-        description="Mistral Instruct v0.3 (tokenizer v3, [INST] di controllo / control tokens); system nell'ultimo turno utente / system in the last user turn",
+        description="Mistral Instruct v0.3 (tokenizer v3, [INST] di controllo / control tokens); system solo se l'ultimo messaggio è dell'utente, in quel turno / system only when the last message is the user's, in that turn",
         roles=_ALL_ROLES, native_system=False, system_handling="last-user", strict_alternation=True,
         end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "</s>"),
         emits_bos=True, reference_bos="<s>", reference_eos="</s>", control_tokens=("[INST]", "[/INST]"),
@@ -117,16 +146,56 @@ _SPECS: dict[str, dict] = {
         emits_bos=True, reference_bos="<s>", reference_eos="</s>",
     ),
     "zephyr": _spec(
-        description="Zephyr: <|system|> / <|user|> / <|assistant|>, ogni turno chiuso da EOS / every turn closed by EOS",
+        description="Zephyr: <|system|> / <|user|> / <|assistant|>, ogni turno chiuso da EOS, senza BOS / every turn closed by EOS, no BOS",
         roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
         end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("<|system|>", "<|user|>", "<|assistant|>", "</s>"),
-        emits_bos=True, reference_bos="<s>", reference_eos="</s>",
+        emits_bos=False, reference_bos="<s>", reference_eos="</s>",
     ),
-    "gemma": _spec(
-        description="Gemma: <start_of_turn>user/model ... <end_of_turn>; system nel primo turno utente / system folded into the first user turn",
-        roles=_ALL_ROLES, native_system=False, system_handling="first-user", strict_alternation=True,
-        end_of_turn=("<end_of_turn>",), end_of_turn_is_eos=False, stop=("<start_of_turn>", "<end_of_turn>"),
-        emits_bos=True, reference_bos="<bos>", reference_eos="<eos>", control_tokens=("<start_of_turn>", "<end_of_turn>"),
+    "gemma-2": _spec(
+        description="Gemma 2: <start_of_turn>user/model ... <end_of_turn>; il system (rifiutato dal template ufficiale) va nel primo turno utente come in Gemma 3 / system (rejected by the official template) folded into the first user turn as in Gemma 3",
+        **_GEMMA,
+    ),
+    "gemma-3": _spec(
+        description="Gemma 3: <start_of_turn>user/model ... <end_of_turn>; system nel primo turno utente / system folded into the first user turn",
+        **_GEMMA,
+    ),
+    "qwen3": _spec(
+        description="Qwen3, ragionamento disattivato / reasoning off (enable_thinking=false): ChatML, blocco <think> vuoto nel prompt e nell'ultima risposta / empty <think> block in the prompt and the last reply",
+        **{**_CHATML, "control_tokens": ("<|im_start|>", "<|im_end|>", "<think>", "</think>"), "prefix_stable": False},
+    ),
+    "smollm3": _spec(
+        description="SmolLM3, ragionamento disattivato / reasoning off: ChatML con intestazione system generata (data di oggi) / with a generated system header (today's date)",
+        **{**_CHATML, "system_handling": "header", "reference_eos": None,
+           "control_tokens": ("<|im_start|>", "<|im_end|>", "<think>", "</think>")},
+    ),
+    "phi-3.5": _spec(
+        description="Phi-3.5 mini: <|system|> / <|user|> / <|assistant|> ... <|end|>; testo di addestramento chiuso da EOS / training text closed by EOS",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+        end_of_turn=("<|end|>",), end_of_turn_is_eos=False,
+        stop=("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"),
+        emits_bos=False, reference_bos="<s>", reference_eos="<|endoftext|>",
+        control_tokens=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), prefix_stable=False,
+    ),
+    "phi-4": _spec(
+        description="Phi-4: <|im_start|>ruolo<|im_sep|> ... <|im_end|>, senza a capo / no newlines; system nativo / native system",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=False,
+        end_of_turn=("<|im_end|>",), end_of_turn_is_eos=False, stop=("<|im_start|>", "<|im_sep|>", "<|im_end|>"),
+        emits_bos=False, reference_bos="<|endoftext|>", reference_eos="<|im_end|>",
+        control_tokens=("<|im_start|>", "<|im_sep|>", "<|im_end|>"),
+    ),
+    "mistral-nemo": _spec(
+        description="Mistral Nemo (Tekken): [INST]...[/INST] senza spazi / no spaces; system solo se l'ultimo messaggio è dell'utente, in quel turno / system only when the last message is the user's, in that turn",
+        roles=_ALL_ROLES, native_system=False, system_handling="last-user", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>", control_tokens=("[INST]", "[/INST]"),
+        prefix_stable=False,
+    ),
+    "mistral-small-3.1": _spec(
+        description="Mistral Small 3.1 (Tekken v7): [SYSTEM_PROMPT]...[/SYSTEM_PROMPT][INST]...[/INST]; senza system quello di Mistral, con la data di oggi / without a system message Mistral's default one, dated today",
+        roles=_ALL_ROLES, native_system=True, system_handling="native", strict_alternation=True,
+        end_of_turn=("</s>",), end_of_turn_is_eos=True, stop=("[INST]", "[/INST]", "[SYSTEM_PROMPT]", "</s>"),
+        emits_bos=True, reference_bos="<s>", reference_eos="</s>",
+        control_tokens=("[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"),
     ),
     "alpaca-it": _spec(
         description="Alpaca italiano (Camoscio, Stambecco): ### Istruzione: / ### Input: / ### Risposta:; il system sostituisce il preambolo / system replaces the preamble",
@@ -136,6 +205,8 @@ _SPECS: dict[str, dict] = {
         emits_bos=True, reference_bos="<s>", reference_eos="</s>",
     ),
 }
+# Former names still accepted in configs: ``gemma`` was the Gemma 3 layout.
+_ALIASES: dict[str, str] = {"gemma": "gemma-3"}
 
 
 def _jinja_dir() -> Path:
@@ -150,6 +221,7 @@ def list_templates() -> list[str]:
 @lru_cache(maxsize=None)
 def get_template(name: str) -> ChatTemplate:
     """The registry template called ``name``; an unknown name is a :class:`ConfigError` listing the valid ones."""
+    name = _ALIASES.get(name, name) if isinstance(name, str) else name
     if not isinstance(name, str) or name not in _SPECS:
         raise ConfigError(
             f"unknown chat template {name!r} / template sconosciuto",
@@ -197,7 +269,7 @@ def resolve_template_source(name_or_jinja: str) -> str:
             hint=f"available templates / template disponibili: {', '.join(list_templates())}",
         )
     value = name_or_jinja
-    if value in _SPECS:
+    if value in _SPECS or value in _ALIASES:
         return get_template(value).source
     if _JINJA_SYNTAX_RE.search(value):
         _check_syntax(value, "the literal chat template")

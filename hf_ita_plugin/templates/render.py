@@ -22,9 +22,11 @@ def render_source(
     add_generation_prompt: bool = False,
     special_tokens: dict[str, str] | None = None,
     return_spans: bool = False,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> str | tuple[str, list[Span]]:
     """Render ``messages`` with the Jinja ``source``; ``special_tokens`` fills ``bos_token``/``eos_token``...
 
+    ``template_kwargs`` are further template variables (``date_string`` for the Llama 3.1+ templates).
     With ``return_spans`` returns ``(text, spans)`` where spans are the ``[start, end)`` character
     ranges of the generation blocks (empty when the template has no markers).
     """
@@ -38,7 +40,7 @@ def render_source(
             chat_template=source,
             add_generation_prompt=add_generation_prompt,
             return_assistant_tokens_mask=return_spans,
-            **kwargs,
+            **{**(template_kwargs or {}), **kwargs},
         )
     except TemplateError as exc:
         raise ConversationError(f"the chat template rejected the conversation: {exc}") from None
