@@ -457,6 +457,7 @@ def test_cli_refusals_are_clear_and_leave_nothing_behind(jobs_hub, mario, monkey
     assert expected in err and " / " in err and mario not in err
     assert not jobs_hub.jobs
     assert ("dataset", "mario/dati") not in jobs_hub.repos  # the upload made for this launch is removed again
+    assert jobs_hub.count("create_repo") == jobs_hub.count("delete_repo") == (1 if local else 0)
     creates = [r for r in jobs_hub.job_requests if r.route == "jobs_create"]
     assert [r.status for r in creates] == [{"read-token": 403, "flavors": 403, "payment": 402, "quota": 429}[setup]]
 
