@@ -76,6 +76,8 @@ class SpaceBackend:
         self._chat_lock = threading.Lock()
         self._chat_cache_size = chat_cache_size
         self._cancel_requested: set[str] = set()
+        self.follow_poll_s = 5.0
+        """Seconds between stage checks while a followed job is SCHEDULING."""
 
     def client(self, oauth_token: gr.OAuthToken | None) -> JobsClient:
         """A Jobs client with the signed-in user's token only (no fallback on the Space's token)."""
@@ -237,14 +239,16 @@ class SpaceBackend:
         return ""
 
     def follow_logs(self, job_id: str, oauth_token):
-        """Yield the log text so far, growing as lines arrive, until the job ends."""
+        """Yield the log text so far, growing as lines arrive, until the job ends (after SCHEDULING)."""
         if not (job_id or "").strip():
             yield ""
             return
         lines: list[str] = []
         try:
             client = self.client(oauth_token)
-            for line in client.logs(job_id, follow=True):
+            if client.status(job_id).stage == "SCHEDULING":  # the Hub streams logs once the job runs
+                yield "⏳ In attesa dell'hardware / waiting for the hardware (SCHEDULING)..."
+            for line in client.follow(job_id, poll_s=self.follow_poll_s):
                 lines.append(line)
                 yield "\n".join(lines[-LOG_LINES_SHOWN:])
         except HfItaError as exc:

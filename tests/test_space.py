@@ -185,6 +185,18 @@ def test_refused_launches_say_why_and_leave_nothing(fresh, tmp_path, setup, chan
     assert not [key for key in server.repos if key[0] == "dataset" and "hf-ita-data-" in key[1]]
 
 
+def test_logs_wait_for_a_scheduling_job_then_stream(fresh, monkeypatch):
+    monkeypatch.setattr(fresh.app.backend, "follow_poll_s", 0.1)
+    fresh.server.queue_scenario(JobScenario(scheduling_s=1.5, log_lines=["primo", "secondo"], line_interval_s=0.05))
+    client = fresh.client()
+    _, job_id, *_ = client.predict(**launch_args(fresh.module), api_name="/launch")
+    logs = client.submit(job_id, api_name="/logs")
+    final = logs.result(timeout=60)
+    assert "waiting for the hardware" in logs.outputs()[0] and final.splitlines() == ["primo", "secondo"]
+    requests = [r for r in fresh.server.job_requests if r.route == "jobs_logs"]
+    assert requests and all(r.job_stage != "SCHEDULING" for r in requests)
+
+
 def test_default_hardware_is_the_cheapest_gpu_that_fits(fresh):
     backend = fresh.app.backend
     assert backend.default_flavor("smollm2-135m-cpu") == "t4-small"
