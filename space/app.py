@@ -5,10 +5,13 @@ Two tabs, Italian first with English alongside:
 - **Addestra (Train)**: sign in with Hugging Face (OAuth). The signed-in user's token is the only
   one used, for every Hub and Jobs call: never the Space owner's. Pick a preset or any model id, a
   dataset (Hub id, the bundled Italian data, or an uploaded JSONL/CSV checked at once and pushed to
-  a private dataset repo of the user), hyperparameters, hardware (with price per hour), output repo
-  and visibility. Launch starts an HF Job (:mod:`hf_ita_plugin.jobs.client`, the same launcher as
-  ``hf-ita launch``); its stage is refreshed on a timer, its logs stream live, it can be canceled,
-  earlier runs are listed by label, and the published repo is linked when done.
+  a private dataset repo of the user), hyperparameters, hardware (with price per hour; by default
+  the cheapest GPU with the preset's ``model.gpu_memory_gb``, never a CPU for a large model), output
+  repo and visibility. Launch starts an HF Job (:mod:`hf_ita_plugin.jobs.client`, the same launcher
+  as ``hf-ita launch``) and says what it costs at most (price x timeout), or why the Hub refused it
+  (402 / 403 / 429, with any dataset uploaded for it removed); its stage is refreshed on a timer,
+  its logs stream live once it leaves SCHEDULING, a cancel shows "cancel requested" until the Hub
+  reports CANCELED, earlier runs are listed by label, and the published repo is linked when done.
 - **Chat**: the embedded default model, or an adapter / GGUF repo, streamed through llama.cpp (GGUF)
   or transformers + peft (:mod:`hf_ita_plugin.inference.chat`), with the Italian default system prompt and
   sampling controls.

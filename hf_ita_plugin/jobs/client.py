@@ -52,7 +52,6 @@ STAGE_TEXT = {
 }
 
 
-
 @dataclass(frozen=True)
 class JobRun:
     """A launched run as the Jobs API reports it."""
@@ -297,9 +296,8 @@ class JobsClient:
         a dataset repo this call created is deleted again, so nothing is left half-created."""
         repo_id = validate_repo_id(repo_id, what="repo del dataset / dataset repo")
         existed = self.dataset_exists(repo_id)
-        uploaded = self.upload_dataset(path, repo_id, private=private)
         try:
-            yield uploaded
+            yield self.upload_dataset(path, repo_id, private=private)
         except BaseException:
             if not existed:
                 with contextlib.suppress(JobsError), self._hub_errors(f"pulizia / cleanup of {repo_id}"):
