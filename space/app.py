@@ -5,10 +5,13 @@ Two tabs, Italian first with English alongside:
 - **Addestra (Train)**: sign in with Hugging Face (OAuth). The signed-in user's token is the only
   one used, for every Hub and Jobs call: never the Space owner's. Pick a preset or any model id, a
   dataset (Hub id, the bundled Italian data, or an uploaded JSONL/CSV checked at once and pushed to
-  a private dataset repo of the user), hyperparameters, hardware (with price per hour), output repo
-  and visibility. Launch starts an HF Job (:mod:`hf_ita_plugin.jobs.client`, the same launcher as
-  ``hf-ita launch``); its stage is refreshed on a timer, its logs stream live, it can be canceled,
-  earlier runs are listed by label, and the published repo is linked when done.
+  a private dataset repo of the user), hyperparameters, hardware (with price per hour; by default
+  the cheapest GPU with the preset's ``model.gpu_memory_gb``, never a CPU for a large model), output
+  repo and visibility. Launch starts an HF Job (:mod:`hf_ita_plugin.jobs.client`, the same launcher
+  as ``hf-ita launch``) and says what it costs at most (price x timeout), or why the Hub refused it
+  (402 / 403 / 429, with any dataset uploaded for it removed); its stage is refreshed on a timer,
+  its logs stream live once it leaves SCHEDULING, a cancel shows "cancel requested" until the Hub
+  reports CANCELED, earlier runs are listed by label, and the published repo is linked when done.
 - **Chat**: the embedded default model, or an adapter / GGUF repo, streamed through llama.cpp (GGUF)
   or transformers + peft (:mod:`hf_ita_plugin.inference.chat`), with the Italian default system prompt and
   sampling controls.
@@ -19,6 +22,7 @@ Run locally: ``python space/app.py`` (Gradio mocks the sign-in with your own ``h
 from __future__ import annotations
 
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -32,7 +36,7 @@ from hf_ita_plugin.inference.chat import SAMPLING_BOUNDS, ChatModel, SamplingPar
 from hf_ita_plugin.config import RunConfig, list_presets
 from hf_ita_plugin.errors import ConfigError, HfItaError
 from hf_ita_plugin.utils.env import apply_runtime_defaults
-from hf_ita_plugin.jobs.client import JobRun, JobsClient, validate_job_id, validate_repo_id
+from hf_ita_plugin.jobs.client import JobRun, JobsClient, cost_line, validate_job_id, validate_repo_id
 
 DEFAULT_PRESET = "qwen2.5-7b"
 DATA_HUB, DATA_UPLOAD, DATA_BUNDLED = "Dataset del Hub (Hub dataset)", "Carica un file (upload)", "Dati italiani inclusi (bundled)"
@@ -74,6 +78,9 @@ class SpaceBackend:
         self._chat_models: OrderedDict[tuple[str, str | None], ChatModel] = OrderedDict()
         self._chat_lock = threading.Lock()
         self._chat_cache_size = chat_cache_size
+        self._cancel_requested: set[str] = set()
+        self.follow_poll_s = 5.0
+        """Seconds between stage checks while a followed job is SCHEDULING."""
 
     def client(self, oauth_token: gr.OAuthToken | None) -> JobsClient:
         """A Jobs client with the signed-in user's token only (no fallback on the Space's token)."""
@@ -94,6 +101,14 @@ class SpaceBackend:
             return [(h.label, h.name) for h in JobsClient(None, endpoint=self.endpoint, allow_local_token=False).hardware()]
         except HfItaError:
             return [("a10g-small", "a10g-small")]
+
+    def default_flavor(self, preset: str) -> str | None:
+        """The cheapest GPU flavor fitting ``preset``'s ``model.gpu_memory_gb`` (never the CPU first entry)."""
+        try:
+            client = JobsClient(None, endpoint=self.endpoint, allow_local_token=False)
+            return client.pick_flavor(RunConfig.from_preset(preset)).name
+        except HfItaError:
+            return None
 
     def check_upload(self, file_path: str | None, oauth_token: gr.OAuthToken | None) -> tuple[str, str]:
         """Validate an uploaded file at once; push it to a private dataset repo when signed in."""
@@ -116,8 +131,17 @@ class SpaceBackend:
 
     def push_dataset(self, file_path: str, oauth_token: gr.OAuthToken | None) -> str:
         client = self.client(oauth_token)
+        return client.upload_dataset(file_path, self._data_repo(client, file_path), private=True)
+
+    def dataset_for_run(self, file_path: str, oauth_token: gr.OAuthToken | None):
+        """:meth:`push_dataset` as a context that deletes the new repo again if the launch fails."""
+        client = self.client(oauth_token)
+        return client.dataset_for_run(file_path, self._data_repo(client, file_path), private=True)
+
+    @staticmethod
+    def _data_repo(client: JobsClient, file_path: str) -> str:
         digest = hashlib.sha256(Path(file_path).read_bytes()).hexdigest()[:10]
-        return client.upload_dataset(file_path, f"{client.username}/hf-ita-data-{digest}", private=True)
+        return f"{client.username}/hf-ita-data-{digest}"
 
     def build_config(self, preset: str, model_id: str, data_source: str, dataset_id: str, values: dict[str, Any],
                      max_steps: Any) -> RunConfig:
@@ -169,20 +193,23 @@ class SpaceBackend:
             output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
             if visibility not in (VIS_PRIVATE, VIS_PUBLIC):
                 raise ConfigError(f"visibilità sconosciuta / unknown visibility {visibility!r}")
-            hardware = client.validate_flavor(flavor)
+            hardware = client.pick_flavor(config, flavor or None)  # no CPU flavor for a non-embedded model
+            client.check_namespace(output_repo)
             if data_source == DATA_HUB and not client.dataset_exists(config.data.train):
                 raise ConfigError(f"dataset {config.data.train!r} non trovato o non accessibile / not found or not "
                                   f"readable with your account")
-            if data_source == DATA_UPLOAD:
-                if not upload_path and not uploaded_repo:
-                    raise ConfigError("carica un file JSONL/CSV / upload a JSONL/CSV file first")
-                repo = uploaded_repo or self.push_dataset(upload_path, oauth_token)
-                config = config.with_overrides([f"data.train={repo}"])
-            run = client.launch(config, flavor=hardware.name, output_repo=output_repo,
-                                private=visibility == VIS_PRIVATE, via="space")
+            if data_source == DATA_UPLOAD and not upload_path and not uploaded_repo:
+                raise ConfigError("carica un file JSONL/CSV / upload a JSONL/CSV file first")
+            upload = (self.dataset_for_run(upload_path, oauth_token) if data_source == DATA_UPLOAD and not uploaded_repo
+                      else contextlib.nullcontext(uploaded_repo))
+            with upload as repo:  # a refused launch deletes the dataset repo it just created
+                if data_source == DATA_UPLOAD:
+                    config = config.with_overrides([f"data.train={repo}"])
+                run = client.launch(config, flavor=hardware.name, output_repo=output_repo,
+                                    private=visibility == VIS_PRIVATE, via="space")
         except HfItaError as exc:
             return _err(exc), "", ""
-        message = _ok(f"Job avviato / started on {hardware.label}")
+        message = _ok(f"Job avviato / started on {hardware.label} — {cost_line(hardware, None)}")
         return message, run.id, f"[{run.id}]({run.url}) → `{output_repo}`"
 
     def status(self, job_id: str, oauth_token) -> tuple[str, str, bool]:
@@ -197,10 +224,13 @@ class SpaceBackend:
             return _err(exc), "", False
         return self.stage_markdown(run), self.published_markdown(run, published), not run.finished
 
-    @staticmethod
-    def stage_markdown(run: JobRun) -> str:
+    def stage_markdown(self, run: JobRun) -> str:
+        """The stage line; a job whose cancel was asked here and that still runs says so (the Hub
+        cancels asynchronously)."""
         icon = {"SCHEDULING": "⏳", "RUNNING": "🏃", "COMPLETED": "✅", "ERROR": "❌", "CANCELED": "🛑"}.get(run.stage, "•")
         extra = f" — {run.message}" if run.message else ""
+        if run.id in self._cancel_requested and not run.finished:
+            extra += " — 🛑 annullamento richiesto / cancel requested"
         return f"{icon} **{run.stage}** · {run.stage_text}{extra}"
 
     @staticmethod
@@ -212,14 +242,16 @@ class SpaceBackend:
         return ""
 
     def follow_logs(self, job_id: str, oauth_token):
-        """Yield the log text so far, growing as lines arrive, until the job ends."""
+        """Yield the log text so far, growing as lines arrive, until the job ends (after SCHEDULING)."""
         if not (job_id or "").strip():
             yield ""
             return
         lines: list[str] = []
         try:
             client = self.client(oauth_token)
-            for line in client.logs(job_id, follow=True):
+            if client.status(job_id).stage == "SCHEDULING":  # the Hub streams logs once the job runs
+                yield "⏳ In attesa dell'hardware / waiting for the hardware (SCHEDULING)..."
+            for line in client.follow(job_id, poll_s=self.follow_poll_s):
                 lines.append(line)
                 yield "\n".join(lines[-LOG_LINES_SHOWN:])
         except HfItaError as exc:
@@ -227,10 +259,12 @@ class SpaceBackend:
         yield "\n".join(lines[-LOG_LINES_SHOWN:])
 
     def cancel(self, job_id: str, oauth_token) -> str:
+        """Ask for the cancel; the status polling shows "cancel requested" until the stage changes."""
         try:
             run = self.client(oauth_token).cancel(job_id)
         except HfItaError as exc:
             return _err(exc)
+        self._cancel_requested.add(run.id)
         return self.stage_markdown(run)
 
     def runs_table(self, oauth_token) -> tuple[list[list[str]], str]:
@@ -349,7 +383,7 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
                                                           label="Accumulo gradiente / grad. accumulation (1–128)", precision=0)
                         max_steps = gr.Number(-1, label="Passi max / max steps (-1 = epoche / epochs)", precision=0)
                     gr.Markdown("### 4. Hardware e output")
-                    flavor = gr.Dropdown(hardware, value=hardware[0][1] if hardware else None, allow_custom_value=True,
+                    flavor = gr.Dropdown(hardware, value=backend.default_flavor(default_preset), allow_custom_value=True,
                                          label="Hardware (prezzo orario / price per hour)", elem_id="flavor")
                     output_repo = gr.Textbox(label="Repo di output / output repo", placeholder="owner/name",
                                              elem_id="output-repo")
@@ -414,14 +448,14 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
             try:
                 cfg = RunConfig.from_preset(preset_name)
             except HfItaError as exc:
-                return [gr.update()] * (len(numbers) + 2) + [_err(exc)]
+                return [gr.update()] * (len(numbers) + 3) + [_err(exc)]
             owner = current_repo.split("/")[0] if "/" in (current_repo or "") else ""
             repo = f"{owner}/{preset_name}-ita" if owner else current_repo
             t = cfg.training
             return [t.num_epochs, t.learning_rate, cfg.lora.r, cfg.lora.alpha, t.max_seq_length, t.per_device_batch_size,
-                    t.gradient_accumulation_steps, t.max_steps, repo, ""]
+                    t.gradient_accumulation_steps, t.max_steps, repo, backend.default_flavor(preset_name) or gr.update(), ""]
 
-        preset.change(on_preset, [preset, output_repo], [*numbers.values(), max_steps, output_repo, launch_msg],
+        preset.change(on_preset, [preset, output_repo], [*numbers.values(), max_steps, output_repo, flavor, launch_msg],
                       api_name=False)
 
         def on_upload(path, oauth_token: gr.OAuthToken | None):
@@ -466,7 +500,10 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
                 return _err(exc)
             return backend.cancel(jid, oauth_token)
 
-        cancel_btn.click(on_cancel, [job_id], [stage], api_name="cancel")
+        def on_cancel_then_poll(jid, oauth_token: gr.OAuthToken | None):
+            return on_cancel(jid, oauth_token), gr.Timer(active=bool((jid or "").strip()))
+
+        cancel_btn.click(on_cancel_then_poll, [job_id], [stage, timer], api_name="cancel")
 
         runs_btn.click(on_runs, None, [runs, runs_msg], api_name="runs")
 

@@ -7,11 +7,34 @@
 - ``GET  /api/jobs/{namespace}``                  list jobs, filtered by ``label=k=v`` / ``stage=S``
 - ``GET  /api/jobs/{namespace}/{id}``             inspect
 - ``GET  /api/jobs/{namespace}/{id}/logs``        Server-Sent Events, one ``data: {timestamp, data}`` per line
-- ``POST /api/jobs/{namespace}/{id}/cancel``      cancel
+- ``POST /api/jobs/{namespace}/{id}/cancel``      cancel (asynchronous)
 
 Each job lives through a simulated lifecycle on its own thread, driven by a :class:`JobScenario`:
 SCHEDULING for ``scheduling_s``, then RUNNING while its log lines appear one every
-``line_interval_s``, then ``final_stage`` (COMPLETED or ERROR); a cancel stops it as CANCELED.
+``line_interval_s``, then ``final_stage`` (COMPLETED or ERROR).
+
+Where clients depend on it, the server behaves like the real service as huggingface_hub 2.4's
+``fetch_job_logs`` / ``_stream_sse_events`` expect it:
+
+- cancel answers at once but is asynchronous: the job stops logging, its stage stays what it was
+  (RUNNING) for ``cancel_delay_s``, then becomes CANCELED;
+- the log stream replays every line from the start on each connection (the client skips those it
+  has seen by index), sends ``: keep-alive`` comments every :attr:`JobsHubServer.keepalive_s`
+  (30 s like the Hub), ends once the job is finished and, with ``first_stream_max_s``, ends its first
+  connection early while the job still runs (the client checks the stage, waits 2 s and reconnects;
+  lines logged after that early end are lost if the job finishes within that wait); ``tail=N`` replays
+  the last N lines only. Without ``follow`` the client reads until the answer's ``Date`` + 1 s or a
+  5 s silence, so the server keeps a running job's stream open like the Hub does;
+- job creation checks what huggingface_hub documents: the ``name`` label matches
+  ``[a-zA-Z0-9_-]*`` (``_sanitize_job_name``: names are also stored as tags), ``timeoutSeconds`` is
+  a positive integer (``run_job``: seconds or a number with s/m/h/d; no maximum is documented, so
+  none is enforced). Label keys/values other than ``name``: huggingface_hub documents no limit; the
+  server assumes ``[A-Za-z0-9._-]``, at most 63 characters (Kubernetes label rules), an assumption;
+- refusals with the status codes the Hub uses: 401 no/invalid token, 403 no write access to the
+  namespace (read token, other user's namespace), 403 naming the flavor for hardware an account may
+  not use (:meth:`JobsHubServer.restrict_flavors`), 402 payment required for paid hardware
+  (:meth:`JobsHubServer.require_payment`), 429 quota of jobs at once (:meth:`JobsHubServer.set_job_quota`),
+  each with the reason in ``X-Error-Message`` (huggingface_hub's ``server_message``).
 ``on_complete(job)`` runs before COMPLETED is reported: tests use it to do what the real job's
 ``hf-ita push`` does (with the job's own ``HF_TOKEN`` secret). Every Jobs request is recorded with the
 token that made it (:attr:`JobsHubServer.job_requests`).
@@ -72,6 +95,11 @@ class JobScenario:
     final_stage: str = "COMPLETED"
     message: str | None = None
     on_complete: Callable[["SimJob"], None] | None = None
+    cancel_delay_s: float = 0.5
+    """After a cancel request the stage stays as it was this long, then becomes CANCELED."""
+    first_stream_max_s: float | None = None
+    """The first log stream connection ends after this long even if the job still runs (the Hub's
+    stream may end before the job does); later ones last until the job's end."""
 
 
 @dataclass
@@ -88,6 +116,7 @@ class SimJob:
     finished_at: str | None = None
     logs: list[tuple[str, str]] = field(default_factory=list)
     cancel_requested: bool = False
+    log_connections: int = 0
 
     @property
     def labels(self) -> dict[str, str]:
@@ -127,6 +156,8 @@ class JobRequest:
     token: str | None
     user: str | None
     status: int = 0
+    job_stage: str | None = None
+    """The job's stage when the request arrived (routes naming a job)."""
 
 
 class JobsHubServer(HubServer):
@@ -139,6 +170,10 @@ class JobsHubServer(HubServer):
         self.default_scenario = JobScenario()
         self._scenarios: list[JobScenario] = []
         self._changed = threading.Condition(self._lock)
+        self.keepalive_s = 30.0
+        self.allowed_flavors: dict[str, set[str]] = {}
+        self.payment_required: set[str] = set()
+        self.job_quota: dict[str, int] = {}
 
     # ------------------------------------------------------------------ test controls
     def handler_base(self) -> type:
@@ -157,6 +192,21 @@ class JobsHubServer(HubServer):
             self.users.setdefault(user, [])
             self.tokens[token] = Token(user=user, role=role, name=f"{user}-{role}")
         return token
+
+    def restrict_flavors(self, user: str, flavors: list[str] | tuple[str, ...]) -> None:
+        """``user`` may only run jobs on ``flavors``: others get 403 naming the flavor."""
+        with self._lock:
+            self.allowed_flavors[user] = set(flavors)
+
+    def require_payment(self, user: str) -> None:
+        """``user`` has no payment method: any flavor but ``cpu-basic`` gets 402 Payment Required."""
+        with self._lock:
+            self.payment_required.add(user)
+
+    def set_job_quota(self, user: str, max_active: int) -> None:
+        """``user`` may have at most ``max_active`` unfinished jobs: one more gets 429."""
+        with self._lock:
+            self.job_quota[user] = max_active
 
     def queue_scenario(self, scenario: JobScenario) -> None:
         """The next created job follows ``scenario`` (then back to :attr:`default_scenario`)."""
@@ -228,6 +278,8 @@ class JobsHubServer(HubServer):
             self._changed.notify_all()
 
     def _finish_canceled(self, job: SimJob) -> None:
+        """The Hub's cancel is asynchronous: the stage changes only ``cancel_delay_s`` after the request."""
+        time.sleep(job.scenario.cancel_delay_s)
         with self._changed:
             if job.stage not in ("COMPLETED", "ERROR", "CANCELED"):
                 job.stage, job.finished_at = "CANCELED", _now()
@@ -265,7 +317,9 @@ class _JobsHandler(_Handler):
         body = self._read_body()
         auth = self.headers.get("Authorization", "")
         raw_token = auth[7:].strip() if auth.startswith("Bearer ") else None
-        record = JobRequest(method=self.command, route=route, path=path, token=raw_token, user=None)
+        job = self.hub.jobs.get(params.get("id", ""))
+        record = JobRequest(method=self.command, route=route, path=path, token=raw_token, user=None,
+                            job_stage=job.stage if job is not None else None)
         with self.hub._lock:
             self.hub.job_requests.append(record)
         try:
@@ -318,8 +372,25 @@ class _JobsHandler(_Handler):
         token = self._require_write(namespace)
         spec = self._json(body)
         flavors = {h[0] for h in HARDWARE}
-        if spec.get("flavor") not in flavors:
-            raise HubError(400, f"Invalid flavor {spec.get('flavor')!r}")
+        flavor = spec.get("flavor")
+        if flavor not in flavors:
+            raise HubError(400, f"Invalid flavor {flavor!r}")
+        hub = self.hub
+        allowed = hub.allowed_flavors.get(token.user)
+        if allowed is not None and flavor not in allowed:
+            raise HubError(403, f"Your account is not allowed to use the hardware flavor '{flavor}'")
+        if token.user in hub.payment_required and flavor != "cpu-basic":
+            raise HubError(402, f"Payment required: add a payment method to run jobs on '{flavor}'")
+        quota = hub.job_quota.get(token.user)
+        if quota is not None:
+            with hub._lock:
+                active = sum(1 for j in hub.jobs.values() if j.namespace == namespace
+                             and j.stage in ("SCHEDULING", "RUNNING"))
+            if active >= quota:
+                raise HubError(429, f"Quota exceeded: {active} jobs already running (limit {quota})")
+        timeout = spec.get("timeoutSeconds")
+        if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1):
+            raise HubError(400, f"timeoutSeconds must be a positive integer, got {timeout!r}")
         if not (spec.get("dockerImage") or spec.get("spaceId")):
             raise HubError(400, "dockerImage or spaceId is required")
         command = spec.get("command")
@@ -329,6 +400,9 @@ class _JobsHandler(_Handler):
             value = spec.get(key) or {}
             if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
                 raise HubError(400, f"{key} must map strings to strings")
+        name = (spec.get("labels") or {}).get("name")
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9_-]*", name):
+            raise HubError(400, f"invalid job name {name!r}: names are stored as tags (letters, digits, '-', '_')")
         for key, value in (spec.get("labels") or {}).items():
             if not _LABEL_RE.match(key) or not re.fullmatch(r"[A-Za-z0-9._-]{0,63}", value):
                 raise HubError(400, f"invalid label {key}={value!r}: use letters, digits, '.', '_', '-'")
@@ -356,36 +430,50 @@ class _JobsHandler(_Handler):
         hub = self.hub
         with hub._changed:
             if job.stage in ("SCHEDULING", "RUNNING"):
-                job.cancel_requested = True
-                job.stage, job.finished_at = "CANCELED", _now()
+                job.cancel_requested = True  # the job's thread reports CANCELED after cancel_delay_s
                 hub._changed.notify_all()
         return 200, {}
 
     def _stream_logs(self, params, record: JobRequest) -> None:
-        """SSE: replay the lines so far, then follow new ones until the job ends."""
+        """SSE like the Hub's: replay the lines so far (or the last ``tail``), follow new ones with
+        ``: keep-alive`` comments, end when the job is finished (or after ``stream_max_s``)."""
         job = self._job(params, self._token())
         record.status = 200
-        self.send_response(200)
+        self.send_response(200)  # adds the Date header the client's no-follow mode reads
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        hub, sent = self.hub, 0
+        hub = self.hub
+        tail = self.query.get("tail")
+        with hub._lock:
+            sent = max(0, len(job.logs) - int(tail[0])) if tail else 0
+            job.log_connections += 1
+            limit = job.scenario.first_stream_max_s if job.log_connections == 1 else None
+        ends_at = None if limit is None else time.monotonic() + limit
+        keepalive_at = time.monotonic() + hub.keepalive_s
+        finished = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
         try:
             while True:
                 with hub._changed:
-                    while sent >= len(job.logs) and job.stage not in ("COMPLETED", "ERROR", "CANCELED"):
-                        hub._changed.wait(1.0)
-                        if hub._httpd is None:
-                            return
-                    pending, done = job.logs[sent:], job.stage in ("COMPLETED", "ERROR", "CANCELED")
+                    while sent >= len(job.logs) and job.stage not in finished:
+                        now = time.monotonic()
+                        if hub._httpd is None or (ends_at is not None and now >= ends_at) or now >= keepalive_at:
+                            break
+                        hub._changed.wait(min(0.5, keepalive_at - now))
+                    pending, done = job.logs[sent:], job.stage in finished
+                if hub._httpd is None:
+                    return
                 for ts, line in pending:
                     event = json.dumps({"timestamp": ts, "data": line})
                     self.wfile.write(f"data: {event}\n\n".encode())
                 sent += len(pending)
+                if time.monotonic() >= keepalive_at:
+                    self.wfile.write(b": keep-alive\n\n")
+                    keepalive_at = time.monotonic() + hub.keepalive_s
                 self.wfile.flush()
-                if done and sent >= len(job.logs):
+                if (done and sent >= len(job.logs)) or (ends_at is not None and time.monotonic() >= ends_at):
                     return
         except (BrokenPipeError, ConnectionResetError):
             return

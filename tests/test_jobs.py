@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,15 +14,24 @@ from huggingface_hub import HfApi
 from hf_ita_plugin.cli.main import main as cli_main
 from hf_ita_plugin.config import RunConfig
 from hf_ita_plugin.errors import ConfigError, DataError, JobsError
+from hf_ita_plugin.cli.commands import jobs as jobs_cli
+from hf_ita_plugin.config import list_presets
 from hf_ita_plugin.jobs.client import (
     APP_LABEL, CONFIG_ENV, JOB_WORKDIR, LABEL_REPO, LABEL_VIA, JobsClient, build_job_spec, decode_job_config,
 )
+from hf_ita_plugin.jobs.spec import Hardware, choose_flavor, parse_timeout, timeout_cost_usd
 from jobs_server import JobScenario, hub_endpoint, jobs_hub, publish_like_the_job  # noqa: F401 - fixtures
 
 
 def _all_text(spec: dict) -> str:
     """Everything of a job spec that is not the secrets map, as one string."""
     return json.dumps({k: v for k, v in spec.items() if k != "secrets"})
+
+
+@pytest.fixture(autouse=True)
+def quick_follow(monkeypatch):
+    """The CLI checks a SCHEDULING job's stage every 5 s; here every 0.1 s."""
+    monkeypatch.setattr(jobs_cli, "FOLLOW_POLL_S", 0.1)
 
 
 @pytest.fixture
@@ -128,8 +138,9 @@ def test_hardware_prices_per_hour(jobs_hub, mario):
     assert hardware["cpu-basic"].accelerator is None
 
 
-def test_cancel_a_running_job(jobs_hub, mario, config_file):
-    jobs_hub.queue_scenario(JobScenario(scheduling_s=0.05, log_lines=[f"step {i}" for i in range(200)], line_interval_s=0.05))
+def test_cancel_a_running_job_is_asynchronous(jobs_hub, mario, config_file):
+    jobs_hub.queue_scenario(JobScenario(scheduling_s=0.05, log_lines=[f"step {i}" for i in range(200)], line_interval_s=0.05,
+                                        cancel_delay_s=1.0))
     client = JobsClient(mario)
     run = client.launch(RunConfig.from_yaml(config_file), flavor="t4-small", output_repo="mario/x")
     jobs_hub.wait_for_stage(run.id, ("RUNNING",))
@@ -137,10 +148,39 @@ def test_cancel_a_running_job(jobs_hub, mario, config_file):
     stream = client.logs(run.id, follow=True)
     first = [next(stream) for _ in range(3)]
     assert first == ["step 0", "step 1", "step 2"]
-    assert client.cancel(run.id).stage == "CANCELED"
-    rest = list(stream)  # the stream ends once the job is canceled
+    asked = client.cancel(run.id)
+    assert asked.stage == "RUNNING" and not asked.finished  # the Hub answers before the job stops
+    rest = list(stream)  # the stream ends once the stage is CANCELED, like fetch_job_logs expects
     assert len(first) + len(rest) < 200
+    assert client.wait(run.id, poll_s=0.1, timeout_s=10).stage == "CANCELED"
     assert client.published_repo(client.status(run.id)) is None
+    cancels = [r for r in jobs_hub.job_requests if r.route == "jobs_cancel"]
+    assert client.cancel(run.id).stage == "CANCELED"  # already over: nothing more is sent
+    assert [r for r in jobs_hub.job_requests if r.route == "jobs_cancel"] == cancels
+
+
+def test_follow_waits_out_scheduling_and_survives_stream_ends(jobs_hub, mario, config_file):
+    lines = [f"riga {i}" for i in range(10)]
+    jobs_hub.queue_scenario(JobScenario(scheduling_s=1.0, log_lines=lines, line_interval_s=0.4, first_stream_max_s=0.5))
+    client = JobsClient(mario)
+    run = client.launch(RunConfig.from_yaml(config_file), flavor="t4-small", output_repo="mario/x")
+    assert list(client.follow(run.id, poll_s=0.1)) == lines  # in order, none twice, none lost
+    logs = [r for r in jobs_hub.job_requests if r.route == "jobs_logs"]
+    assert len(logs) >= 2 and all(r.job_stage != "SCHEDULING" for r in logs)
+    assert client.status(run.id).stage == "COMPLETED"
+
+
+def test_logs_without_follow_return_what_is_there_while_the_job_runs(jobs_hub, mario, config_file):
+    jobs_hub.queue_scenario(JobScenario(scheduling_s=0.05, log_lines=["uno", "due"] + ["..."] * 50, line_interval_s=0.4))
+    client = JobsClient(mario)
+    run = client.launch(RunConfig.from_yaml(config_file), flavor="t4-small", output_repo="mario/x")
+    jobs_hub.wait_for_stage(run.id, ("RUNNING",))
+    while len(jobs_hub.jobs[run.id].logs) < 3:
+        time.sleep(0.05)
+    got = list(client.logs(run.id, follow=False))  # the Hub keeps the stream open: the client stops by itself
+    assert got[:2] == ["uno", "due"] and len(got) < 52
+    assert jobs_hub.jobs[run.id].stage == "RUNNING"
+    client.cancel(run.id)
 
 
 def test_list_runs_by_labels(jobs_hub, mario, config_file):
@@ -193,6 +233,8 @@ def test_cli_launch_follow(jobs_hub, mario, config_file, capsys):
     assert job.spec["flavor"] == "l4x1"
     assert decode_job_config(job.spec["environment"]).training.max_steps == 5
     assert f"Job avviato / started: {job.id}" in out and "step 3/3 loss 1.62" in out
+    assert "l4x1: $0.80/ora / per hour; al massimo / at most $6.40" in out
+    assert out.index("Costo / cost") < out.index("Job avviato")
     assert f"Pubblicato / published: {jobs_hub.url}/mario/smol-ita" in out
     assert mario not in out
 
@@ -242,7 +284,10 @@ def test_cli_jobs_list_logs_cancel(jobs_hub, mario, config_file, capsys):
     status = json.loads(capsys.readouterr().out)
     assert status["id"] == job.id and status["repo"] == "mario/x" and status["flavor"] == "cpu-basic"
     assert cli_main(["jobs", "cancel", job.id]) == 0
-    assert "CANCELED" in job.stage and "Annullato / canceled" in capsys.readouterr().out
+    assert job.stage == "RUNNING" and "annullamento richiesto / cancel requested" in capsys.readouterr().out
+    jobs_hub.wait_for_stage(job.id, ("CANCELED",))
+    assert cli_main(["jobs", "cancel", job.id]) == 0
+    assert "Annullato / canceled" in capsys.readouterr().out
     assert cli_main(["jobs", "logs", job.id]) == 0
     logged = capsys.readouterr().out.splitlines()
     assert logged and logged[0] == "riga 0" and len(logged) < 500
@@ -302,3 +347,139 @@ def test_job_script_trains_and_publishes_when_run_locally(jobs_hub, tmp_path):
                            device="cpu")
     assert chat.engine == "transformers" and chat.template == "smollm2"
     assert "".join(chat.reply([], "Ciao!", params=SamplingParams(max_new_tokens=4, temperature=0.0))).strip()
+
+
+# ---------------------------------------------------------------------------------- hardware choice & cost
+def _hardware(jobs_hub, mario) -> list[Hardware]:
+    return JobsClient(mario).hardware()
+
+
+def test_presets_declare_their_gpu_memory():
+    for name in list_presets():
+        assert RunConfig.from_preset(name).model.gpu_memory_gb >= 1, name
+    for bad in ("0", "5000", "tanta"):
+        with pytest.raises(ConfigError, match="gpu_memory_gb"):
+            RunConfig.from_preset("mistral-7b", [f"model.gpu_memory_gb={bad}"])
+
+
+def test_hardware_reads_gpu_memory_from_the_accelerator(jobs_hub, mario):
+    hardware = {h.name: h for h in _hardware(jobs_hub, mario)}
+    assert hardware["t4-small"].gpu_memory_gb == 16 and hardware["a100-large"].gpu_memory_gb == 80
+    assert not hardware["cpu-basic"].is_gpu and hardware["cpu-basic"].gpu_memory_gb is None
+
+
+@pytest.mark.parametrize("preset, overrides, expected", [
+    ("mistral-7b", [], "l4x1"),                        # 20 GB: T4 (16 GB) is cheaper but too small
+    ("gemma-2-9b", [], "l4x1"),
+    ("smollm2-135m-cpu", [], "t4-small"),              # the cheapest GPU, never cpu-basic (first in the list)
+    ("mistral-7b", ["model.gpu_memory_gb=40"], "a100-large"),
+    ("mistral-7b", ["model.gpu_memory_gb=100"], "h200"),
+])
+def test_default_flavor_is_the_cheapest_gpu_that_fits(jobs_hub, mario, preset, overrides, expected):
+    hardware = _hardware(jobs_hub, mario)
+    assert hardware[0].name == "cpu-basic"
+    assert choose_flavor(hardware, RunConfig.from_preset(preset, overrides)).name == expected
+
+
+def test_cpu_for_a_large_model_needs_force(jobs_hub, mario):
+    hardware = _hardware(jobs_hub, mario)
+    mistral = RunConfig.from_preset("mistral-7b")
+    with pytest.raises(ConfigError, match="(?s)cpu-upgrade has no GPU.*--force"):
+        choose_flavor(hardware, mistral, "cpu-upgrade")
+    assert choose_flavor(hardware, mistral, "cpu-upgrade", force=True).name == "cpu-upgrade"
+    assert choose_flavor(hardware, RunConfig.from_preset("smollm2-135m-cpu"), "cpu-basic").name == "cpu-basic"
+    with pytest.raises(ConfigError, match="no GPU flavor with at least 500 GB"):
+        choose_flavor(hardware, RunConfig.from_preset("mistral-7b", ["model.gpu_memory_gb=500"]))
+    undeclared = RunConfig.from_dict({"model": {"name_or_path": "Qwen/Qwen2.5-1.5B-Instruct"}})
+    with pytest.raises(ConfigError, match="gpu_memory_gb is not set"):
+        choose_flavor(hardware, undeclared)
+
+
+def test_timeout_parsing_and_worst_case_cost(jobs_hub, mario):
+    assert [parse_timeout(t) for t in (None, "90m", "8h", "1d", 300, "45s", "1.5h")] == [
+        28800, 5400, 28800, 86400, 300, 45, 5400]
+    for bad in ("8 hours", "0", "-5m", "h", "8w"):
+        with pytest.raises(ConfigError, match="invalid timeout"):
+            parse_timeout(bad)
+    a100 = {h.name: h for h in _hardware(jobs_hub, mario)}["a100-large"]
+    assert timeout_cost_usd(a100, "8h") == pytest.approx(20.0) and timeout_cost_usd(a100, "90m") == pytest.approx(3.75)
+
+
+def test_cli_launch_defaults_to_a_fitting_gpu_and_shows_the_cost(jobs_hub, mario, tmp_path, capsys):
+    cfg = tmp_path / "mistral.yaml"
+    cfg.write_text("preset: mistral-7b\n", encoding="utf-8")
+    assert cli_main(["launch", str(cfg), "--repo", "mario/m", "--dry-run", "--timeout", "2h"]) == 0
+    captured = capsys.readouterr()
+    spec = json.loads(captured.out)
+    assert spec["flavor"] == "l4x1" and spec["timeout"] == "2h" and spec["max_cost_usd"] == pytest.approx(1.6)
+    assert "cheapest GPU" in captured.err and "$0.80/ora / per hour" in captured.err and "$1.60" in captured.err
+    assert cli_main(["launch", str(cfg), "--repo", "mario/m", "--flavor", "cpu-basic"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert cli_main(["launch", str(cfg), "--repo", "mario/m", "--timeout", "8 ore"]) == 2
+    assert "invalid timeout '8 ore'" in capsys.readouterr().err
+    assert not jobs_hub.jobs and not [r for r in jobs_hub.job_requests if r.route == "jobs_create"]
+    assert cli_main(["launch", str(cfg), "--repo", "mario/m", "--flavor", "cpu-basic", "--force"]) == 0
+    (job,) = jobs_hub.jobs.values()
+    assert job.spec["flavor"] == "cpu-basic"
+
+
+def test_cli_follow_polls_while_scheduling(jobs_hub, mario, config_file, capsys):
+    jobs_hub.queue_scenario(JobScenario(scheduling_s=1.0, log_lines=["a", "b"], line_interval_s=0.05))
+    assert cli_main(["launch", str(config_file), "--flavor", "t4-small", "--repo", "mario/x", "--follow"]) == 0
+    out = capsys.readouterr().out
+    assert "waiting for the hardware (SCHEDULING)" in out and out.index("SCHEDULING)") < out.index("\na\nb\n")
+    assert all(r.job_stage != "SCHEDULING" for r in jobs_hub.job_requests if r.route == "jobs_logs")
+
+
+# ---------------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize("setup, flavor, expected", [
+    ("read-token", "t4-small", "no write access to the namespace 'mario'"),
+    ("flavors", "a10g-small", "your account cannot use the hardware flavor 'a10g-small'"),
+    ("payment", "t4-small", "pagamento richiesto / payment required"),
+    ("quota", "t4-small", "quota superata / quota exceeded"),
+])
+def test_cli_refusals_are_clear_and_leave_nothing_behind(jobs_hub, mario, monkeypatch, tmp_path, capsys,
+                                                         setup, flavor, expected):
+    if setup == "read-token":
+        monkeypatch.setenv("HF_TOKEN", jobs_hub.add_token("mario", role="read"))
+    elif setup == "flavors":
+        jobs_hub.restrict_flavors("mario", ["cpu-basic", "t4-small"])
+    elif setup == "payment":
+        jobs_hub.require_payment("mario")
+    else:
+        jobs_hub.set_job_quota("mario", 0)
+    data = tmp_path / "dati.jsonl"
+    data.write_text(json.dumps({"instruction": "Ciao", "output": "Salve"}) + "\n", encoding="utf-8")
+    cfg = tmp_path / "run.yaml"
+    local = setup != "read-token"  # a read token could not create the dataset repo either
+    cfg.write_text(yaml.safe_dump({"preset": "smollm2-135m-cpu", "data": {"train": str(data) if local else "bundled"}}),
+                   encoding="utf-8")
+    args = ["launch", str(cfg), "--flavor", flavor, "--repo", "mario/out"] + (["--data-repo", "mario/dati"] if local else [])
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and " / " in err and mario not in err
+    assert not jobs_hub.jobs
+    assert ("dataset", "mario/dati") not in jobs_hub.repos  # the upload made for this launch is removed again
+    assert jobs_hub.count("create_repo") == jobs_hub.count("delete_repo") == (1 if local else 0)
+    creates = [r for r in jobs_hub.job_requests if r.route == "jobs_create"]
+    assert [r.status for r in creates] == [{"read-token": 403, "flavors": 403, "payment": 402, "quota": 429}[setup]]
+
+
+def test_invalid_repo_id_is_refused_before_any_request(jobs_hub, mario, config_file, capsys):
+    assert cli_main(["launch", str(config_file), "--flavor", "t4-small", "--repo", "mario/bad name"]) == 2
+    assert "invalid repo id 'mario/bad name'" in capsys.readouterr().err
+    assert not [r for r in jobs_hub.job_requests if r.route == "jobs_create"]
+
+
+def test_server_checks_job_names_and_timeouts_like_the_hub(jobs_hub, mario):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=jobs_hub.url, token=mario)
+    with pytest.raises(HfHubHTTPError) as err:
+        api.run_job(image="python:3.12", command=["true"], name="nome con spazi", namespace="mario")
+    assert err.value.response.status_code == 400 and "invalid job name" in err.value.server_message
+    with pytest.raises(HfHubHTTPError) as err:
+        api.run_job(image="python:3.12", command=["true"], timeout=-5, namespace="mario")
+    assert err.value.response.status_code == 400 and "timeoutSeconds" in err.value.server_message
+    job = api.run_job(image="python:3.12", command=["true"], timeout="90m", namespace="mario")
+    assert jobs_hub.jobs[job.id].spec["timeoutSeconds"] == 5400

@@ -78,6 +78,9 @@ def fresh(space):
     with space.server._lock:
         space.server.jobs.clear()
         space.server.job_requests.clear()
+        space.server.allowed_flavors.clear()
+        space.server.payment_required.clear()
+        space.server.job_quota.clear()
     return space
 
 
@@ -108,11 +111,11 @@ def test_signed_out_user_cannot_launch(fresh):
 
 def test_launch_status_logs_cancel(fresh, capfd):
     fresh.server.queue_scenario(JobScenario(scheduling_s=0.2, log_lines=[f"passo {i}: loss {3 - i / 100:.2f}" for i in range(300)],
-                                            line_interval_s=0.05))
+                                            line_interval_s=0.05, cancel_delay_s=1.5))
     client = fresh.client()
     msg, job_id, link, *_ = client.predict(**launch_args(fresh.module, epochs=2, lr=1e-4, lora_r=8, fl="l4x1"),
                                            api_name="/launch")
-    assert msg.startswith("✅") and "l4x1" in msg and "$0.80/h" in msg
+    assert msg.startswith("✅") and "l4x1" in msg and "$0.80/h" in msg and "at most $6.40" in msg
     job = fresh.server.jobs[job_id]
     assert f"/jobs/mario/{job_id}" in link
 
@@ -139,9 +142,11 @@ def test_launch_status_logs_cancel(fresh, capfd):
     streamed = logs.outputs()[-1]
     assert streamed.splitlines()[:4] == [f"passo {i}: loss {3 - i / 100:.2f}" for i in range(4)]
 
-    (stage,) = [client.predict(job_id, api_name="/cancel")]
-    assert "CANCELED" in stage
-    assert fresh.server.jobs[job_id].stage == "CANCELED"
+    stage, timer = client.predict(job_id, api_name="/cancel")
+    assert "RUNNING" in stage and "cancel requested" in stage and timer["active"] is True  # the Hub cancels later
+    stage, published, timer = client.predict(job_id, api_name="/status")
+    assert "RUNNING" in stage and "cancel requested" in stage and timer["active"] is True
+    fresh.server.wait_for_stage(job_id, ("CANCELED",))
     logs.result(timeout=60)  # the stream ends by itself once the job is canceled
     assert 4 <= logs.outputs()[-1].count("\n") + 1 < 300
     stage, published, timer = client.predict(job_id, api_name="/status")
@@ -151,6 +156,55 @@ def test_launch_status_logs_cancel(fresh, capfd):
     captured = capfd.readouterr()
     for secret in (GRADIO_MOCK_OAUTH_TOKEN, fresh.owner_token):
         assert secret not in captured.out and secret not in captured.err
+
+
+@pytest.mark.parametrize("setup, changes, expected", [
+    ("payment", {}, "pagamento richiesto / payment required"),
+    ("quota", {}, "quota superata / quota exceeded"),
+    ("flavors", {"fl": "l4x1"}, "your account cannot use the hardware flavor 'l4x1'"),
+    (None, {"preset_name": "mistral-7b", "fl": "cpu-basic"}, "cpu-basic has no GPU"),
+])
+def test_refused_launches_say_why_and_leave_nothing(fresh, tmp_path, setup, changes, expected):
+    from gradio_client import handle_file
+
+    server = fresh.server
+    if setup == "payment":
+        server.require_payment("mario")
+    elif setup == "quota":
+        server.set_job_quota("mario", 0)
+    elif setup == "flavors":
+        server.restrict_flavors("mario", ["cpu-basic", "t4-small"])
+    data = tmp_path / "rifiuto.jsonl"
+    data.write_text(json.dumps({"instruction": f"Domanda {setup}", "output": "Risposta"}) + "\n", encoding="utf-8")
+    args = launch_args(fresh.module, source=fresh.module.DATA_UPLOAD, up_path=handle_file(str(data)), **changes)
+    deletes = server.count("delete_repo")
+    msg, job_id, *_ = fresh.client().predict(**args, api_name="/launch")
+    assert msg.startswith("❌") and expected in msg and " / " in msg and job_id == ""
+    assert not server.jobs
+    assert server.count("delete_repo") - deletes == (1 if setup else 0)  # uploaded for the launch, then removed
+    assert not [key for key in server.repos if key[0] == "dataset" and "hf-ita-data-" in key[1]]
+
+
+def test_logs_wait_for_a_scheduling_job_then_stream(fresh, monkeypatch):
+    monkeypatch.setattr(fresh.app.backend, "follow_poll_s", 0.1)
+    fresh.server.queue_scenario(JobScenario(scheduling_s=1.5, log_lines=["primo", "secondo"], line_interval_s=0.05))
+    client = fresh.client()
+    _, job_id, *_ = client.predict(**launch_args(fresh.module), api_name="/launch")
+    logs = client.submit(job_id, api_name="/logs")
+    final = logs.result(timeout=60)
+    assert "waiting for the hardware" in logs.outputs()[0] and final.splitlines() == ["primo", "secondo"]
+    requests = [r for r in fresh.server.job_requests if r.route == "jobs_logs"]
+    assert requests and all(r.job_stage != "SCHEDULING" for r in requests)
+
+
+def test_default_hardware_is_the_cheapest_gpu_that_fits(fresh):
+    backend = fresh.app.backend
+    assert backend.default_flavor("smollm2-135m-cpu") == "t4-small"
+    assert backend.default_flavor("mistral-7b") == "l4x1"
+    msg, job_id, *_ = fresh.client().predict(**launch_args(fresh.module, preset_name="mistral-7b", fl=""),
+                                             api_name="/launch")
+    assert msg.startswith("✅") and "l4x1" in msg
+    assert fresh.server.jobs[job_id].spec["flavor"] == "l4x1"
 
 
 def test_completed_run_links_the_published_repo(fresh):

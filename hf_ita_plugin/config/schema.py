@@ -43,6 +43,8 @@ class ModelConfig:
     """A registry template name (``chatml``, ``llama-3``...) or ``None`` to keep the tokenizer's own."""
     trust_remote_code: bool = False
     attn_implementation: str | None = None
+    gpu_memory_gb: float | None = None
+    """GPU memory (GB, one GPU) the run needs; picks the default HF Jobs flavor. ``None``: not declared."""
 
 
 @dataclass
@@ -351,6 +353,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "training.logging_steps": (1, None),
     "training.save_total_limit": (1, None),
     "evaluation.max_length": (16, 131072),
+    "model.gpu_memory_gb": (1, 1024),
     "data.max_train_examples": (1, None),
     "data.max_eval_examples": (1, None),
 }

