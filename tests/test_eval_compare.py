@@ -33,3 +33,15 @@ def test_table_change_is_relative_change():
     assert f"| response_loss ↓ | 9.0000 | 8.0000 | {relative_change(before, after)['response_loss']:+.1%} ✓ |" in table
     assert "| italian_rate ↑ | 0.0000 | 0.4000 |  |" in table  # zero before: no change shown
 
+
+def test_recipe_suite_and_card_use_the_same_rule():
+    from hf_ita_plugin.evaluation import suite
+    from hf_ita_plugin.hub import card
+    from hf_ita_plugin.hub.facts import CardFacts
+    from hf_ita_plugin.training import recipe
+
+    assert recipe.relative_change is relative_change and suite.relative_change is relative_change
+    facts = CardFacts(base_model="org/base", eval_before={"bits_per_byte": 2.0, "response_loss": 0.0},
+                      eval_after={"bits_per_byte": 1.5, "response_loss": 1.0})
+    rows = {row["metric"]: row["change"] for row in card._eval_rows(facts)}
+    assert rows == {"bits_per_byte": "-25.0%", "response_loss": None}
