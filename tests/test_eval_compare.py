@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from hf_ita_plugin.evaluation.compare import comparison_table, relative_change
 
 
