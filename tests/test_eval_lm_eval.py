@@ -17,7 +17,7 @@ import pytest
 from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.models.embedded import ensure_embedded_model
 from hf_ita_plugin.errors import EvaluationError
-from hf_ita_plugin.evaluation.suite import check_lm_eval, lm_eval_command, run_lm_eval
+from hf_ita_plugin.evaluation.lm_eval import check_lm_eval, lm_eval_command, run_lm_eval
 
 HAS_LM_EVAL = importlib.util.find_spec("lm_eval") is not None
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

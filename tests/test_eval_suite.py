@@ -10,22 +10,12 @@ import torch
 import yaml
 
 from hf_ita_plugin.cli.main import main
-from hf_ita_plugin.data import bundled_data_path, load_conversations
+from hf_ita_plugin.data import bundled_data_path
 from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 from hf_ita_plugin.errors import EvaluationError
-from hf_ita_plugin.evaluation.suite import (
-    EvalTarget,
-    comparison_table,
-    distinct_n,
-    generate_answers,
-    italian_prompts,
-    italian_rate,
-    load_target,
-    parse_tasks,
-    resolve_target,
-    run_eval,
-)
 from hf_ita_plugin.evaluation.metrics import bits_per_byte
+from hf_ita_plugin.evaluation.quality import generate_answers, italian_prompts
+from hf_ita_plugin.evaluation.suite import EvalTarget, load_target, parse_tasks, resolve_target, run_eval
 
 FAST = {"prompts": 2, "max_new_tokens": 12, "bpb_max_chars": 700, "heldout_limit": 6}
 
@@ -67,26 +57,6 @@ def output_dir(tmp_path_factory):
     (out / "run_config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": None},
                                                           "data": {"system_prompt": "default"}}), encoding="utf-8")
     return out
-
-
-def test_distinct_n():
-    assert distinct_n(["a b c", "a b d"], 1) == pytest.approx(4 / 6)
-    assert distinct_n(["a b c", "a b d"], 2) == pytest.approx(3 / 4)
-    assert distinct_n(["ciao ciao ciao ciao"], 1) == 0.25
-    assert distinct_n([""], 2) == 0.0
-
-
-def test_italian_rate_on_real_text():
-    answers = [c[-1]["content"] for c in load_conversations("bundled-heldout")]
-    rate = italian_rate(answers)
-    assert rate.rate >= 0.95 and rate.languages["it"] >= 0.95 * len(answers)
-    english = ["The weather in Rome is sunny today, with a light breeze from the sea.",
-               "Please remember to bring your passport when you travel abroad next week."]
-    assert italian_rate(english).rate == 0.0
-    mixed = italian_rate(answers[:2] + english + ["Sì."])
-    assert (mixed.n_italian, mixed.n_too_short, mixed.rate) == (2, 1, pytest.approx(2 / 5))
-    with pytest.raises(EvaluationError):
-        italian_rate([])
 
 
 def test_bits_per_byte_of_the_embedded_model_on_italian_prose(embedded):
@@ -133,12 +103,6 @@ def test_output_dir_before_after(output_dir, tmp_path):
     assert "| bits_per_byte ↓ |" in table and "| italian_rate ↑ |" in table and "| response_loss ↓ | 9.0000 | 8.0000 | -11.1% ✓ |" in table
 
 
-def test_comparison_table_direction():
-    table = comparison_table({"bits_per_byte": 2.0, "italian_rate": 0.5}, {"bits_per_byte": 1.5, "italian_rate": 0.25})
-    assert "| bits_per_byte ↓ | 2.0000 | 1.5000 | -25.0% ✓ |" in table
-    assert "| italian_rate ↑ | 0.5000 | 0.2500 | -50.0% |" in table
-
-
 def test_task_parsing_and_cli_errors(capsys, tmp_path):
     assert parse_tasks("bpb, lm-eval:arc_it") == ["bpb", "lm-eval:arc_it"]
     with pytest.raises(EvaluationError, match="unknown evaluation task 'perplexity'"):
@@ -147,16 +111,3 @@ def test_task_parsing_and_cli_errors(capsys, tmp_path):
     assert "unknown evaluation task" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nessuno")]) == 2
     assert "not a training output directory" in capsys.readouterr().err
-
-
-def test_model_index_results():
-    from hf_ita_plugin.evaluation.suite import model_index_results
-
-    results = model_index_results({"bits_per_byte": 1.9, "italian_rate": 0.8, "distinct_1": 0.5,
-                                   "arc_it_acc": 0.31, "arc_it_acc_norm": 0.33, "answer_chars_mean": 120.0})
-    arc = next(r for r in results if r["dataset"]["type"] == "alexandrainst/m_arc")
-    assert arc["dataset"]["config"] == "it"
-    assert [(m["type"], m["value"]) for m in arc["metrics"]] == [("acc", 0.31), ("acc_norm", 0.33)]
-    prompts = next(r for r in results if r["dataset"]["type"] == "hf-ita/prompts_it")
-    assert [m["type"] for m in prompts["metrics"]] == ["italian_rate", "distinct_1"]
-    assert not any(m["type"] == "answer_chars_mean" for r in results for m in r["metrics"])

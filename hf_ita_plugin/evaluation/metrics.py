@@ -5,17 +5,21 @@
   compare directly.
 - :func:`response_loss`: mean cross-entropy (nats per token) on the assistant tokens of held-out
   conversations, with the training masks: how well the model predicts good Italian answers.
+- :func:`heldout_metrics`: both, as the recipe (before/after training) and ``hf-ita eval`` report
+  them; :func:`load_bpb_text` reads the prose bits per byte is measured on.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from ..data import bundled_data_path
 from ..errors import DataError
 
 
@@ -137,6 +141,42 @@ def response_loss(model, examples: Sequence[dict[str, Any]], *, batch_size: int 
     finally:
         model.train(was_training)
     return ResponseLoss(total / count, count, len(usable))
+
+
+def load_bpb_text(spec: str | None, max_chars: int | None) -> str | None:
+    """The held-out prose for bits-per-byte: ``bundled``, a file path, or ``None``."""
+    if spec is None:
+        return None
+    path = bundled_data_path("prose_it.txt") if spec == "bundled" else Path(spec)
+    if not path.is_file():
+        raise DataError(f"evaluation.bpb_text: file not found: {spec}")
+    text = path.read_text(encoding="utf-8")
+    return text[:max_chars] if max_chars else text
+
+
+def heldout_metrics(model, tokenizer, *, bpb_text: str | None = None, bpb_max_chars: int | None = None,
+                    examples: Sequence[dict[str, Any]] | None = None, max_length: int = 512, progress: bool = True,
+                    label: str = "") -> tuple[dict[str, float], dict[str, Any]]:
+    """Bits per byte on ``bpb_text`` and response loss on ``examples``; returns ``(metrics, details)``.
+
+    ``bpb_text`` is a :func:`load_bpb_text` spec (``None``: no bits per byte); ``examples`` are
+    pre-tokenized conversations with assistant masks (``None``: no response loss). ``metrics`` has
+    ``bits_per_byte`` and ``response_loss`` rounded to 5 decimals, ``details`` their token and byte counts.
+    """
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    suffix = f" ({label})" if label else ""
+    text = load_bpb_text(bpb_text, bpb_max_chars)
+    if text is not None:
+        bpb = bits_per_byte(model, tokenizer, text, max_length=max_length, progress=progress, desc=f"bits/byte{suffix}")
+        metrics["bits_per_byte"] = round(bpb.bits_per_byte, 5)
+        details["bits_per_byte"] = asdict(bpb)
+    if examples is not None:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        rl = response_loss(model, examples, pad_id=pad, progress=progress, desc=f"response loss{suffix}")
+        metrics["response_loss"] = round(rl.loss, 5)
+        details["response_loss"] = asdict(rl)
+    return metrics, details
 
 
 def _model_device(model) -> torch.device:

@@ -3,7 +3,8 @@
 The facts come from a training OUTPUT_DIR (``metrics.json`` + ``run_config.yaml`` + ``adapter/``,
 see :func:`facts_from_output_dir`) or from a live ``transformers.Trainer`` (see
 :mod:`hf_ita_plugin.hub.callback`). The YAML metadata is built with huggingface_hub's
-:class:`~huggingface_hub.ModelCardData` (``model-index`` from the run's evaluation), the body is
+:class:`~huggingface_hub.ModelCardData` (``model-index`` from the run's evaluation, built by
+:mod:`hf_ita_plugin.evaluation.model_index`), the body is
 rendered from one of three templates (``adapter``, ``merged``, ``gguf``), Italian first then
 English, and the result is parsed back with :class:`~huggingface_hub.ModelCard` before use.
 
@@ -86,7 +87,9 @@ def _fmt(value: Any) -> str:
 # ---------------------------------------------------------------------- rendering
 def build_card_data(facts: CardFacts, kind: str = "adapter", *, base_model: str | None = None):
     """The YAML metadata as a :class:`huggingface_hub.ModelCardData` (with ``model-index``)."""
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import ModelCardData
+
+    from ..evaluation.model_index import eval_results
 
     _check_kind(kind)
     method_tags = ["qlora", "4-bit", "bitsandbytes"] if facts.method == "QLoRA" else ["lora"]
@@ -97,15 +100,8 @@ def build_card_data(facts: CardFacts, kind: str = "adapter", *, base_model: str 
         tags += ["gguf", "llama.cpp", "ollama"]
     tags += facts.extra_tags
     name = facts.repo_id or facts.title or f"{facts.base_model.split('/')[-1]}-ita"
-    results = []
-    for metric, value in facts.eval_after.items():
-        label_it, label_en = _METRIC_LABELS.get(metric, (metric, metric))
-        data_label = facts.eval_data.get(metric) or "held-out"
-        results.append(EvalResult(
-            task_type="text-generation", task_name="Italian language modeling",
-            dataset_type=data_label.split(" ")[0], dataset_name=data_label, dataset_split="held-out",
-            metric_type=metric, metric_name=label_en, metric_value=value,
-        ))
+    results = eval_results(facts.eval_after, datasets=facts.eval_data,
+                           metric_names={metric: english for metric, (_, english) in _METRIC_LABELS.items()})
     languages = ["it", "en"]
     data = ModelCardData(
         language=languages,
@@ -129,13 +125,14 @@ def _check_kind(kind: str) -> None:
 
 
 def _eval_rows(facts: CardFacts) -> list[dict[str, Any]]:
+    from ..evaluation.compare import relative_change
+
+    changes = {metric: f"{change:+.1%}" for metric, change in relative_change(facts.eval_before, facts.eval_after).items()}
     rows = []
     for metric in dict.fromkeys([*facts.eval_after, *facts.eval_before]):
         before, after = facts.eval_before.get(metric), facts.eval_after.get(metric)
         label_it, label_en = _METRIC_LABELS.get(metric, (metric, metric))
-        change = None
-        if isinstance(before, (int, float)) and isinstance(after, (int, float)) and before:
-            change = f"{(after - before) / abs(before):+.1%}"
+        change = changes.get(metric)
         rows.append({"metric": metric, "label_it": label_it, "label_en": label_en, "before": before, "after": after,
                      "change": change, "data": facts.eval_data.get(metric)})
     return rows

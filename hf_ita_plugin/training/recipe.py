@@ -28,7 +28,8 @@ from typing import Any
 from ..utils import atomic
 from .patches import training_patches
 from ..config import RunConfig
-from ..data import bundled_data_path, load_examples, seeded_sample
+from ..evaluation.compare import relative_change
+from ..data import load_examples, seeded_sample
 from ..data.curriculum import curriculum_order
 from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 from ..models.loader import resolve_compute_dtype
@@ -228,19 +229,18 @@ class ItalianSFT:
         return None
 
     def evaluate(self, model, tokenizer, data: PreparedData, *, label: str) -> dict[str, float]:
-        """Held-out bits per byte (prose) and response loss (held-out conversations)."""
-        from ..evaluation.metrics import bits_per_byte, response_loss
+        """Held-out bits per byte (prose) and response loss (held-out conversations).
+
+        Computed by :func:`hf_ita_plugin.evaluation.metrics.heldout_metrics`, the function
+        ``hf-ita eval`` uses, so the numbers of both compare directly.
+        """
+        from ..evaluation.metrics import heldout_metrics
 
         ecfg = self.config.evaluation
-        out: dict[str, float] = {}
-        text = load_bpb_text(ecfg.bpb_text, ecfg.bpb_max_chars)
-        if text is not None:
-            bpb = bits_per_byte(model, tokenizer, text, max_length=ecfg.max_length, desc=f"bits/byte ({label})")
-            out["bits_per_byte"] = round(bpb.bits_per_byte, 5)
-        if ecfg.response_loss and data.eval:
-            rl = response_loss(model, data.eval, pad_id=tokenizer.pad_token_id or 0, desc=f"response loss ({label})")
-            out["response_loss"] = round(rl.loss, 5)
-        return out
+        metrics, _ = heldout_metrics(model, tokenizer, bpb_text=ecfg.bpb_text, bpb_max_chars=ecfg.bpb_max_chars,
+                                     examples=data.eval if ecfg.response_loss and data.eval else None,
+                                     max_length=ecfg.max_length, label=label)
+        return metrics
 
     # ------------------------------------------------------------------ the whole run
     def train(self, *, resume: bool = False) -> TrainResult:
@@ -304,7 +304,7 @@ class ItalianSFT:
                 "peak_memory_mb": _peak_memory_mb(),
                 "resumed": bool(resume),
             },
-            "eval": {"before": eval_before or {}, "after": eval_after, "change": _relative_change(eval_before, eval_after)},
+            "eval": {"before": eval_before or {}, "after": eval_after, "change": relative_change(eval_before, eval_after)},
             "hyperparameters": {**dataclasses.asdict(cfg.lora), **{k: getattr(cfg.training, k) for k in (
                 "max_seq_length", "per_device_batch_size", "gradient_accumulation_steps", "learning_rate",
                 "num_epochs", "max_steps", "warmup_ratio", "lr_scheduler", "batching", "seed")},
@@ -347,17 +347,6 @@ def _phase_sizes(phase_names: list[str | None]) -> list[tuple[str, int]]:
     return [(str(name), len(list(run))) for name, run in itertools.groupby(phase_names)]
 
 
-def load_bpb_text(spec: str | None, max_chars: int | None) -> str | None:
-    """The held-out prose for bits-per-byte: ``bundled``, a file path, or ``None``."""
-    if spec is None:
-        return None
-    path = bundled_data_path("prose_it.txt") if spec == "bundled" else Path(spec)
-    if not path.is_file():
-        raise DataError(f"evaluation.bpb_text: file not found: {spec}")
-    text = path.read_text(encoding="utf-8")
-    return text[:max_chars] if max_chars else text
-
-
 def _check_output_dir(out_dir: Path, ckpt_dir: Path, resume: bool) -> None:
     if resume:
         has_ckpt = ckpt_dir.is_dir() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
@@ -388,12 +377,6 @@ def _last_logged(history: list[dict[str, Any]], key: str):
         if key in entry:
             return entry[key]
     return None
-
-
-def _relative_change(before: dict | None, after: dict) -> dict[str, float]:
-    if not before:
-        return {}
-    return {k: round((after[k] - before[k]) / before[k], 5) for k in after if k in before and before[k]}
 
 
 def _peak_memory_mb() -> dict[str, float]:

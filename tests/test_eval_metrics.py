@@ -1,4 +1,5 @@
-"""Held-out metrics: bits per byte scores every token exactly once, response loss uses the masks."""
+"""Held-out metrics: bits per byte scores every token exactly once, response loss uses the masks,
+heldout_metrics reports both (the path the recipe and `hf-ita eval` share)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from hf_ita_plugin.evaluation.metrics import bits_per_byte, response_loss
+from hf_ita_plugin.evaluation.metrics import bits_per_byte, heldout_metrics, load_bpb_text, response_loss
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,32 @@ def test_response_loss_is_batch_independent(tiny):
     three = response_loss(model, examples, batch_size=3, pad_id=1, progress=False)
     assert one.n_tokens == three.n_tokens
     assert one.loss == pytest.approx(three.loss, rel=1e-4)
+
+
+def test_load_bpb_text(tmp_path):
+    from hf_ita_plugin.data import bundled_data_path
+    from hf_ita_plugin.errors import DataError
+
+    assert load_bpb_text(None, 100) is None
+    bundled = bundled_data_path("prose_it.txt").read_text(encoding="utf-8")
+    assert load_bpb_text("bundled", None) == bundled
+    assert load_bpb_text("bundled", 50) == bundled[:50]
+    own = tmp_path / "testo.txt"
+    own.write_text("Testo di prova.", encoding="utf-8")
+    assert load_bpb_text(str(own), None) == "Testo di prova."
+    with pytest.raises(DataError, match="evaluation.bpb_text: file not found"):
+        load_bpb_text(str(tmp_path / "manca.txt"), None)
+
+
+def test_heldout_metrics_are_the_two_metrics_rounded(tiny, tmp_path):
+    model, tokenizer = tiny
+    text = tmp_path / "prosa.txt"
+    text.write_text("Primo paragrafo.\n\nSecondo paragrafo, più lungo.", encoding="utf-8")
+    ids = [0] + tokenizer("Domanda? Risposta.", add_special_tokens=False)["input_ids"]
+    examples = [{"input_ids": ids, "assistant_masks": [0] * 10 + [1] * (len(ids) - 10)}]
+    metrics, details = heldout_metrics(model, tokenizer, bpb_text=str(text), examples=examples, progress=False)
+    bpb = bits_per_byte(model, tokenizer, text.read_text(encoding="utf-8"), progress=False)
+    rl = response_loss(model, examples, pad_id=tokenizer.pad_token_id, progress=False)
+    assert metrics == {"bits_per_byte": round(bpb.bits_per_byte, 5), "response_loss": round(rl.loss, 5)}
+    assert details["bits_per_byte"]["n_bytes"] == bpb.n_bytes and details["response_loss"]["n_tokens"] == rl.n_tokens
+    assert heldout_metrics(model, tokenizer, progress=False) == ({}, {})  # nothing asked, nothing measured

@@ -1,0 +1,134 @@
+"""Answer quality of a model on Italian prompts: what the ``italian-rate`` task measures.
+
+- :func:`generate_answers`: the model's answers to prompts (texts or conversations), batched;
+- :func:`italian_rate`: the share of answers identified as Italian (py3langid, code removed);
+- :func:`distinct_n`: lexical diversity (distinct-1, distinct-2);
+- :func:`response_quality`: all of it on :func:`italian_prompts` (the held-out Italian prompts).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..errors import EvaluationError
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct-n: unique word n-grams / all word n-grams over ``texts`` (0 when there are none).
+
+    >>> distinct_n(["il gatto dorme", "il gatto mangia"], 1)
+    0.6666666666666666
+    """
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    grams: list[tuple[str, ...]] = []
+    for text in texts:
+        words = text.lower().split()
+        grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+@dataclass
+class ItalianRate:
+    rate: float
+    """Share of answers identified as Italian; answers too short to identify count as not Italian."""
+    n_answers: int
+    n_italian: int
+    n_too_short: int
+    languages: dict[str, int]
+
+
+def italian_rate(answers: Sequence[str], *, min_chars: int = 20, min_italian_probability: float = 0.3) -> ItalianRate:
+    """How many ``answers`` are in Italian (language of their prose, code removed)."""
+    from ..data.language import identify
+
+    if not answers:
+        raise EvaluationError("italian-rate: no answers to check")
+    languages: Counter = Counter()
+    italian = too_short = 0
+    for answer in answers:
+        guess = identify(answer, min_chars=min_chars)
+        verdict = guess.is_italian(min_italian_probability)
+        languages[guess.language or "?"] += 1
+        italian += verdict is True
+        too_short += verdict is None
+    return ItalianRate(italian / len(answers), len(answers), italian, too_short, dict(languages.most_common()))
+
+
+def italian_prompts(limit: int | None = 16, source: str = "bundled-heldout") -> list[list[dict[str, str]]]:
+    """Italian prompts: the conversations of ``source`` up to their first user turn (system kept)."""
+    from ..data import load_conversations
+
+    prompts = []
+    for conv in load_conversations(source):
+        first_user = next((i for i, m in enumerate(conv) if m["role"] == "user"), None)
+        if first_user is not None:
+            prompts.append([dict(m) for m in conv[: first_user + 1]])
+    return prompts[:limit] if limit else prompts
+
+
+def generate_answers(model, tokenizer, prompts: Sequence[Sequence[dict[str, str]] | str], *, max_new_tokens: int = 96,
+                     do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.95, seed: int = 0,
+                     batch_size: int = 8, system_prompt: str | None = "default", progress: bool = True) -> list[str]:
+    """The model's answers to ``prompts`` (texts or conversations), greedy or sampled, batched."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..templates import render
+    from ..templates import with_system_prompt
+
+    convs = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
+    texts = [render(tokenizer, with_system_prompt(c, system_prompt), add_generation_prompt=True) for c in convs]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    answers: list[str] = []
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(texts), batch_size), desc="risposte / answers", disable=not progress, leave=False):
+            batch = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[start : start + batch_size]]
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, ids in enumerate(batch):  # left padding: every prompt ends where generation starts
+                input_ids[row, width - len(ids):] = torch.tensor(ids)
+                attention[row, width - len(ids):] = 1
+            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, "do_sample": do_sample}
+            if do_sample:
+                kwargs.update(temperature=temperature, top_p=top_p)
+            with torch.no_grad():
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
+            for row in range(len(batch)):
+                answers.append(tokenizer.decode(out[row, width:], skip_special_tokens=True).strip())
+    finally:
+        model.train(was_training)
+    return answers
+
+
+@dataclass
+class ResponseQuality:
+    italian_rate: float
+    distinct_1: float
+    distinct_2: float
+    n_answers: int
+    mean_answer_chars: float
+    languages: dict[str, int]
+    samples: list[dict[str, str]] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        return {"italian_rate": round(self.italian_rate, 4), "distinct_1": round(self.distinct_1, 4),
+                "distinct_2": round(self.distinct_2, 4), "answer_chars_mean": round(self.mean_answer_chars, 1)}
+
+
+def response_quality(model, tokenizer, prompts=None, *, n_samples: int = 3, **generate_kwargs) -> ResponseQuality:
+    """Generate answers to Italian prompts and measure Italian-rate and distinct-1/2."""
+    prompts = prompts if prompts is not None else italian_prompts()
+    answers = generate_answers(model, tokenizer, prompts, **generate_kwargs)
+    rate = italian_rate(answers)
+    samples = [{"prompt": (p if isinstance(p, str) else p[-1]["content"]), "answer": a}
+               for p, a in list(zip(prompts, answers))[:n_samples]]
+    return ResponseQuality(rate.rate, distinct_n(answers, 1), distinct_n(answers, 2), len(answers),
+                           sum(map(len, answers)) / len(answers), rate.languages, samples)
