@@ -12,7 +12,7 @@ from hf_ita_plugin.inference.chat import (
     pick_gguf,
 )
 from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, embedded_gguf_path, ensure_embedded_model
-from hf_ita_plugin.errors import ConfigError, ModelError
+from hf_ita_plugin.errors import ConfigError, HubError, ModelError
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT
 from jobs_server import hub_endpoint, jobs_hub  # noqa: F401 - fixtures
 
@@ -73,10 +73,14 @@ def test_source_parsing():
     assert parse_source("embedded") == ("embedded", None)
     assert parse_source("mario/smol-ita") == ("hub", "mario/smol-ita")
     assert parse_source("mario/smol-ita-gguf:model-Q8_0.gguf") == ("hub", "mario/smol-ita-gguf:model-Q8_0.gguf")
-    with pytest.raises(ConfigError, match="invalid model"):
+    with pytest.raises(HubError, match="invalid model.*malformed repo id 'not a model id'"):
         parse_source("not a model id")
-    with pytest.raises(ConfigError, match="invalid model"):  # the Space never reads server paths
+    with pytest.raises(HubError, match="invalid model"):  # the Space never reads server paths
         parse_source("/etc/passwd", allow_local=False)
+    with pytest.raises(HubError, match="malformed repo id 'mario/x--y'"):  # the Hub's own rules, as for push
+        parse_source("mario/x--y:model.gguf")
+    with pytest.raises(HubError, match=r"\.gguf file name after ':'"):
+        parse_source("mario/smol-ita:weights.bin")
     assert pick_gguf(["m-F16.gguf", "m-Q8_0.gguf", "m-Q4_K_M.gguf"]) == "m-Q4_K_M.gguf"
     assert pick_gguf(["m.f16.gguf", "m.Q8_0.gguf"]) == "m.Q8_0.gguf"
 
@@ -181,3 +185,41 @@ def test_repo_without_model_files(hub_endpoint, tmp_path):
         load_chat_model("mario/empty", token=token, endpoint=server.url, cache_dir=tmp_path)
     with pytest.raises(ModelError, match="not found"):
         load_chat_model("mario/nothing-here", token=token, endpoint=server.url, cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------------- hf-ita chat (the real CLI)
+def _hf_ita_chat(*args: str, stdin: str | None = None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "hf_ita_plugin.cli", "chat", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_chat_prompt_and_stdin_on_the_embedded_gguf(embedded_llama):
+    once = _hf_ita_chat("embedded", "--prompt", QUESTION, "--temperature", "0", "--max-new-tokens", "12")
+    assert once.returncode == 0, once.stderr[-2000:]
+    assert "llama.cpp" in once.stderr and "SmolLM2" in once.stderr
+    answer = once.stdout.strip()
+    assert answer and embedded_llama.count_tokens(answer) <= 12 + 1
+
+    # stdin: one message per line (blank lines skipped) until EOF; the first reply is the --prompt one,
+    # the second comes after it in the same conversation
+    session = _hf_ita_chat("--temperature", "0", "--max-new-tokens", "12", stdin=f"{QUESTION}\n\nE di dove sei?\n")
+    assert session.returncode == 0, session.stderr[-2000:]
+    assert session.stdout.startswith(once.stdout)
+    assert session.stdout[len(once.stdout):].strip()
+
+    sampled = _hf_ita_chat("--prompt", QUESTION, "--temperature", "0.9", "--seed", "7", "--max-new-tokens", "12",
+                           "--system", "")
+    assert sampled.returncode == 0 and sampled.stdout.strip()
+
+
+def test_cli_chat_errors_are_clear():
+    bad = _hf_ita_chat("mario/bad name", "--prompt", "Ciao")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "malformed repo id 'mario/bad name'" in bad.stderr and "owner/name:file.gguf" in bad.stderr
+    wrong = _hf_ita_chat("--prompt", "Ciao", "--temperature", "5")
+    assert wrong.returncode == 2 and "temperature" in wrong.stderr and "Traceback" not in wrong.stderr

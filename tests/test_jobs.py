@@ -13,7 +13,7 @@ from huggingface_hub import HfApi
 
 from hf_ita_plugin.cli.main import main as cli_main
 from hf_ita_plugin.config import RunConfig
-from hf_ita_plugin.errors import ConfigError, DataError, JobsError
+from hf_ita_plugin.errors import ConfigError, DataError, HubError, JobsError
 from hf_ita_plugin.cli.commands import jobs as jobs_cli
 from hf_ita_plugin.config import list_presets
 from hf_ita_plugin.jobs.client import (
@@ -93,7 +93,7 @@ def test_local_paths_are_refused_with_the_key(config_file, override, key):
 
 @pytest.mark.parametrize("repo", ["", "just-a-name", "mario/bad name", "a/b/c", "mario/x--y", "-m/x"])
 def test_bad_output_repo_ids(config_file, repo):
-    with pytest.raises(ConfigError, match="repo"):
+    with pytest.raises(HubError, match="repo"):
         build_job_spec(RunConfig.from_yaml(config_file), flavor="a10g-small", output_repo=repo)
 
 

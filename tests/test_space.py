@@ -220,7 +220,7 @@ def test_completed_run_links_the_published_repo(fresh):
 
 
 @pytest.mark.parametrize("changes, expected", [
-    ({"out_repo": "mario/bad name"}, "invalid repo id"),
+    ({"out_repo": "mario/bad name"}, "malformed repo id"),
     ({"out_repo": ""}, "missing repo id"),
     ({"fl": "gpu-enorme"}, "unknown hardware flavor 'gpu-enorme'"),
     ({"epochs": 50}, "epochs = 50"),

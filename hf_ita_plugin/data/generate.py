@@ -53,33 +53,20 @@ class TransformersTeacher:
     """A local transformers causal LM with a chat template."""
 
     def __init__(self, path: str):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from ..models.loader import load_base, load_tokenizer
 
         self.name = path
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the teacher model {path!r}: {_first_line(exc)}",
-                             hint="pass a local model directory, a .gguf file or an OpenAI-compatible URL") from None
+        hint = "pass a local model directory, a .gguf file or an OpenAI-compatible URL"
+        self.tokenizer = load_tokenizer(path)
+        self.model = load_base(path, allow_pickle=True, what=f"the teacher model {path!r}", hint=hint).eval()
         if not getattr(self.tokenizer, "chat_template", None):
             raise ModelError(f"the teacher {path!r} has no chat template", hint="use an instruct/chat model")
 
     def chat(self, messages, *, max_new_tokens, temperature, seed):
-        import torch
+        from ..inference.generate import generate
 
-        torch.manual_seed(seed)
-        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id
-                                  if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id}
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
-        else:
-            kwargs.update(do_sample=False)
-        with torch.no_grad():
-            out = self.model.generate(**inputs, **kwargs)
-        return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return generate(self.model, self.tokenizer, messages, max_new_tokens=max_new_tokens,
+                        temperature=temperature if temperature > 0 else None, top_p=0.95, seed=seed)
 
 
 class LlamaCppTeacher:
@@ -288,8 +275,3 @@ def generate(taxonomy_dir: str | os.PathLike, teacher: str | Teacher, out_dir: s
                                   "generated_pairs": sum(r["pairs"] for r in generation.replies)})
     raw = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generation.replies)
     return write_prepared(out, prepared, overwrite=overwrite, extra_files={"generated_raw.jsonl": raw})
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..errors import EvaluationError
 
@@ -73,39 +73,13 @@ def generate_answers(model, tokenizer, prompts: Sequence[Sequence[dict[str, str]
                      do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.95, seed: int = 0,
                      batch_size: int = 8, system_prompt: str | None = "default", progress: bool = True) -> list[str]:
     """The model's answers to ``prompts`` (texts or conversations), greedy or sampled, batched."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from ..templates import render
+    from ..inference.generate import generate_batch
     from ..templates import with_system_prompt
 
     convs = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
-    texts = [render(tokenizer, with_system_prompt(c, system_prompt), add_generation_prompt=True) for c in convs]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = next(model.parameters()).device
-    answers: list[str] = []
-    torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in tqdm(range(0, len(texts), batch_size), desc="risposte / answers", disable=not progress, leave=False):
-            batch = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[start : start + batch_size]]
-            width = max(len(ids) for ids in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, ids in enumerate(batch):  # left padding: every prompt ends where generation starts
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                attention[row, width - len(ids):] = 1
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, "do_sample": do_sample}
-            if do_sample:
-                kwargs.update(temperature=temperature, top_p=top_p)
-            with torch.no_grad():
-                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
-            for row in range(len(batch)):
-                answers.append(tokenizer.decode(out[row, width:], skip_special_tokens=True).strip())
-    finally:
-        model.train(was_training)
-    return answers
+    return generate_batch(model, tokenizer, [with_system_prompt(c, system_prompt) for c in convs],
+                          max_new_tokens=max_new_tokens, temperature=temperature if do_sample else None,
+                          top_p=top_p, seed=seed, batch_size=batch_size, progress=progress)
 
 
 @dataclass

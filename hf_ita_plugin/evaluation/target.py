@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelError
-
 
 @dataclass
 class EvalTarget:
@@ -27,23 +25,13 @@ class EvalTarget:
 
 def load_target(target: EvalTarget):
     """``(model, tokenizer)``: the base model (float32), wrapped with the adapter if there is one."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ..models.loader import attach_adapter, load_base, load_tokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(target.tokenizer_path or target.base_path)
-        model = AutoModelForCausalLM.from_pretrained(target.base_path, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"cannot load {target.base_path!r} for evaluation: {first}") from None
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    tokenizer = load_tokenizer(target.tokenizer_path or target.base_path)
+    model = load_base(target.base_path, dtype="float32", device="auto", allow_pickle=True,
+                      what=f"evaluation model {target.base_path!r}")
     if target.adapter_dir is not None:
-        from peft import PeftModel
-
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(len(tokenizer))
-        model = PeftModel.from_pretrained(model, str(target.adapter_dir))
+        model = attach_adapter(model, target.adapter_dir, tokenizer=tokenizer)
     if not getattr(tokenizer, "chat_template", None):
         from ..templates import apply_template
 

@@ -87,8 +87,9 @@ def resolve_base_dir(adapter_dir: Path) -> Path:
 def merge_adapter(adapter_dir: Path, base_dir: Path, out_dir: Path) -> Path:
     """Merge the LoRA adapter into the full-precision base and save it (with the adapter's tokenizer) in ``out_dir``."""
     import torch
-    from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig
+
+    from ..models.loader import attach_adapter, load_base, load_tokenizer
 
     base_config = AutoConfig.from_pretrained(str(base_dir))
     if getattr(base_config, "quantization_config", None):
@@ -99,12 +100,12 @@ def merge_adapter(adapter_dir: Path, base_dir: Path, out_dir: Path) -> Path:
     dtype = getattr(base_config, "dtype", None) or getattr(base_config, "torch_dtype", None) or torch.float32
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    base = load_base(base_dir, dtype=dtype, allow_pickle=True, what=f"base model {str(base_dir)!r} (merge)")
+    model = attach_adapter(base, adapter_dir)
     merged = model.merge_and_unload()
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
-    AutoTokenizer.from_pretrained(str(tok_dir)).save_pretrained(str(out_dir))
+    load_tokenizer(base_dir, adapter_dir=adapter_dir).save_pretrained(str(out_dir))
     for name in _TOKENIZER_FILES:  # SentencePiece model, when transformers does not re-save it
         for src in (tok_dir / name, base_dir / name):
             if src.is_file() and not (out_dir / name).exists():

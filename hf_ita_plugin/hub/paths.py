@@ -17,14 +17,28 @@ _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
 
 
-def validate_repo_id(repo_id: str, *, what: str = "--repo") -> str:
-    """Return ``repo_id`` if it is ``namespace/name`` as the Hub accepts it, else raise :class:`HubError`."""
-    if not isinstance(repo_id, str) or not REPO_ID_RE.match(repo_id) or "--" in repo_id or ".." in repo_id:
-        raise HubError(
-            f"{what}: id di repository non valido / malformed repo id {repo_id!r}",
-            hint="use NAMESPACE/NAME with letters, digits, '-', '_' or '.', e.g. mario/smollm2-ita-qlora",
-        )
-    return repo_id
+def validate_repo_id(repo_id: str | None, *, what: str = "--repo") -> str:
+    """Return ``repo_id`` stripped if it is ``namespace/name`` as the Hub accepts it, else raise :class:`HubError`.
+
+    The one check of a Hub repo id before any request (push, pull, jobs, chat); ``what`` names the
+    field or option in the message.
+    """
+    hint = "use NAMESPACE/NAME with letters, digits, '-', '_' or '.', e.g. mario/smollm2-ita-qlora"
+    text = repo_id.strip() if isinstance(repo_id, str) else ""
+    if not text:
+        raise HubError(f"{what}: manca l'id del repository / missing repo id", hint=hint)
+    if not REPO_ID_RE.match(text) or "--" in text or ".." in text:
+        raise HubError(f"{what}: id di repository non valido / malformed repo id {text!r}", hint=hint)
+    return text
+
+
+def is_repo_id(text: str | None) -> bool:
+    """Whether ``text`` passes :func:`validate_repo_id` (no exception)."""
+    try:
+        validate_repo_id(text)
+    except HubError:
+        return False
+    return True
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
@@ -76,6 +90,6 @@ def public_model_id(*candidates: str | None) -> str | None:
             except OSError:
                 pass
             continue
-        if REPO_ID_RE.match(text):
+        if is_repo_id(text):
             return text
     return None

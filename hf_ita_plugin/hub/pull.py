@@ -118,9 +118,7 @@ def load_adapter(repo_id: str, revision: str | None = None, load_in_4bit: bool =
     adapter's chat template. ``load_in_4bit`` loads the base with bitsandbytes NF4 (double quant).
     ``repo_id`` may also be a local adapter folder.
     """
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from ..models.loader import attach_adapter, load_base, load_tokenizer
 
     adapter_dir = fetch_adapter(repo_id, revision, allow_pickle=allow_pickle, token=token, endpoint=endpoint,
                                 cache_dir=cache_dir)
@@ -130,30 +128,11 @@ def load_adapter(repo_id: str, revision: str | None = None, load_in_4bit: bool =
         raise ModelError(f"{repo_id}: adapter_config.json non indica il modello base / names no base model",
                          hint="pass base_model='ORG/NAME'")
     base_dir = resolve_base(base_id, allow_pickle=allow_pickle, token=token, endpoint=endpoint, cache_dir=cache_dir)
-
-    kwargs: dict = {"use_safetensors": None if allow_pickle else True}
-    if load_in_4bit:
-        cuda = torch.cuda.is_available()
-        compute = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else (torch.float16 if cuda else torch.float32)
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
-        kwargs["device_map"] = {"": 0} if cuda else {"": "cpu"}
-        kwargs["dtype"] = dtype or compute
-    else:
-        kwargs["dtype"] = dtype or torch.float32
-    try:
-        base = AutoModelForCausalLM.from_pretrained(str(base_dir), **kwargs)
-    except OSError as exc:
-        raise ModelError(f"modello base {base_id}: caricamento fallito / failed to load ({str(exc).splitlines()[0]})") from exc
-    model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
-    model.eval()
-    if load_in_4bit:
-        from ..models import quant_layout
-
-        quant_layout.for_inference(model)
-
-    has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir if has_tokenizer else base_dir))
+    base = load_base(base_dir, quantization="nf4" if load_in_4bit else None, compute_dtype="auto",
+                     dtype=dtype or (None if load_in_4bit else "float32"), allow_pickle=allow_pickle,
+                     what=f"modello base / base model {base_id}")
+    model = attach_adapter(base, adapter_dir).eval()
+    tokenizer = load_tokenizer(base_dir, adapter_dir=adapter_dir)
     template = read_chat_template(adapter_dir)
     if template:
         tokenizer.chat_template = template
@@ -162,14 +141,6 @@ def load_adapter(repo_id: str, revision: str | None = None, load_in_4bit: bool =
 
 def generate_reply(model, tokenizer, prompt: str, *, max_new_tokens: int = 128) -> str:
     """Answer one user message with the model's chat template (greedy decoding)."""
-    import torch
+    from ..inference.generate import generate
 
-    messages = [{"role": "user", "content": prompt}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
-    device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in inputs.items()}
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-
+    return generate(model, tokenizer, [{"role": "user", "content": prompt}], max_new_tokens=max_new_tokens)

