@@ -467,7 +467,7 @@ def test_cli_refusals_are_clear_and_leave_nothing_behind(jobs_hub, mario, monkey
 
 def test_invalid_repo_id_is_refused_before_any_request(jobs_hub, mario, config_file, capsys):
     assert cli_main(["launch", str(config_file), "--flavor", "t4-small", "--repo", "mario/bad name"]) == 2
-    assert "invalid repo id 'mario/bad name'" in capsys.readouterr().err
+    assert "malformed repo id 'mario/bad name'" in capsys.readouterr().err
     assert not [r for r in jobs_hub.job_requests if r.route == "jobs_create"]
 
 
