@@ -23,6 +23,7 @@ COMMANDS = [
     "hf_ita_plugin.cli.commands.jobs",
     "hf_ita_plugin.cli.commands.gguf",
     "hf_ita_plugin.cli.commands.hub",
+    "hf_ita_plugin.cli.commands.autotrain",
 ]
 
 
