@@ -204,6 +204,7 @@ def measure_variant(checkpoint: Path, variant: str, seq: int, batch: int, steps:
     tokens = sum(step_tokens[warmup:len(timer.seconds)])
     return {
         "variant": variant, "seq": seq, "batch": batch, "steps": len(timer.seconds), "warmup_steps": warmup,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "trained_tokens_measured": tokens,
         "tokens_per_s": round(tokens / sum(measured), 2) if measured else None,
         "median_step_s": round(statistics.median(measured), 4) if measured else None,
@@ -251,7 +252,8 @@ def run_all(args) -> dict:
             runs.append(_run_one(args, checkpoint, variant, seq, left))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"shapes": "toy llama" if args.toy else "Mistral-7B (random weights)",
+    devices = sorted({r["device"] for r in runs if "device" in r})
+    return {"shapes": "toy llama" if args.toy else "Mistral-7B (random weights)", "devices": devices,
             "model_shapes": TOY_SHAPES if args.toy else MISTRAL_7B_SHAPES, "quantization": "nf4 + double quant",
             "steps": args.steps, "warmup_steps": args.warmup, "tokens_per_step": args.tokens_per_step,
             "variants": VARIANTS, "checkpoint_s": checkpoint_s, "plan": p, "runs": runs,
@@ -278,6 +280,7 @@ def _run_one(args, checkpoint: Path, variant: str, seq: int, left: float) -> dic
         return {"variant": variant, "seq": seq, "skipped": "budget (killed)"}
     if done.returncode:
         # e.g. out of GPU memory: recorded, the other variants still run
+        print(f"[gpu] seq {seq:>5} {variant:17s} FAILED (exit {done.returncode}, traceback above)", file=sys.stderr)
         return {"variant": variant, "seq": seq, "failed": f"exit {done.returncode}"}
     row = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"[gpu] seq {seq:>5} {variant:17s} {row['tokens_per_s']} tok/s, median step {row['median_step_s']} s, "

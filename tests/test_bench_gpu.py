@@ -31,6 +31,7 @@ def test_toy_run_prints_a_json_line_and_writes_the_result(tmp_path):
 
     saved = json.loads((tmp_path / "gpu-toy.json").read_text(encoding="utf-8"))
     assert saved["environment"]["machine"] and "commit" in saved["environment"]
+    assert saved["devices"] == ["cpu"]
     runs = saved["runs"]
     assert {(r["seq"], r["variant"]) for r in runs} == {(s, v) for s in (64, 128) for v in VARIANTS}
     for seq in (64, 128):
