@@ -23,6 +23,7 @@ WRITERS = {
     ("eval",): "--output",
     ("gguf", "adapter"): "--output",
     ("card",): "--output",
+    ("autotrain-config",): "--output",
 }
 BILINGUAL = re.compile(r".+ / .+")
 

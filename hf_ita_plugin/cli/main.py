@@ -24,6 +24,7 @@ COMMANDS = [
     "hf_ita_plugin.cli.commands.gguf",
     "hf_ita_plugin.cli.commands.hub",
     "hf_ita_plugin.cli.commands.chat",
+    "hf_ita_plugin.cli.commands.autotrain",
 ]
 
 
