@@ -1,8 +1,9 @@
 """Card facts: what a model card says about a run, read from a training OUTPUT_DIR.
 
 :func:`facts_from_output_dir` reads ``metrics.json``, ``run_config.yaml`` and ``adapter/`` (its
-tokenizer renders the chat-template example) into a :class:`CardFacts`; files that do not parse
-raise :class:`~hf_ita_plugin.errors.ConfigError` naming the file and line. GGUF files published
+tokenizer renders the chat-template example) through :class:`~hf_ita_plugin.rundir.RunDir` into a
+:class:`CardFacts`; files that do not parse, and ``metrics.json`` fields of the wrong type, raise
+:class:`~hf_ita_plugin.errors.ConfigError` naming the file and the line or field. GGUF files published
 alongside are described by :func:`collect_gguf_files`.
 """
 
@@ -18,7 +19,6 @@ from ..config import hyperparameters
 from ..errors import ConfigError
 from ..rundir import RunDir, RunMetrics
 from ..rundir import read_json_object as read_json
-from ..rundir import read_yaml_mapping as read_yaml
 from .licenses import BUNDLED_DATA, LicenseDecision, base_model_license, dataset_license, decide_license, is_hub_dataset
 from .paths import is_local_path, public_model_id
 
