@@ -52,20 +52,22 @@ def make_output_dir(folder: Path, adapter_mb: int) -> Path:
 
     from hf_ita_plugin.config import RunConfig
     from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from hf_ita_plugin.rundir import RunDir, RunMetrics
 
     embedded = ensure_embedded_model(verbose=False)
-    adapter = folder / "adapter"
+    run = RunDir(folder)
+    adapter = run.adapter_dir
     adapter.mkdir(parents=True)
     n = adapter_mb * 2**20 // 4 // 2
     torch.manual_seed(0)
     save_file({"base_model.model.lora_A.weight": torch.randn(n // 1024, 1024),
                "base_model.model.lora_B.weight": torch.randn(n // 1024, 1024)}, str(adapter / "adapter_model.safetensors"))
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(embedded), "peft_type": "LORA",
+    run.adapter_config_path.write_text(json.dumps({"base_model_name_or_path": str(embedded), "peft_type": "LORA",
                                                              "r": 16, "lora_alpha": 32, "task_type": "CAUSAL_LM"}))
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         shutil.copyfile(embedded / name, adapter / name)
-    (folder / "run_config.yaml").write_text(RunConfig.from_preset("smollm2-135m-cpu").to_yaml())
-    (folder / "metrics.json").write_text(json.dumps({
+    run.write_config(RunConfig.from_preset("smollm2-135m-cpu"))
+    run.write_metrics(RunMetrics.from_dict({
         "base_model": EMBEDDED_HUB_ID, "base_model_path": str(embedded), "template": "chatml", "quantization": "nf4",
         "data": {"train_examples": 425, "eval_examples": 80, "train_source": "bundled", "eval_source": "bundled-heldout"},
         "train": {"steps": 53, "final_loss": 1.9, "train_runtime_s": 600.0},

@@ -137,7 +137,9 @@ def run_quickstart(extra: list[str]) -> dict:
         started = time.time()
         subprocess.run(cmd, check=True)
         wall = time.time() - started
-        metrics = json.loads((out / "metrics.json").read_text())
+        from hf_ita_plugin.rundir import RunDir
+
+        metrics = RunDir(out).read_metrics().to_dict()
     ev = metrics["eval"]
     return {
         "wall_time_s": round(wall, 1),

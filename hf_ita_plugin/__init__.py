@@ -19,6 +19,8 @@ _LAZY = {
     "ItalianSFT": ".training.recipe",
     "TrainResult": ".training.recipe",
     "RunConfig": ".config",
+    "RunDir": ".rundir",
+    "RunMetrics": ".rundir",
     "HfItaError": ".errors",
     "apply_template": ".templates",
     "DEFAULT_SYSTEM_PROMPT": ".templates",
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import HfItaError
     from .hub.pull import load_adapter
     from .hub.push import push
+    from .rundir import RunDir, RunMetrics
     from .training.recipe import ItalianSFT, TrainResult
     from .templates import DEFAULT_SYSTEM_PROMPT, apply_template
 

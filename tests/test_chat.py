@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
@@ -13,6 +12,7 @@ from hf_ita_plugin.inference.chat import (
 )
 from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, embedded_gguf_path, ensure_embedded_model
 from hf_ita_plugin.errors import ConfigError, HubError, ModelError
+from hf_ita_plugin.rundir import RunDir, RunMetrics
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT
 from jobs_server import hub_endpoint, jobs_hub  # noqa: F401 - fixtures
 
@@ -39,9 +39,10 @@ def adapter_run(tmp_path_factory):
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"],
                                                   init_lora_weights=False))
     peft_model.peft_config["default"].base_model_name_or_path = EMBEDDED_HUB_ID
-    peft_model.save_pretrained(out / "adapter")
-    AutoTokenizer.from_pretrained(base).save_pretrained(out / "adapter")
-    (out / "metrics.json").write_text(json.dumps({"base_model": EMBEDDED_HUB_ID, "template": "chatml"}), encoding="utf-8")
+    run = RunDir(out)
+    peft_model.save_pretrained(run.adapter_dir)
+    AutoTokenizer.from_pretrained(base).save_pretrained(run.adapter_dir)
+    run.write_metrics(RunMetrics(base_model=EMBEDDED_HUB_ID, template="chatml"))
     return out
 
 

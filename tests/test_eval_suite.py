@@ -16,6 +16,7 @@ from hf_ita_plugin.errors import EvaluationError
 from hf_ita_plugin.evaluation.metrics import bits_per_byte
 from hf_ita_plugin.evaluation.quality import generate_answers, italian_prompts
 from hf_ita_plugin.evaluation.suite import EvalTarget, load_target, parse_tasks, resolve_target, run_eval
+from hf_ita_plugin.rundir import RunDir
 
 FAST = {"prompts": 2, "max_new_tokens": 12, "bpb_max_chars": 700, "heldout_limit": 6}
 
@@ -48,13 +49,14 @@ def output_dir(tmp_path_factory):
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    model.save_pretrained(out / "adapter")
-    AutoTokenizer.from_pretrained(base).save_pretrained(out / "adapter")
-    (out / "metrics.json").write_text(json.dumps({
+    run = RunDir(out)
+    model.save_pretrained(run.adapter_dir)
+    AutoTokenizer.from_pretrained(base).save_pretrained(run.adapter_dir)
+    run.metrics_path.write_text(json.dumps({  # as written before metrics.json had a schema_version
         "base_model": EMBEDDED_HUB_ID, "base_model_path": "/not/on/this/machine",
         "eval": {"before": {"response_loss": 9.0}, "after": {"response_loss": 8.0}},
     }), encoding="utf-8")
-    (out / "run_config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": None},
+    run.config_path.write_text(yaml.safe_dump({"model": {"name_or_path": None},
                                                           "data": {"system_prompt": "default"}}), encoding="utf-8")
     return out
 
@@ -89,17 +91,19 @@ def test_single_model_run(tmp_path):
 
 
 def test_output_dir_before_after(output_dir, tmp_path):
+    run = RunDir(output_dir)
     target = resolve_target(str(output_dir))
-    assert target.adapter_dir == output_dir / "adapter" and target.base_id == EMBEDDED_HUB_ID
+    assert target.adapter_dir == run.adapter_dir and target.base_id == EMBEDDED_HUB_ID
     result = run_eval(str(output_dir), "bpb,italian-rate", progress=False, **FAST)
     base = run_eval("embedded", "bpb", progress=False, **FAST)["metrics"]
     assert result["before"]["bits_per_byte"] == pytest.approx(base["bits_per_byte"], abs=1e-5)  # adapter disabled = base
     assert result["after"]["bits_per_byte"] != pytest.approx(result["before"]["bits_per_byte"], abs=1e-5)
-    metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = json.loads(run.metrics_path.read_text(encoding="utf-8"))
+    assert metrics["schema_version"] == 1 and metrics["base_model_path"] == "/not/on/this/machine"  # old file upgraded
     assert metrics["eval"]["before"]["response_loss"] == 9.0  # the recipe's numbers are kept
     assert metrics["eval"]["before"]["bits_per_byte"] == result["before"]["bits_per_byte"]
     assert metrics["eval"]["change"]["response_loss"] == pytest.approx(-1 / 9, abs=1e-4)
-    table = (output_dir / "eval.md").read_text(encoding="utf-8")
+    table = run.eval_report_path.read_text(encoding="utf-8")
     assert "| bits_per_byte ↓ |" in table and "| italian_rate ↑ |" in table and "| response_loss ↓ | 9.0000 | 8.0000 | -11.1% ✓ |" in table
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gguf_models import tiny_mistral_spm
+from hf_ita_plugin.rundir import RunDir, RunMetrics
 
 
 def _training_output_dir(tmp_path: Path) -> tuple[Path, Path]:
@@ -26,13 +27,14 @@ def _training_output_dir(tmp_path: Path) -> tuple[Path, Path]:
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.mul_(3.0)
-    peft_model.save_pretrained(str(out / "adapter"))
-    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(out / "adapter"))
-    cfg_file = out / "adapter" / "adapter_config.json"
+    run = RunDir(out)
+    peft_model.save_pretrained(str(run.adapter_dir))
+    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(run.adapter_dir))
+    cfg_file = run.adapter_config_path
     cfg = json.loads(cfg_file.read_text())
     cfg["base_model_name_or_path"] = "someone/not-on-this-machine"  # resolved through metrics.json
     cfg_file.write_text(json.dumps(cfg))
-    (out / "metrics.json").write_text(json.dumps({"base_model": "someone/not-on-this-machine", "base_model_path": str(base_dir)}))
+    run.write_metrics(RunMetrics(base_model="someone/not-on-this-machine", base_model_path=str(base_dir)))
     return out, base_dir
 
 

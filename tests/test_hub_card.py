@@ -15,6 +15,7 @@ from hf_ita_plugin.errors import ConfigError
 from hf_ita_plugin.hub.card import render_card, write_card
 from hf_ita_plugin.hub.facts import collect_gguf_files, facts_from_output_dir
 from hf_ita_plugin.hub.licenses import LicenseConflictWarning
+from hf_ita_plugin.rundir import RunDir
 from test_hub_support import make_run, push_folder, tiny_base
 
 
@@ -44,7 +45,7 @@ def test_card_metadata_round_trips_through_modelcard(run_dir, tmp_path):
     assert data.library_name == "peft"
     assert data.pipeline_tag == "text-generation"
     assert {"italian", "sft", "qlora", "hf-ita-plugin"} <= set(data.tags)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads(RunDir(run_dir).metrics_path.read_text())
     results = {r.metric_type: r.metric_value for r in data.eval_results}
     assert results == metrics["eval"]["after"]
     assert all(r.task_type == "text-generation" for r in data.eval_results)
@@ -136,8 +137,8 @@ def test_card_cli_writes_readme_and_reports_bad_metrics(run_dir, tmp_path, capsy
     out = tmp_path / "out"
     shutil.copytree(run_dir, out)
     assert main(["card", str(out), "--repo", "mario/cli-card", "--offline"]) == 0
-    assert ModelCard.load(out / "README.md").data.model_name == "mario/cli-card"
-    (out / "metrics.json").write_text('{"base_model": "x",\n  "eval": [1, }\n')
+    assert ModelCard.load(RunDir(out).card_path).data.model_name == "mario/cli-card"
+    RunDir(out).metrics_path.write_text('{"base_model": "x",\n  "eval": [1, }\n')
     assert main(["card", str(out), "--offline"]) == 2
     err = capsys.readouterr().err
     assert "metrics.json" in err and "line 2" in err

@@ -17,6 +17,7 @@ from hf_ita_plugin.models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 from hf_ita_plugin.errors import HubError, ModelError
 from hf_ita_plugin.hub.pull import load_adapter
 from hf_ita_plugin.hub.push import push
+from hf_ita_plugin.rundir import RunDir
 from test_hub_support import adapter_logits, make_run, push_folder, reference_model, tiny_base
 
 BASE_ID = "mario/tiny-llama"
@@ -38,7 +39,7 @@ def hub(hub_server, base_dir, monkeypatch):
 
 def test_pickle_adapter_is_refused_unless_allowed(hub, base_dir, tmp_path):
     run = make_run(tmp_path / "run", base_dir, BASE_ID, bin_weights=True)
-    adapter = run / "adapter"
+    adapter = RunDir(run).adapter_dir
     config = json.loads((adapter / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = BASE_ID
     (adapter / "adapter_config.json").write_text(json.dumps(config))
@@ -97,12 +98,12 @@ def test_embedded_smollm2_round_trip(hub, tmp_path):
     135M parameters twice costs more than this whole file.)"""
     embedded = ensure_embedded_model(verbose=False)
     run = make_run(tmp_path / "run", embedded, EMBEDDED_HUB_ID, r=2)
-    assert json.loads((run / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(embedded)
+    assert json.loads((RunDir(run).adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == str(embedded)
     push(run, "mario/smollm2-ita", retry_wait=0.01)
     pushed = json.loads(hub.files("mario/smollm2-ita")["adapter_config.json"])
     assert pushed["base_model_name_or_path"] == EMBEDDED_HUB_ID
     model, tokenizer = load_adapter("mario/smollm2-ita", revision="v1", cache_dir=str(tmp_path / "c"))
-    reference = reference_model(embedded, run / "adapter")
+    reference = reference_model(embedded, RunDir(run).adapter_dir)
     torch.testing.assert_close(adapter_logits(model, tokenizer), adapter_logits(reference, tokenizer), rtol=0, atol=1e-5)
 
 
@@ -123,7 +124,7 @@ def test_card_snippets_work_as_written(hub, base_dir, tmp_path):
     """Run the card's transformers / peft / merged-model snippets verbatim against the local Hub."""
     run = make_run(tmp_path / "run", base_dir, BASE_ID)
     push(run, "mario/tiny-ita", merged=True, retry_wait=0.01)  # merges through hf_ita_plugin.gguf
-    assert (run / "merged" / "config.json").is_file()
+    assert (RunDir(run).merged_dir / "config.json").is_file()
     card = hub.files("mario/tiny-ita")["README.md"].decode()
     blocks = _python_blocks(card)
     wanted = [k for k in blocks if k.startswith(("transformers + peft", "AutoPeftModelForCausalLM", "Modello unito"))]
@@ -147,8 +148,8 @@ def test_gguf_snippet_runs_with_llama_cpp(hub, tmp_path):
 
     embedded = ensure_embedded_model(verbose=False)
     run = make_run(tmp_path / "run", embedded, EMBEDDED_HUB_ID, r=2)
-    (run / "gguf").mkdir()
-    shutil.copyfile(embedded_gguf_path(), run / "gguf" / "smollm2-ita-Q4_1.gguf")
+    RunDir(run).gguf_dir.mkdir()
+    shutil.copyfile(embedded_gguf_path(), RunDir(run).gguf_dir / "smollm2-ita-Q4_1.gguf")
     push(run, "mario/smollm2-ita", retry_wait=0.01)
     card = hub.files("mario/smollm2-ita")["README.md"].decode()
     code = _python_blocks(card)["llama-cpp-python"]

@@ -15,6 +15,7 @@ from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.errors import ConfigError, HubError, ModelError
 from hf_ita_plugin.hub.pull import load_adapter
 from hf_ita_plugin.hub.push import PUBLISH_ID_PREFIX, push
+from hf_ita_plugin.rundir import RunDir
 from test_hub_support import adapter_logits, make_run, push_folder, reference_model, tiny_base
 
 BASE_ID = "mario/tiny-llama"
@@ -29,7 +30,7 @@ def base_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_template(tmp_path_factory, base_dir):
     run = make_run(tmp_path_factory.mktemp("run") / "out", base_dir, BASE_ID)
-    gguf = run / "gguf"
+    gguf = RunDir(run).gguf_dir
     gguf.mkdir()
     (gguf / "tiny-ita-Q8_0.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + torch.randn(20000).numpy().tobytes())
     (gguf / "tiny-ita-Q8_0.Modelfile").write_text("FROM ./tiny-ita-Q8_0.gguf\n")
@@ -58,7 +59,7 @@ def _sha(data: bytes) -> str:
 
 
 def _expected_files(run: Path) -> set[str]:
-    adapter = {p.name for p in (run / "adapter").iterdir() if p.name != "README.md"}
+    adapter = {p.name for p in RunDir(run).adapter_dir.iterdir() if p.name != "README.md"}
     return adapter | {"README.md", "metrics.json", "run_config.yaml", "loss_curve.png", "gguf/tiny-ita-Q8_0.gguf",
                       "gguf/tiny-ita-Q8_0.Modelfile", ".gitattributes"}
 
@@ -66,8 +67,8 @@ def _expected_files(run: Path) -> set[str]:
 def _assert_complete_publish(hub, repo: str, run: Path, revision: str = "main") -> dict[str, bytes]:
     files = hub.files(repo, revision)
     assert set(files) == _expected_files(run)
-    assert _sha(files["adapter_model.safetensors"]) == _sha((run / "adapter" / "adapter_model.safetensors").read_bytes())
-    assert files["gguf/tiny-ita-Q8_0.gguf"] == (run / "gguf" / "tiny-ita-Q8_0.gguf").read_bytes()
+    assert _sha(files["adapter_model.safetensors"]) == _sha((RunDir(run).adapter_dir / "adapter_model.safetensors").read_bytes())
+    assert files["gguf/tiny-ita-Q8_0.gguf"] == (RunDir(run).gguf_dir / "tiny-ita-Q8_0.gguf").read_bytes()
     return files
 
 
@@ -99,10 +100,10 @@ def test_round_trip_push_then_load_adapter_gives_same_logits(hub, run, base_dir,
 
     # pull back: same logits as loading the local adapter onto the local base
     model, tokenizer = load_adapter("mario/tiny-ita", revision="v1", cache_dir=str(tmp_path / "cache"))
-    reference = reference_model(base_dir, run / "adapter")
+    reference = reference_model(base_dir, RunDir(run).adapter_dir)
     from transformers import AutoTokenizer
 
-    tokenizer_ref = AutoTokenizer.from_pretrained(str(run / "adapter"))
+    tokenizer_ref = AutoTokenizer.from_pretrained(str(RunDir(run).adapter_dir))
     assert tokenizer.chat_template == tokenizer_ref.chat_template
     torch.testing.assert_close(adapter_logits(model, tokenizer), adapter_logits(reference, tokenizer_ref), rtol=0, atol=1e-6)
     with reference.disable_adapter():  # the adapter must matter, or "same logits" proves nothing
@@ -114,14 +115,14 @@ def test_load_adapter_in_4bit_matches_local_4bit(hub, run, base_dir, tmp_path):
     push(run, "mario/tiny-ita", retry_wait=0.01)
     model, tokenizer = load_adapter("mario/tiny-ita", load_in_4bit=True, cache_dir=str(tmp_path / "cache"))
     assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
-    reference = reference_model(base_dir, run / "adapter", load_in_4bit=True)
+    reference = reference_model(base_dir, RunDir(run).adapter_dir, load_in_4bit=True)
     torch.testing.assert_close(adapter_logits(model, tokenizer), adapter_logits(reference, tokenizer), rtol=0, atol=1e-5)
 
 
 def test_second_publish_gets_next_tag_and_old_revision_stays_loadable(hub, run, base_dir, tmp_path):
     first = push(run, "mario/tiny-ita", retry_wait=0.01)
-    (run / "gguf" / "tiny-ita-Q8_0.gguf").unlink()
-    (run / "gguf" / "tiny-ita-Q8_0.Modelfile").unlink()
+    (RunDir(run).gguf_dir / "tiny-ita-Q8_0.gguf").unlink()
+    (RunDir(run).gguf_dir / "tiny-ita-Q8_0.Modelfile").unlink()
     make_run(run, base_dir, BASE_ID, seed=1)  # retrained adapter
     second = push(run, "mario/tiny-ita", retry_wait=0.01)
     assert (first.tag, second.tag) == ("v1", "v2")
@@ -131,7 +132,7 @@ def test_second_publish_gets_next_tag_and_old_revision_stays_loadable(hub, run, 
     assert "gguf/tiny-ita-Q8_0.gguf" not in hub.files("mario/tiny-ita", "v2")
     old, tok = load_adapter("mario/tiny-ita", revision="v1", cache_dir=str(tmp_path / "c"))
     new, _ = load_adapter("mario/tiny-ita", revision="v2", cache_dir=str(tmp_path / "c"))
-    new_ref = reference_model(base_dir, run / "adapter")
+    new_ref = reference_model(base_dir, RunDir(run).adapter_dir)
     torch.testing.assert_close(adapter_logits(new, tok), adapter_logits(new_ref, tok), rtol=0, atol=1e-6)
     assert (adapter_logits(old, tok) - adapter_logits(new, tok)).abs().max() > 1e-3
 
@@ -246,23 +247,23 @@ def test_existing_tag_is_refused_before_committing(hub, run):
 
 
 def test_pickle_weights_are_refused(hub, run):
-    torch.save({"x": torch.zeros(2)}, run / "adapter" / "training_args.bin")
+    torch.save({"x": torch.zeros(2)}, RunDir(run).adapter_dir / "training_args.bin")
     with pytest.raises(ModelError, match="training_args.bin.*pickle"):
         push(run, "mario/tiny-ita")
     assert ("model", "mario/tiny-ita") not in hub.repos
 
 
 def test_token_written_in_a_file_is_never_published(hub, run):
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads(RunDir(run).metrics_path.read_text())
     metrics["notes"] = f"logged in with {hub.token}"
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    RunDir(run).metrics_path.write_text(json.dumps(metrics))
     with pytest.raises(ConfigError, match="metrics.json: .*contains the Hugging Face token"):
         push(run, "mario/tiny-ita")
     assert ("model", "mario/tiny-ita") not in hub.repos
 
 
 def test_local_path_left_in_a_file_is_never_published(hub, run):
-    (run / "adapter" / "training_notes.json").write_text(json.dumps({"data": str(run / "data.jsonl")}))
+    (RunDir(run).adapter_dir / "training_notes.json").write_text(json.dumps({"data": str(run / "data.jsonl")}))
     with pytest.raises(ConfigError, match="training_notes.json: .*contains a local path"):
         push(run, "mario/tiny-ita")
     assert ("model", "mario/tiny-ita") not in hub.repos
@@ -284,6 +285,6 @@ def test_publish_kinds_put_the_right_files_at_the_root(run):
 
     adapter = stage_publish(run, "mario/tiny-ita", lookup=False)  # what OUTPUT_DIR holds is published alongside
     assert {"adapter_model.safetensors", "merged/model.safetensors", "gguf/tiny-ita-Q8_0.gguf"} <= set(adapter.files)
-    shutil.rmtree(run / "gguf")
+    shutil.rmtree(RunDir(run).gguf_dir)
     with pytest.raises(ModelError, match="no .gguf files"):
         stage_publish(run, "mario/tiny-ita", gguf=[], lookup=False)

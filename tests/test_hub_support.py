@@ -43,17 +43,18 @@ def make_run(out: Path, base_dir: Path, base_model_id: str | None, *, r: int = 4
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_ita_plugin.config import RunConfig
+    from hf_ita_plugin.rundir import RunDir, RunMetrics
     from hf_ita_plugin.training.plotting import plot_loss_curve
 
+    run = RunDir(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear",
                                             init_lora_weights=False, task_type="CAUSAL_LM"))
-    model.save_pretrained(out / "adapter", safe_serialization=not bin_weights)
-    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(out / "adapter")
-    cfg = RunConfig.from_preset("smollm2-135m-cpu", [f"training.output_dir={out}", "training.learning_rate=0.00031"])
-    (out / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    model.save_pretrained(run.adapter_dir, safe_serialization=not bin_weights)
+    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(run.adapter_dir)
+    run.write_config(RunConfig.from_preset("smollm2-135m-cpu", [f"training.output_dir={out}", "training.learning_rate=0.00031"]))
     history = [{"step": 1, "loss": 3.1}, {"step": 2, "loss": 2.7}, {"step": 2, "eval_loss": 2.9}]
     metrics = {
         "base_model": base_model_id,
@@ -74,8 +75,8 @@ def make_run(out: Path, base_dir: Path, base_model_id: str | None, *, r: int = 4
         "wall_time_s": 61.5,
     }
     metrics.update(metrics_extra or {})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    plot_loss_curve(history, out / "loss_curve.png", title="test")
+    run.write_metrics(RunMetrics.from_dict(metrics))
+    plot_loss_curve(history, run.loss_curve_path, title="test")
     return out
 
 

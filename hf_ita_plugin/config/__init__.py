@@ -1,6 +1,7 @@
 """Run configuration: the schema (six sections), packaged presets and ``section.key=value`` overrides."""
 
 from .schema import (
+    HYPERPARAMETERS,
     DataConfig,
     EvaluationConfig,
     LoraConfig,
@@ -9,9 +10,10 @@ from .schema import (
     RunConfig,
     TrainingConfig,
     apply_overrides,
+    hyperparameters,
     list_presets,
     load_preset_dict,
 )
 
-__all__ = ["DataConfig", "EvaluationConfig", "LoraConfig", "ModelConfig", "QuantizationConfig", "RunConfig",
-           "TrainingConfig", "apply_overrides", "list_presets", "load_preset_dict"]
+__all__ = ["HYPERPARAMETERS", "DataConfig", "EvaluationConfig", "LoraConfig", "ModelConfig", "QuantizationConfig", "RunConfig",
+           "TrainingConfig", "apply_overrides", "hyperparameters", "list_presets", "load_preset_dict"]

@@ -192,6 +192,30 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
+HYPERPARAMETERS = (
+    "lora.r", "lora.alpha", "lora.dropout", "lora.target_modules",
+    "training.max_seq_length", "training.per_device_batch_size", "training.gradient_accumulation_steps",
+    "training.learning_rate", "training.num_epochs", "training.max_steps", "training.warmup_ratio",
+    "training.lr_scheduler", "training.weight_decay", "training.batching", "training.seed",
+    "quantization.compute_dtype", "quantization.double_quant",
+)
+"""The config leaves a run records as its hyperparameters (``metrics.json`` and the model card),
+keyed by leaf name. Adding a hyperparameter: add its field above and its path here."""
+
+
+def hyperparameters(config: "RunConfig | dict[str, Any]") -> dict[str, Any]:
+    """``{leaf name: value}`` for :data:`HYPERPARAMETERS`, from a :class:`RunConfig` or its YAML mapping
+    (leaves missing from a mapping are left out)."""
+    raw = config.to_dict() if isinstance(config, RunConfig) else config
+    out: dict[str, Any] = {}
+    for path in HYPERPARAMETERS:
+        section, name = path.split(".")
+        values = raw.get(section)
+        if isinstance(values, dict) and name in values:
+            out[name] = values[name]
+    return out
+
+
 # ---------------------------------------------------------------------- presets
 def list_presets() -> list[str]:
     """Names of the presets shipped with the package."""

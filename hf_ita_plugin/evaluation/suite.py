@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..utils import atomic
-from ..errors import EvaluationError
+from ..errors import ConfigError, EvaluationError
+from ..rundir import RunDir, RunMetrics
 from .compare import comparison_table, relative_change
 from .lm_eval import ITALIAN_LM_EVAL_TASKS, check_lm_eval, run_lm_eval
 from .metrics import heldout_metrics
@@ -70,21 +71,19 @@ def resolve_target(model_or_output_dir: str) -> EvalTarget:
         path, ident = base_of(None)
         return EvalTarget(path, ident)
     path = Path(model_or_output_dir).expanduser()
-    if (path / "adapter" / "adapter_config.json").is_file():
-        metrics = _read_json(path / "metrics.json")
+    run = RunDir(path)
+    if run.has_adapter():
+        metrics = _read_metrics(run)
         system_prompt = "default"
-        config_path = path / "run_config.yaml"
-        name = metrics.get("base_model")
-        if config_path.is_file():
-            import yaml
-
-            cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        name = metrics.base_model
+        if run.config_path.is_file():
+            cfg = _as_evaluation_error(run.read_config)
             name = name or (cfg.get("model") or {}).get("name_or_path")
             system_prompt = (cfg.get("data") or {}).get("system_prompt", "default")
-        base_path, base_id = base_of(name, metrics.get("base_model_path"))
-        return EvalTarget(base_path, base_id, path / "adapter", path, str(path / "adapter"), system_prompt)
-    if (path / "adapter_config.json").is_file():
-        config = _read_json(path / "adapter_config.json")
+        base_path, base_id = base_of(name, metrics.base_model_path)
+        return EvalTarget(base_path, base_id, run.adapter_dir, path, str(run.adapter_dir), system_prompt)
+    if (path / RunDir.ADAPTER_CONFIG).is_file():
+        config = _read_json(path / RunDir.ADAPTER_CONFIG)
         base_path, base_id = base_of(config.get("base_model_name_or_path"))
         return EvalTarget(base_path, base_id, path, None, str(path))
     if path.is_dir():
@@ -94,6 +93,19 @@ def resolve_target(model_or_output_dir: str) -> EvalTarget:
         return EvalTarget(model_or_output_dir, model_or_output_dir)
     raise EvaluationError(f"{model_or_output_dir}: not a training output directory, an adapter, a model directory or a Hub id",
                           hint="pass OUTPUT_DIR of hf-ita train, an adapter folder, 'embedded' or a model id")
+
+
+def _as_evaluation_error(read):
+    """``read()``, with a malformed run file reported as an :class:`EvaluationError` (``hf-ita eval``'s error)."""
+    try:
+        return read()
+    except ConfigError as exc:
+        raise EvaluationError(exc.message, hint=exc.hint) from None
+
+
+def _read_metrics(run: RunDir) -> RunMetrics:
+    """The run's metrics (empty when it has no ``metrics.json``)."""
+    return _as_evaluation_error(run.read_metrics) or RunMetrics.from_dict({})
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -182,13 +194,14 @@ def run_eval(model_or_output_dir: str, tasks: str | Sequence[str] | None = None,
 
 
 def _update_run_metrics(output_dir: Path, result: dict[str, Any]) -> None:
-    path = output_dir / "metrics.json"
-    metrics = _read_json(path)
-    section = metrics.setdefault("eval", {})
-    section.setdefault("before", {}).update(result["before"])
-    section.setdefault("after", {}).update(result["after"])
-    section["change"] = _relative_change(section["before"], section["after"])
-    section["suite"] = {"tasks": result["tasks"], "details": result["details"]}
-    atomic.write_json(path, metrics)
-    atomic.write_text(output_dir / "eval.md", "# Valutazione / Evaluation: base vs fine-tune\n\n"
-                      + comparison_table(section["before"], section["after"]))
+    run = RunDir(output_dir)
+    metrics = _read_metrics(run)
+    section = metrics.eval
+    section.before.update(result["before"])
+    section.after.update(result["after"])
+    section.change = _relative_change(section.before, section.after)
+    section.extra["suite"] = {"tasks": result["tasks"], "details": result["details"]}
+    run.write_metrics(metrics)
+    atomic.write_text(run.eval_report_path, "# Valutazione / Evaluation: base vs fine-tune\n\n"
+                      + comparison_table(section.before, section.after))
+

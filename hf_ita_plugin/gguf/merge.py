@@ -12,7 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import HfItaError, ModelError
+from ..rundir import RunDir
 
 _TOKENIZER_FILES = ("tokenizer.model",)
 
@@ -34,14 +35,14 @@ class ModelSource:
 def find_adapter_dir(path: str | Path) -> Path | None:
     """The peft adapter directory of a training OUTPUT_DIR (``adapter/``) or of an adapter dir itself."""
     path = Path(path)
-    for candidate in (path / "adapter", path):
-        if (candidate / "adapter_config.json").is_file():
+    for candidate in (RunDir(path).adapter_dir, path):
+        if (candidate / RunDir.ADAPTER_CONFIG).is_file():
             return candidate
     return None
 
 
 def read_adapter_config(adapter_dir: Path) -> dict:
-    file = adapter_dir / "adapter_config.json"
+    file = adapter_dir / RunDir.ADAPTER_CONFIG
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -59,14 +60,13 @@ def resolve_base_dir(adapter_dir: Path) -> Path:
 
     config = read_adapter_config(adapter_dir)
     base = config.get("base_model_name_or_path")
-    metrics = adapter_dir.parent / "metrics.json"
-    if metrics.is_file():
-        try:
-            local = json.loads(metrics.read_text(encoding="utf-8")).get("base_model_path")
-        except json.JSONDecodeError:
-            local = None
-        if local and (Path(local) / "config.json").is_file():
-            return Path(local)
+    try:
+        metrics = RunDir.of_adapter(adapter_dir).read_metrics()
+    except HfItaError:  # an unreadable metrics.json only loses this hint
+        metrics = None
+    local = metrics.base_model_path if metrics is not None else None
+    if local and (Path(local) / "config.json").is_file():
+        return Path(local)
     if base and (Path(base) / "config.json").is_file():
         return Path(base)
     if base == EMBEDDED_HUB_ID:
@@ -79,7 +79,7 @@ def resolve_base_dir(adapter_dir: Path) -> Path:
         except Exception:
             pass
     raise ModelError(
-        f"{adapter_dir / 'adapter_config.json'}: modello base {base!r} non trovato in locale / base model not found locally",
+        f"{adapter_dir / RunDir.ADAPTER_CONFIG}: modello base {base!r} non trovato in locale / base model not found locally",
         hint="download the base model (hf download MODEL) or set base_model_name_or_path to a local directory",
     )
 

@@ -186,8 +186,10 @@ def write_card(output_dir: str | os.PathLike, kind: str = "adapter", *, repo_id:
 
     facts = facts_from_output_dir(output_dir, repo_id=repo_id, base_model=base_model, lookup=lookup,
                                   endpoint=endpoint, token=token)
-    out = Path(output_dir)
-    gguf = collect_gguf_files(out / "gguf", prefix="gguf/")
-    merged = "merged" if (out / "merged" / "config.json").is_file() and kind == "adapter" else None
+    from ..rundir import RunDir
+
+    run = RunDir(output_dir)
+    gguf = collect_gguf_files(run.gguf_dir, prefix=f"{run.GGUF}/")
+    merged = run.MERGED if (run.merged_dir / "config.json").is_file() and kind == "adapter" else None
     card = render_card(facts, kind, gguf_files=gguf if kind != "merged" else (), merged_path=merged)
-    return write_text(Path(target) if target else out / "README.md", str(card))
+    return write_text(Path(target) if target else run.card_path, str(card))

@@ -1,8 +1,9 @@
 """Card facts: what a model card says about a run, read from a training OUTPUT_DIR.
 
 :func:`facts_from_output_dir` reads ``metrics.json``, ``run_config.yaml`` and ``adapter/`` (its
-tokenizer renders the chat-template example) into a :class:`CardFacts`; files that do not parse
-raise :class:`~hf_ita_plugin.errors.ConfigError` naming the file and line. GGUF files published
+tokenizer renders the chat-template example) through :class:`~hf_ita_plugin.rundir.RunDir` into a
+:class:`CardFacts`; files that do not parse, and ``metrics.json`` fields of the wrong type, raise
+:class:`~hf_ita_plugin.errors.ConfigError` naming the file and the line or field. GGUF files published
 alongside are described by :func:`collect_gguf_files`.
 """
 
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
+from ..config import hyperparameters
 from ..errors import ConfigError
+from ..rundir import RunDir, RunMetrics
+from ..rundir import read_json_object as read_json
 from .licenses import BUNDLED_DATA, LicenseDecision, base_model_license, dataset_license, decide_license, is_hub_dataset
 from .paths import is_local_path, public_model_id
 
@@ -25,6 +27,9 @@ CHAT_EXAMPLE = [
     {"role": "assistant", "content": "La capitale d'Italia è Roma."},
 ]
 """The conversation a card renders with the model's chat template."""
+
+_CARD_NAMES = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout"}
+"""Hyperparameters the card names differently from the config (``lora.r`` -> ``lora_r``)."""
 
 
 @dataclass
@@ -60,28 +65,6 @@ class CardFacts:
     eval_data: dict[str, str] = field(default_factory=dict)  # metric -> what it was measured on
     license: LicenseDecision = field(default_factory=lambda: LicenseDecision("other"))
     extra_tags: list[str] = field(default_factory=list)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: JSON non valido / invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: atteso un oggetto JSON / expected a JSON object at the top level")
-    return data
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: YAML non valido / malformed YAML{where}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: atteso un mapping / expected a mapping at the top level")
-    return data
 
 
 def read_chat_template(model_dir: Path) -> str | None:
@@ -123,20 +106,23 @@ def facts_from_output_dir(output_dir: str | os.PathLike, *, repo_id: str | None 
     With ``lookup`` the licenses of non-preset base models and of Hub datasets are read from their
     cards on the Hub (``endpoint``/``token`` as for downloads); failures leave them ``unknown``.
     """
-    out = Path(output_dir)
+    run = RunDir(output_dir)
+    out = run.path
     if not out.is_dir():
         raise ConfigError(f"{out}: cartella di output inesistente / OUTPUT_DIR does not exist")
-    metrics = read_json(out / "metrics.json") if (out / "metrics.json").is_file() else {}
-    run_config = read_yaml(out / "run_config.yaml") if (out / "run_config.yaml").is_file() else {}
-    adapter_dir = out / "adapter"
-    adapter_config = read_json(adapter_dir / "adapter_config.json") if (adapter_dir / "adapter_config.json").is_file() else {}
-    if not metrics and not adapter_config:
+    read = run.read_metrics()
+    metrics = read or RunMetrics()
+    run_config = run.read_config()
+    adapter_dir = run.adapter_dir
+    adapter_config = read_json(run.adapter_config_path) if run.has_adapter() else {}
+    if read is None and not adapter_config:
         raise ConfigError(
-            f"{out}: né metrics.json né adapter/adapter_config.json / neither metrics.json nor adapter/adapter_config.json found",
+            f"{out}: né {run.METRICS} né {run.ADAPTER}/{run.ADAPTER_CONFIG} / neither {run.METRICS} nor "
+            f"{run.ADAPTER}/{run.ADAPTER_CONFIG} found",
             hint="pass the OUTPUT_DIR of a finished `hf-ita train` run",
         )
     model_cfg = run_config.get("model") or {}
-    base = public_model_id(base_model, metrics.get("base_model"), model_cfg.get("name_or_path"),
+    base = public_model_id(base_model, metrics.base_model, model_cfg.get("name_or_path"),
                            adapter_config.get("base_model_name_or_path"))
     if base is None:
         raise ConfigError(
@@ -144,34 +130,25 @@ def facts_from_output_dir(output_dir: str | os.PathLike, *, repo_id: str | None 
             "(the run only recorded a local path)",
             hint="pass --base-model ORG/NAME (the Hub id the local weights come from)",
         )
-    quant = metrics.get("quantization") or (run_config.get("quantization") or {}).get("mode") or "nf4"
-    training_cfg = run_config.get("training") or {}
-    lora_cfg = run_config.get("lora") or {}
+    quant = metrics.quantization or (run_config.get("quantization") or {}).get("mode") or "nf4"
     data_cfg = run_config.get("data") or {}
-    m_data = metrics.get("data") or {}
-    train_source = m_data.get("train_source") or data_cfg.get("train")
-    eval_source = m_data.get("eval_source") or data_cfg.get("eval")
+    m_data = metrics.data
+    train_source = m_data.train_source or data_cfg.get("train")
+    eval_source = m_data.eval_source or data_cfg.get("eval")
 
-    hyper: dict[str, Any] = {}
-    hyper.update({f"lora_{k}" if k in ("r", "alpha", "dropout") else k: v for k, v in lora_cfg.items()})
-    for key in ("max_seq_length", "per_device_batch_size", "gradient_accumulation_steps", "learning_rate", "num_epochs",
-                "max_steps", "warmup_ratio", "lr_scheduler", "weight_decay", "batching", "seed"):
-        if key in training_cfg:
-            hyper[key] = training_cfg[key]
-    for key, value in (metrics.get("hyperparameters") or {}).items():
-        hyper[f"lora_{key}" if key in ("r", "alpha", "dropout") else key] = value
+    hyper = {**hyperparameters(run_config), **metrics.hyperparameters}
+    hyper = {_CARD_NAMES.get(k, k): v for k, v in hyper.items()}
     hyper["quantization"] = quant
 
-    tokenizer_dir = next((d for d in (adapter_dir, out / "merged", out) if (d / "tokenizer_config.json").is_file()), out)
+    tokenizer_dir = next((d for d in (adapter_dir, run.merged_dir, out) if (d / "tokenizer_config.json").is_file()), out)
     tokenizer = _load_tokenizer(tokenizer_dir)
-    train = metrics.get("train") or {}
+    train = metrics.train
     training = {
-        "steps": train.get("steps"), "epochs": train.get("epochs"), "final_loss": train.get("final_loss"),
-        "train_runtime_s": train.get("train_runtime_s"), "wall_time_s": metrics.get("wall_time_s"),
-        "tokens_per_second": train.get("tokens_per_second"), "trained_tokens": train.get("trained_tokens"),
-        "peak_memory_mb": train.get("peak_memory_mb"),
+        "steps": train.steps, "epochs": train.epochs, "final_loss": train.final_loss,
+        "train_runtime_s": train.train_runtime_s, "wall_time_s": metrics.wall_time_s,
+        "tokens_per_second": train.tokens_per_second, "trained_tokens": train.trained_tokens,
+        "peak_memory_mb": train.peak_memory_mb,
     }
-    evaluation = metrics.get("eval") or {}
     eval_cfg = run_config.get("evaluation") or {}
     bpb_source = eval_cfg.get("bpb_text", "bundled")
     eval_data = {
@@ -184,26 +161,26 @@ def facts_from_output_dir(output_dir: str | os.PathLike, *, repo_id: str | None 
         repo_id=repo_id,
         method="QLoRA" if quant in ("nf4", "fp4") else "LoRA",
         quantization=quant,
-        template_name=metrics.get("template") or model_cfg.get("template"),
+        template_name=metrics.template or model_cfg.get("template"),
         chat_template=read_chat_template(tokenizer_dir),
         chat_example=render_chat_example(tokenizer),
         datasets=list(dict.fromkeys(datasets)),
         data={
-            "train_examples": m_data.get("train_examples"), "eval_examples": m_data.get("eval_examples"),
-            "train_tokens": m_data.get("train_tokens"), "dropped_truncated": m_data.get("dropped_truncated"),
+            "train_examples": m_data.train_examples, "eval_examples": m_data.eval_examples,
+            "train_tokens": m_data.train_tokens, "dropped_truncated": m_data.dropped_truncated,
             "train_source": _source_label(train_source), "eval_source": _source_label(eval_source),
-            "cleaning": _as_mapping(m_data.get("cleaning") or m_data.get("report")),
+            "cleaning": _as_mapping(m_data.extra.get("cleaning") or m_data.extra.get("report")),
         },
         hyperparameters=hyper,
         training=training,
-        hardware=metrics.get("hardware") or {},
-        eval_before={k: v for k, v in (evaluation.get("before") or {}).items() if isinstance(v, (int, float))},
-        eval_after={k: v for k, v in (evaluation.get("after") or {}).items() if isinstance(v, (int, float))},
+        hardware=metrics.hardware,
+        eval_before={k: v for k, v in metrics.eval.before.items() if isinstance(v, (int, float))},
+        eval_after={k: v for k, v in metrics.eval.after.items() if isinstance(v, (int, float))},
         eval_data=eval_data,
     )
     dataset_licenses = {}
     for source in dict.fromkeys(s for s in (train_source, eval_source) if s):
-        dataset_licenses[_source_label(source)] = dataset_license(source, m_data, lookup, endpoint, token)
+        dataset_licenses[_source_label(source)] = dataset_license(source, m_data.to_dict(), lookup, endpoint, token)
     facts.license = decide_license(base, dataset_licenses, model_license=base_model_license(base, lookup, endpoint, token))
     return facts
 

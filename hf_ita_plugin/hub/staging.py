@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, ModelError
+from ..rundir import RunDir, RunMetrics
 from .card import CARD_KINDS, render_card
 from .facts import collect_gguf_files, facts_from_output_dir
 from .paths import is_local_path
@@ -32,7 +33,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 BINARY_SUFFIXES = (".safetensors", ".gguf", ".png", ".jpg", ".jpeg")
 VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
 """Token lists: any string can be a token (``/home`` included), so they are not scanned for local paths."""
-_SKIP_NAMES = {"README.md", ".gitattributes"}  # peft writes its own README into adapter dirs
+_SKIP_NAMES = {RunDir.CARD, ".gitattributes"}  # peft writes its own README into adapter dirs
 _SCAN_BINARY_BYTES = 32 * 1024 * 1024
 
 
@@ -90,16 +91,15 @@ def _clean_adapter_config(path: Path, base_model: str) -> bytes:
     return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def _clean_metrics(path: Path, base_model: str) -> bytes:
-    metrics = json.loads(path.read_text(encoding="utf-8"))
+def _clean_metrics(metrics: RunMetrics, base_model: str) -> bytes:
+    metrics = metrics.to_dict()
     metrics.pop("base_model_path", None)
     metrics["base_model"] = base_model
     _strip_local_paths(metrics)
     return (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def _clean_run_config(path: Path, base_model: str) -> bytes:
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def _clean_run_config(config: dict[str, Any], base_model: str) -> bytes:
     model = config.get("model") or {}
     if model.get("name_or_path") and is_local_path(model["name_or_path"]):
         model["name_or_path"] = base_model
@@ -123,13 +123,13 @@ def _strip_local_paths(node: Any) -> None:
                 _strip_local_paths(value)
 
 
-def _ensure_merged(out: Path, *, produce: bool) -> Path | None:
-    merged = out / "merged"
+def _ensure_merged(run: RunDir, *, produce: bool) -> Path | None:
+    out, merged = run.path, run.merged_dir
     if (merged / "config.json").is_file():
         return merged
     if not produce:
         return None
-    if not (out / "adapter" / "adapter_config.json").is_file():
+    if not run.has_adapter():
         raise ModelError(f"{merged}: modello unito mancante e nessun adattatore da unire / merged model missing and no adapter to merge")
     try:
         from ..gguf.merge import merge_adapter, resolve_base_dir
@@ -139,14 +139,14 @@ def _ensure_merged(out: Path, *, produce: bool) -> Path | None:
     from ..utils.atomic import atomic_directory
 
     print(f"hf-ita: unisco l'adattatore al modello base / merging the adapter into its base -> {merged}")
-    adapter = out / "adapter"
+    adapter = run.adapter_dir
     with atomic_directory(merged, overwrite=True) as tmp:
         merge_adapter(adapter, resolve_base_dir(adapter), tmp)
     return merged
 
 
-def _ensure_gguf(out: Path, quants: list[str] | None) -> Path | None:
-    folder = out / "gguf"
+def _ensure_gguf(run: RunDir, quants: list[str] | None) -> Path | None:
+    out, folder = run.path, run.gguf_dir
     if not quants:  # None: include what is there; []: include what is there, which must not be nothing
         if any(folder.glob("*.gguf")):
             return folder
@@ -182,24 +182,25 @@ def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "a
     """
     if kind not in CARD_KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(CARD_KINDS)}; got {kind!r}")
-    out = Path(output_dir)
+    run = RunDir(output_dir)
+    out = run.path
     if not out.is_dir():
         raise ConfigError(f"{out}: cartella di output inesistente / OUTPUT_DIR does not exist")
-    adapter = out / "adapter"
-    if kind == "adapter" and not (adapter / "adapter_config.json").is_file():
+    adapter = run.adapter_dir
+    if kind == "adapter" and not run.has_adapter():
         raise ModelError(f"{adapter}: adapter_config.json mancante / missing: not a training OUTPUT_DIR",
                          hint="pass the OUTPUT_DIR of a finished `hf-ita train` run (it contains adapter/)")
     facts = facts_from_output_dir(out, repo_id=repo_id, base_model=base_model, lookup=lookup, endpoint=endpoint, token=token)
     pset = PublishSet(kind=kind, base_model=facts.base_model)
 
-    merged_dir = _ensure_merged(out, produce=merged or kind == "merged")
+    merged_dir = _ensure_merged(run, produce=merged or kind == "merged")
     if kind == "gguf" and not merged:
         merged_dir = None  # a GGUF repo carries the merged weights only when asked to
     if kind == "merged" and merged_dir is None:
-        raise ModelError(f"{out / 'merged'}: modello unito mancante / merged model missing")
-    gguf_dir = _ensure_gguf(out, gguf)
+        raise ModelError(f"{run.merged_dir}: modello unito mancante / merged model missing")
+    gguf_dir = _ensure_gguf(run, gguf)
     if kind == "gguf" and gguf_dir is None:
-        raise ModelError(f"{out / 'gguf'}: nessun file .gguf / no .gguf files", hint="pass --gguf Q4_K_M (or produce them with the gguf export)")
+        raise ModelError(f"{run.gguf_dir}: nessun file .gguf / no .gguf files", hint="pass --gguf Q4_K_M (or produce them with the gguf export)")
 
     if kind == "adapter":
         for path in _model_files(adapter, where=str(adapter)):
@@ -218,27 +219,28 @@ def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "a
             if g.modelfile:
                 pset.files[g.modelfile] = gguf_dir / Path(g.modelfile).name
 
-    if (out / "metrics.json").is_file():
-        pset.files["metrics.json"] = _clean_metrics(out / "metrics.json", facts.base_model)
-    if (out / "run_config.yaml").is_file():
-        pset.files["run_config.yaml"] = _clean_run_config(out / "run_config.yaml", facts.base_model)
-    if (out / "loss_curve.png").is_file():
-        pset.files["loss_curve.png"] = out / "loss_curve.png"
+    metrics = run.read_metrics()
+    if metrics is not None:
+        pset.files[run.METRICS] = _clean_metrics(metrics, facts.base_model)
+    if run.config_path.is_file():
+        pset.files[run.CONFIG] = _clean_run_config(run.read_config(), facts.base_model)
+    if run.loss_curve_path.is_file():
+        pset.files[run.LOSS_CURVE] = run.loss_curve_path
 
-    if keep_card and (out / "README.md").is_file():
+    if keep_card and run.card_path.is_file():
         from huggingface_hub import ModelCard
 
         try:
-            card = ModelCard.load(out / "README.md")
+            card = ModelCard.load(run.card_path)
         except Exception as exc:
-            raise ConfigError(f"{out / 'README.md'}: metadati della scheda non validi / invalid card metadata ({exc})") from None
-        pset.files["README.md"] = str(card).encode()
+            raise ConfigError(f"{run.card_path}: metadati della scheda non validi / invalid card metadata ({exc})") from None
+        pset.files[run.CARD] = str(card).encode()
     else:
         merged_path = None
         if merged_dir is not None:
             merged_path = "" if kind == "merged" else "merged"
         card = render_card(facts, kind, gguf_files=gguf_files, merged_path=merged_path)
-        pset.files["README.md"] = str(card).encode()
+        pset.files[run.CARD] = str(card).encode()
     return pset
 
 

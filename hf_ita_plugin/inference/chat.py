@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -30,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ConfigError, HubError, ModelError
+from ..errors import ConfigError, HfItaError, HubError, ModelError
 from ..hub.paths import is_repo_id, validate_repo_id
+from ..rundir import RunDir
 
 EMBEDDED_SOURCE = "embedded"
 GGUF_PREFERENCE = ("Q4_K_M", "Q8_0", "Q5_K_M", "Q4_K_S", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "F16", "BF16", "F32")
@@ -255,7 +255,7 @@ def resolve_local(path: str | Path, *, prefer_gguf: bool = False) -> ResolvedSou
         if path.suffix.lower() != ".gguf":
             raise ModelError(f"{path}: serve un file .gguf / expected a .gguf file")
         return ResolvedSource("gguf", path, path.name)
-    ggufs = sorted(str(g.relative_to(path)) for g in [*path.glob("*.gguf"), *path.glob("gguf/*.gguf")])
+    ggufs = sorted(str(g.relative_to(path)) for g in [*path.glob("*.gguf"), *RunDir(path).gguf_dir.glob("*.gguf")])
     adapter = find_adapter_dir(path)
     if ggufs and (prefer_gguf or (adapter is None and not (path / "config.json").is_file())):
         chosen = pick_gguf(ggufs)
@@ -304,14 +304,14 @@ def resolve_hub(spec: str, *, token: str | bool | None = None, endpoint: str | N
                 raise ModelError(f"{repo_id}: il file {filename!r} non esiste / file not found in the repo")
             return ResolvedSource("gguf", Path(hf_hub_download(filename=filename, **kwargs)), spec)
         ggufs = [f for f in files if f.lower().endswith(".gguf")]
-        has_adapter = "adapter_config.json" in files or "adapter/adapter_config.json" in files
+        has_adapter = RunDir.ADAPTER_CONFIG in files or f"{RunDir.ADAPTER}/{RunDir.ADAPTER_CONFIG}" in files
         if ggufs and (prefer_gguf or not (has_adapter or "config.json" in files)):
             chosen = pick_gguf(ggufs)
             return ResolvedSource("gguf", Path(hf_hub_download(filename=chosen, **kwargs)), f"{repo_id}:{chosen}")
         if has_adapter:
-            wanted = [f for f in files if f.endswith(_ADAPTER_FILES) and ("/" not in f or f.startswith("adapter/"))]
+            wanted = [f for f in files if f.endswith(_ADAPTER_FILES) and ("/" not in f or f.startswith(f"{RunDir.ADAPTER}/"))]
             local = Path(snapshot_download(allow_patterns=wanted, **kwargs))
-            adapter = local / "adapter" if (local / "adapter" / "adapter_config.json").is_file() else local
+            adapter = RunDir(local).adapter_dir if RunDir(local).has_adapter() else local
             return ResolvedSource("adapter", adapter, repo_id, _trained_template(adapter))
         if "config.json" in files:
             return ResolvedSource("model", Path(snapshot_download(**kwargs)), repo_id)
@@ -374,15 +374,13 @@ def _base_model_dir(adapter_dir: Path, *, token: str | bool | None) -> str | Pat
 
 def _trained_template(adapter_dir: Path) -> str | None:
     """The template name a run trained with, from its metrics.json / run_config.yaml, if present."""
-    for folder in (adapter_dir.parent, adapter_dir):
-        metrics = folder / "metrics.json"
-        if metrics.is_file():
-            try:
-                name = json.loads(metrics.read_text(encoding="utf-8")).get("template")
-            except (json.JSONDecodeError, OSError, AttributeError):
-                name = None
-            if name:
-                return str(name)
+    for run in (RunDir.of_adapter(adapter_dir), RunDir(adapter_dir)):
+        try:
+            metrics = run.read_metrics()
+        except (HfItaError, OSError):  # an unreadable metrics.json only loses this hint
+            metrics = None
+        if metrics is not None and metrics.template:
+            return metrics.template
     return None
 
 

@@ -34,10 +34,7 @@ from ..data.curriculum import curriculum_order
 from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
 from ..models.loader import load_base, resolve_compute_dtype
 from ..errors import ConfigError, DataError, HfItaError, ModelError
-
-ADAPTER_DIRNAME = "adapter"
-CHECKPOINTS_DIRNAME = "checkpoints"
-_EVAL_BEFORE_FILE = "eval_before.json"
+from ..rundir import DataSummary, EvalSummary, RunDir, RunMetrics, TrainSummary, metrics_hyperparameters
 
 
 @dataclass
@@ -244,9 +241,8 @@ class ItalianSFT:
 
         started = time.time()
         cfg = self.config
-        out_dir = Path(cfg.training.output_dir)
-        ckpt_dir = out_dir / CHECKPOINTS_DIRNAME
-        _check_output_dir(out_dir, ckpt_dir, resume)
+        run = RunDir(cfg.training.output_dir)
+        _check_output_dir(run, resume)
         set_seed(cfg.training.seed)
 
         tokenizer = self.load_tokenizer()
@@ -257,12 +253,12 @@ class ItalianSFT:
         model = self.load_model()
         _print_trainable(model)
 
-        eval_before = _load_json(ckpt_dir / _EVAL_BEFORE_FILE) if resume else None
+        eval_before = run.read_eval_before() if resume else None
         if eval_before is None and cfg.evaluation.before_after:
             eval_before = self.evaluate(model, tokenizer, data, label="before")
-            atomic.write_json(ckpt_dir / _EVAL_BEFORE_FILE, eval_before)
+            run.write_eval_before(eval_before)
 
-        trainer = self._build_trainer(model, tokenizer, data, ckpt_dir)
+        trainer = self._build_trainer(model, tokenizer, data, run.checkpoints_dir)
         with training_patches():
             train_out = trainer.train(resume_from_checkpoint=True if resume else None)
         train_seconds = train_out.metrics.get("train_runtime", 0.0)
@@ -271,39 +267,36 @@ class ItalianSFT:
         history = trainer.state.log_history
         trained_tokens = _last_logged(history, "num_tokens")
 
-        metrics: dict[str, Any] = {
-            "base_model": self.base_model_id(),
-            "base_model_path": self.resolve_model_path() if self._user_model is None else None,
-            "template": template_name(tokenizer) or cfg.model.template,
-            "quantization": cfg.quantization.mode,
-            "data": {"train_examples": len(data.train), "eval_examples": len(data.eval),
-                     "train_tokens": data.train_tokens, "dropped_truncated": data.dropped_truncated,
-                     "train_source": cfg.data.train, "eval_source": cfg.data.eval,
-                     "curriculum": [{"phase": name, "examples": n} for name, n in data.phases]},
-            "train": {
-                "steps": trainer.state.global_step,
-                "epochs": round(trainer.state.epoch or 0.0, 4),
-                "final_loss": _last_logged(history, "loss"),
-                "mean_loss": round(train_out.training_loss, 5),
-                "eval_loss": _last_logged(history, "eval_loss"),
-                "trained_tokens": trained_tokens,
-                "tokens_per_second": round(trained_tokens / train_seconds, 2) if trained_tokens and train_seconds else None,
-                "train_runtime_s": round(train_seconds, 2),
-                "peak_memory_mb": _peak_memory_mb(),
-                "resumed": bool(resume),
-            },
-            "eval": {"before": eval_before or {}, "after": eval_after, "change": relative_change(eval_before, eval_after)},
-            "hyperparameters": {**dataclasses.asdict(cfg.lora), **{k: getattr(cfg.training, k) for k in (
-                "max_seq_length", "per_device_batch_size", "gradient_accumulation_steps", "learning_rate",
-                "num_epochs", "max_steps", "warmup_ratio", "lr_scheduler", "batching", "seed")},
-                "compute_dtype": str(resolve_compute_dtype(cfg.quantization.compute_dtype)).replace("torch.", ""),
-                "double_quant": cfg.quantization.double_quant},
-            "hardware": _hardware(),
-            "loss_history": [{"step": h["step"], **{k: h[k] for k in ("loss", "eval_loss", "learning_rate") if k in h}}
-                             for h in history if "loss" in h or "eval_loss" in h],
-            "wall_time_s": round(time.time() - started, 2),
-        }
-        return self._write_outputs(out_dir, model, tokenizer, metrics)
+        metrics = RunMetrics(
+            base_model=self.base_model_id(),
+            base_model_path=self.resolve_model_path() if self._user_model is None else None,
+            template=template_name(tokenizer) or cfg.model.template,
+            quantization=cfg.quantization.mode,
+            data=DataSummary(train_examples=len(data.train), eval_examples=len(data.eval),
+                             train_tokens=data.train_tokens, dropped_truncated=data.dropped_truncated,
+                             train_source=cfg.data.train, eval_source=cfg.data.eval,
+                             curriculum=[{"phase": name, "examples": n} for name, n in data.phases]),
+            train=TrainSummary(
+                steps=trainer.state.global_step,
+                epochs=round(trainer.state.epoch or 0.0, 4),
+                final_loss=_last_logged(history, "loss"),
+                mean_loss=round(train_out.training_loss, 5),
+                eval_loss=_last_logged(history, "eval_loss"),
+                trained_tokens=trained_tokens,
+                tokens_per_second=round(trained_tokens / train_seconds, 2) if trained_tokens and train_seconds else None,
+                train_runtime_s=round(train_seconds, 2),
+                peak_memory_mb=_peak_memory_mb(),
+                resumed=bool(resume),
+            ),
+            eval=EvalSummary(before=eval_before or {}, after=eval_after,
+                             change=relative_change(eval_before, eval_after)),
+            hyperparameters=metrics_hyperparameters(cfg),
+            hardware=_hardware(),
+            loss_history=[{"step": h["step"], **{k: h[k] for k in ("loss", "eval_loss", "learning_rate") if k in h}}
+                          for h in history if "loss" in h or "eval_loss" in h],
+            wall_time_s=round(time.time() - started, 2),
+        )
+        return self._write_outputs(run, model, tokenizer, metrics)
 
     # ------------------------------------------------------------------ internals
     def _build_trainer(self, model, tokenizer, data: PreparedData, ckpt_dir: Path):
@@ -312,21 +305,20 @@ class ItalianSFT:
         return build_trainer(self.config, model, tokenizer, data.train, data.eval, ckpt_dir,
                              callbacks=self.callbacks, sequential=bool(data.phases))
 
-    def _write_outputs(self, out_dir: Path, model, tokenizer, metrics: dict[str, Any]) -> TrainResult:
+    def _write_outputs(self, run: RunDir, model, tokenizer, metrics: RunMetrics) -> TrainResult:
         from .plotting import plot_loss_curve
 
-        adapter_dir = out_dir / ADAPTER_DIRNAME
-        with atomic.atomic_directory(adapter_dir, overwrite=True) as tmp:
+        with atomic.atomic_directory(run.adapter_dir, overwrite=True) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-        config_path = atomic.write_text(out_dir / "run_config.yaml", self.config.to_yaml())
-        loss_path = plot_loss_curve(metrics["loss_history"], out_dir / "loss_curve.png",
-                                    title=f"{metrics['base_model']} · QLoRA ({metrics['quantization']})")
-        metrics_path = atomic.write_json(out_dir / "metrics.json", metrics)
+        config_path = run.write_config(self.config)
+        loss_path = plot_loss_curve(metrics.loss_history, run.loss_curve_path,
+                                    title=f"{metrics.base_model} · QLoRA ({metrics.quantization})")
+        metrics_path = run.write_metrics(metrics)
         from ..hub.card import write_card
 
-        write_card(out_dir, lookup=False)  # the model card (README.md), ready for `hf-ita push`
-        result = TrainResult(out_dir, adapter_dir, metrics_path, config_path, loss_path, metrics)
+        write_card(run.path, lookup=False)  # the model card (README.md), ready for `hf-ita push`
+        result = TrainResult(run.path, run.adapter_dir, metrics_path, config_path, loss_path, metrics.to_dict())
         print_summary(result)
         return result
 
@@ -335,29 +327,20 @@ def _phase_sizes(phase_names: list[str | None]) -> list[tuple[str, int]]:
     return [(str(name), len(list(run))) for name, run in itertools.groupby(phase_names)]
 
 
-def _check_output_dir(out_dir: Path, ckpt_dir: Path, resume: bool) -> None:
+def _check_output_dir(run: RunDir, resume: bool) -> None:
     if resume:
-        has_ckpt = ckpt_dir.is_dir() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
-        if not has_ckpt:
-            raise ConfigError(f"--resume: no checkpoint to resume in {ckpt_dir}",
+        if not run.has_checkpoint():
+            raise ConfigError(f"--resume: no checkpoint to resume in {run.checkpoints_dir}",
                               hint="run without --resume to start, or point --output-dir at an interrupted run")
         return
-    finished = (out_dir / ADAPTER_DIRNAME).exists()
-    checkpointed = ckpt_dir.is_dir() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
-    if finished or checkpointed:
-        raise ConfigError(f"output directory {out_dir} already holds a run",
+    if run.is_finished() or run.has_checkpoint():
+        raise ConfigError(f"output directory {run.path} already holds a run",
                           hint="use --resume to continue it, or choose another --output-dir")
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _load_json(path: Path) -> dict | None:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _last_logged(history: list[dict[str, Any]], key: str):
@@ -394,21 +377,21 @@ def _print_trainable(model) -> None:
 
 def print_summary(result: TrainResult) -> None:
     """A short human summary of a finished run."""
-    m = result.metrics
-    tr, ev = m["train"], m["eval"]
+    m = RunMetrics.from_dict(result.metrics, source=str(result.metrics_path))
+    tr, ev = m.train, m.eval
     lines = [
         "",
         "=== hf-ita: run summary ===",
-        f"base model        {m['base_model']}  (template {m['template']}, quantization {m['quantization']})",
-        f"data              {m['data']['train_examples']} train / {m['data']['eval_examples']} held-out conversations",
-        f"training          {tr['steps']} steps, final loss {tr['final_loss']}, {tr['tokens_per_second']} tokens/s, "
-        f"{tr['train_runtime_s']} s",
+        f"base model        {m.base_model}  (template {m.template}, quantization {m.quantization})",
+        f"data              {m.data.train_examples} train / {m.data.eval_examples} held-out conversations",
+        f"training          {tr.steps} steps, final loss {tr.final_loss}, {tr.tokens_per_second} tokens/s, "
+        f"{tr.train_runtime_s} s",
     ]
     for key, label in (("response_loss", "response loss"), ("bits_per_byte", "bits per byte")):
-        if key in ev["after"]:
-            before = ev["before"].get(key)
-            change = ev["change"].get(key)
-            lines.append(f"{label:<17} {before} -> {ev['after'][key]}" + (f"  ({change:+.1%})" if change is not None else ""))
+        if key in ev.after:
+            before = ev.before.get(key)
+            change = ev.change.get(key)
+            lines.append(f"{label:<17} {before} -> {ev.after[key]}" + (f"  ({change:+.1%})" if change is not None else ""))
     lines += [f"adapter           {result.adapter_dir}", f"metrics           {result.metrics_path}",
-              f"loss curve        {result.loss_curve_path}", f"wall time         {m['wall_time_s']} s", ""]
+              f"loss curve        {result.loss_curve_path}", f"wall time         {m.wall_time_s} s", ""]
     print("\n".join(lines))
