@@ -188,6 +188,8 @@ class RunMetrics(_Record):
     """Public Hub id of the base model (never a machine path)."""
     base_model_path: str | None = _field("str")
     """Where the base model was loaded from on this machine (dropped when published)."""
+    base_model_weights: str | None = _field("str")
+    """Where the weights came from when not the Hub model itself (the embedded model's GGUF)."""
     template: str | None = _field("str")
     quantization: str | None = _field("str")
     data: DataSummary = _field(DataSummary)

@@ -125,6 +125,11 @@ class EvaluationConfig:
     bpb_max_chars: int | None = None
     response_loss: bool = True
     max_length: int = 512
+    answer_quality: bool = False
+    """Also score greedy answers to held-out prompts (Italian-rate, dictionary words, loops), with and without
+    the system prompt (:func:`hf_ita_plugin.evaluation.quality.answer_quality`)."""
+    answer_prompts: int = 8
+    answer_max_new_tokens: int = 64
 
 
 @dataclass
@@ -377,6 +382,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "training.logging_steps": (1, None),
     "training.save_total_limit": (1, None),
     "evaluation.max_length": (16, 131072),
+    "evaluation.answer_prompts": (1, 80),
+    "evaluation.answer_max_new_tokens": (8, 1024),
     "model.gpu_memory_gb": (1, 1024),
     "data.max_train_examples": (1, None),
     "data.max_eval_examples": (1, None),

@@ -106,3 +106,37 @@ def response_quality(model, tokenizer, prompts=None, *, n_samples: int = 3, **ge
                for p, a in list(zip(prompts, answers))[:n_samples]]
     return ResponseQuality(rate.rate, distinct_n(answers, 1), distinct_n(answers, 2), len(answers),
                            sum(map(len, answers)) / len(answers), rate.languages, samples)
+
+
+def answer_quality(model, tokenizer, *, prompts: int = 8, max_new_tokens: int = 64, system_prompts=("default", None),
+                   progress: bool = False, label: str = "") -> dict[str, float]:
+    """What greedy answers to held-out Italian prompts read like, with and without a system prompt.
+
+    For each ``system_prompts`` entry (``"default"``: the Italian default prompt the recipe trains
+    with; ``None``: none, as a plain chat client or an Ollama Modelfile without SYSTEM serves it):
+    ``italian_rate`` (answers in Italian), ``dictionary_rate`` (words Debian's Italian Hunspell
+    dictionary accepts; left out with a warning where the dictionary is not installed) and
+    ``loop_rate`` (answers caught in a repetition loop). Keys without a system prompt end in
+    ``_no_system``.
+    """
+    import warnings
+
+    from .repetition import loop_rate
+    from .spelling import spelling_score
+
+    questions = [[turn for turn in conv if turn["role"] != "system"] for conv in italian_prompts(prompts)]
+    out: dict[str, float] = {}
+    for system in system_prompts:
+        suffix = "" if system else "_no_system"
+        answers = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens, system_prompt=system,
+                                   progress=progress)
+        out[f"italian_rate{suffix}"] = round(italian_rate(answers).rate, 4)
+        try:
+            score = spelling_score(answers)
+        except EvaluationError as exc:
+            warnings.warn(f"hf-ita: dictionary check skipped{f' ({label})' if label else ''}: {exc}", stacklevel=2)
+        else:
+            if score.rate is not None:
+                out[f"dictionary_rate{suffix}"] = round(score.rate, 4)
+        out[f"loop_rate{suffix}"] = round(loop_rate(answers) or 0.0, 4)
+    return out

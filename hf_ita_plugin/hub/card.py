@@ -168,6 +168,7 @@ def render_card(facts: CardFacts, kind: str = "adapter", *, gguf_files: Iterable
         "hyperparameters": facts.hyperparameters,
         "training": {**dict.fromkeys(_TRAINING_KEYS), **facts.training},
         "hardware": facts.hardware,
+        "base_model_weights": facts.base_model_weights,
         "eval_rows": _eval_rows(facts),
         "gguf_files": [dataclasses.asdict(g) for g in gguf_files],
         "merged_path": merged_path,

@@ -60,6 +60,8 @@ class CardFacts:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     hardware: dict[str, Any] = field(default_factory=dict)
+    base_model_weights: str | None = None
+    """Where the base weights came from when not the Hub model itself (the embedded model's GGUF)."""
     eval_before: dict[str, float] = field(default_factory=dict)
     eval_after: dict[str, float] = field(default_factory=dict)
     eval_data: dict[str, str] = field(default_factory=dict)  # metric -> what it was measured on
@@ -174,6 +176,7 @@ def facts_from_output_dir(output_dir: str | os.PathLike, *, repo_id: str | None 
         hyperparameters=hyper,
         training=training,
         hardware=metrics.hardware,
+        base_model_weights=metrics.base_model_weights,
         eval_before={k: v for k, v in metrics.eval.before.items() if isinstance(v, (int, float))},
         eval_after={k: v for k, v in metrics.eval.after.items() if isinstance(v, (int, float))},
         eval_data=eval_data,

