@@ -14,7 +14,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -108,6 +110,27 @@ def temp_directory(parent: str | os.PathLike, name: str) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cleanup_on_terminate() -> Iterator[None]:
+    """Inside the block SIGTERM/SIGHUP exit through ``SystemExit`` so ``finally`` clean-ups run.
+
+    (SIGKILL cannot be caught: :func:`remove_stale_temps` at the next run handles that case.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    saved = {sig: signal.signal(sig, _exit) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
