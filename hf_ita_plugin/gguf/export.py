@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def convert(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)  # merged models and partial .gguf files of killed runs
+    for legacy in out.glob(".hf-ita-gguf-*"):  # scratch folders of versions before pid-named ones
+        shutil.rmtree(legacy, ignore_errors=True)
     base_name = _safe_name(name or source_path.resolve().name)
     result = ConvertResult(paths=[])
     try:
