@@ -249,7 +249,8 @@ def _smollm2_run(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_convert_killed_while_merging_leaves_nothing_after_the_next_run(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_convert_killed_while_merging_leaves_nothing_after_the_next_run(tmp_path, sig):
     run = _smollm2_run(tmp_path)
     out = run / "gguf"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -265,9 +266,12 @@ def test_convert_killed_while_merging_leaves_nothing_after_the_next_run(tmp_path
             break
         time.sleep(0.02)
     assert merged is not None, "the convert finished or failed before the merged model appeared"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert merged.is_dir()  # SIGKILL cannot be caught: the scratch folder is left behind...
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    if sig == signal.SIGTERM:  # caught: the scratch folder is removed on the way out
+        assert proc.returncode == 128 + signal.SIGTERM and not merged.exists()
+    else:
+        assert merged.is_dir()  # SIGKILL cannot be caught: the scratch folder is left behind...
     second = _run_cli("gguf", "convert", str(run), "--quant", "f16", "--no-verify", "--no-modelfile",
                       timeout=600)
     assert second.returncode == 0, second.stderr
