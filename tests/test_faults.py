@@ -19,7 +19,7 @@ import pytest
 
 from hf_ita_plugin.cli.main import main
 from hf_ita_plugin.config import RunConfig
-from hf_ita_plugin.errors import ConfigError, ConversationError, DataError, HfItaError
+from hf_ita_plugin.errors import ConfigError, ConversationError, DataError
 from hf_ita_plugin.utils import atomic
 from hf_ita_plugin.utils.manifest import MANIFEST_NAME
 
