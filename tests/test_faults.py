@@ -283,3 +283,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_non_utf8_bpb_text_is_named_before_any_model_loads(tmp_path):
+    from hf_ita_plugin.evaluation.metrics import load_bpb_text
+
+    prose = tmp_path / "prosa.txt"
+    prose.write_bytes("Il caffè è pronto.\nPerché no?\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"line 1, column 8 \(byte offset 7\): not valid UTF-8"):
+        load_bpb_text(str(prose), None)
