@@ -83,7 +83,7 @@ def test_prepare_bundled_writes_everything_atomically(tmp_path):
     result = prepare("bundled", out, options=PrepareOptions(curriculum="lab", progress=False))
     assert result.train_path == out / "train.jsonl" and result.report.input_rows == 425
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["rejected.jsonl", "report.json", "report.md", "train.jsonl"]
+    assert files == [".hf-ita-manifest.json", "rejected.jsonl", "report.json", "report.md", "train.jsonl"]
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     rows = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert report["input_rows"] == 425 and report["kept"] == len(rows) == 425 - report["dropped"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from ..errors import ConfigError, bilingual, describe_yaml_error
+from ..utils.text import read_text
 
 QuantMode = Literal["nf4", "fp4", "none"]
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -86,6 +88,8 @@ class DataConfig:
     trained in sequence; ``lab-two-phase``: knowledge then skills; ``none``: shuffled."""
     curriculum_short_to_long: bool = False
     """Inside each curriculum phase, short conversations first."""
+    encoding: str = "utf-8"
+    """Text encoding of local json/jsonl/csv/yaml data files (e.g. ``latin-1``)."""
 
 
 @dataclass
@@ -153,7 +157,7 @@ class RunConfig:
         if preset is not None:
             if not isinstance(preset, str):
                 raise ConfigError(bilingual("la chiave 'preset' deve essere il nome di un preset",
-                                            f"key 'preset' must be a preset name, got {preset!r}", where=source),
+                                            f"key 'preset' must be a preset name, got {preset!r}", where=_blame(source, "preset")),
                                   hint=f"available presets: {', '.join(list_presets())}")
             base = load_preset_dict(preset)
         merged = _deep_merge(base, data)
@@ -167,7 +171,7 @@ class RunConfig:
             raise ConfigError(bilingual(f"file di configurazione non trovato: {path}", f"config file not found: {path}"),
                               hint="pass a YAML file, e.g. examples/smollm2-135m-cpu.yaml")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = yaml.safe_load(read_text(path, error=ConfigError, option=None))
         except yaml.YAMLError as exc:
             raise ConfigError(describe_yaml_error(path, exc)) from None
         if raw is None:
@@ -177,17 +181,17 @@ class RunConfig:
                                         f"the top level must be a mapping of sections, got {type(raw).__name__}",
                                         where=path))
         raw = apply_overrides(raw, overrides or [])
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(raw, source=_Where(str(path), overrides))
 
     @classmethod
     def from_preset(cls, name: str, overrides: list[str] | None = None) -> "RunConfig":
         """A packaged preset (see :func:`list_presets`) with optional overrides."""
         raw = apply_overrides({"preset": name}, overrides or [])
-        return cls.from_dict(raw, source=f"preset {name}")
+        return cls.from_dict(raw, source=_Where(f"preset {name}", overrides))
 
     def with_overrides(self, overrides: list[str]) -> "RunConfig":
         """A copy with ``section.key=value`` overrides applied and validated."""
-        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="--set")
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source=_Where("--set", overrides))
 
     # ------------------------------------------------------------------ export
     def to_dict(self) -> dict[str, Any]:
@@ -275,12 +279,36 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _Where(str):
+    """A config's source name that also knows which keys ``--set`` overrides, so errors blame the right one."""
+
+    def __new__(cls, name: str, overrides: list[str] | None = None):
+        obj = super().__new__(cls, name)
+        obj.overridden = {}
+        for item in overrides or []:
+            key = ".".join(p for p in item.partition("=")[0].strip().split(".") if p)
+            obj.overridden[key] = item
+        return obj
+
+
+def _blame(source: str, *keys: str) -> str:
+    """``--set KEY=VALUE`` when ``--set`` gave one of ``keys`` (or a section above it), else ``source``."""
+    overridden = getattr(source, "overridden", {})
+    for key in keys:
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            item = overridden.get(".".join(parts[:end]))
+            if item is not None:
+                return f"--set {item}"
+    return str(source)
+
+
 # ---------------------------------------------------------------------- validation
 def _build(cls: type, data: Any, *, path: str, source: str) -> Any:
     where, where_it = (path, path) if path else ("top level", "il livello principale")
     if not isinstance(data, dict):
         raise ConfigError(bilingual(f"{where_it} deve essere una mappa", f"{where} must be a mapping, got {_describe(data)}",
-                                    where=source))
+                                    where=_blame(source, path)))
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
@@ -289,7 +317,7 @@ def _build(cls: type, data: Any, *, path: str, source: str) -> Any:
         close = difflib.get_close_matches(str(key), names, n=1)
         full = f"{path}.{key}" if path else str(key)
         raise ConfigError(
-            bilingual(f"chiave sconosciuta {full!r}", f"unknown key {full!r}", where=source),
+            bilingual(f"chiave sconosciuta {full!r}", f"unknown key {full!r}", where=_blame(source, full)),
             hint=(f"did you mean {close[0]!r}? " if close else "") + f"allowed keys{(' in ' + path) if path else ''}: {', '.join(names)}",
         )
     kwargs = {}
@@ -329,41 +357,47 @@ def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:
         if value not in allowed:
             raise ConfigError(bilingual(f"{key} deve essere uno tra {', '.join(map(str, allowed))}",
                                         f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}",
-                                        where=source))
+                                        where=_blame(source, key)))
         return value
     if origin is list:
         (item_tp,) = get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(bilingual(f"{key} deve essere una lista", f"{key} must be a list, got {_describe(value)}",
-                                        where=source))
+                                        where=_blame(source, key)))
         return [_coerce(item_tp, v, key=f"{key}[{i}]", source=source) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
         raise ConfigError(bilingual(f"{key} deve essere true o false", f"{key} must be true or false, got {_describe(value)}",
-                                    where=source))
+                                    where=_blame(source, key)))
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise ConfigError(bilingual(f"{key} deve essere un intero", f"{key} must be an integer, got {_describe(value)}",
-                                    where=source))
+                                    where=_blame(source, key)))
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)  # YAML 1.1 reads "2e-4" as a string
+                number = float(value)  # YAML 1.1 reads "2e-4" as a string
             except ValueError:
                 pass
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:
+            raise ConfigError(bilingual(f"{key} deve essere un numero finito", f"{key} must be a finite number, "
+                                        f"got {value!r}", where=_blame(source, key)))
         raise ConfigError(bilingual(f"{key} deve essere un numero", f"{key} must be a number, got {_describe(value)}",
-                                    where=source))
+                                    where=_blame(source, key)))
     if tp is str:
         if isinstance(value, str):
             return value
         raise ConfigError(bilingual(f"{key} deve essere una stringa", f"{key} must be a string, got {_describe(value)}",
-                                    where=source))
+                                    where=_blame(source, key)))
     return value
 
 
@@ -387,7 +421,15 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.gpu_memory_gb": (1, 1024),
     "data.max_train_examples": (1, None),
     "data.max_eval_examples": (1, None),
+    "training.seed": (0, 2**32 - 1),
+    "training.weight_decay": (0.0, None),
+    "training.max_grad_norm": (0.0, None),
+    "evaluation.bpb_max_chars": (1, None),
 }
+
+REPORT_TO = ("none", "all", "azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte", "mlflow",
+             "neptune", "swanlab", "tensorboard", "trackio", "wandb")
+"""Values of ``training.report_to`` (comma-separated for several): the integrations transformers knows."""
 
 
 def _check_ranges(obj: Any, *, path: str, source: str) -> None:
@@ -403,13 +445,36 @@ def _check_ranges(obj: Any, *, path: str, source: str) -> None:
             bounds = f"between {low} and {high}" if high is not None else f">= {low}"
             bounds_it = f"tra {low} e {high}" if high is not None else f">= {low}"
             raise ConfigError(bilingual(f"{key} deve essere {bounds_it}", f"{key} must be {bounds}, got {value!r}",
-                                        where=source))
+                                        where=_blame(source, key)))
     if path == "" and obj.data.curriculum != "none" and obj.training.batching == "packed":
         raise ConfigError(bilingual(f"data.curriculum {obj.data.curriculum!r} richiede training.batching "
                                     "padding_free o padded",
                                     f"data.curriculum {obj.data.curriculum!r} needs training.batching padding_free "
-                                    "or padded", where=source), hint="packing regroups sequences across the whole dataset and loses the phase order")
-    if path == "training" and obj.max_steps == 0:
+                                    "or padded", where=_blame(source, "data.curriculum", "training.batching")), hint="packing regroups sequences across the whole dataset and loses the phase order")
+    if path == "training" and (obj.max_steps == 0 or obj.max_steps < -1):
         raise ConfigError(bilingual("training.max_steps deve essere -1 (usa num_epochs) o un numero positivo di passi",
                                     "training.max_steps must be -1 (use num_epochs) or a positive number of steps, "
-                                    "got 0", where=source))
+                                    f"got {obj.max_steps}", where=_blame(source, "training.max_steps")))
+    if path == "training":
+        _check_training(obj, source)
+    if path == "data":
+        from ..utils.text import check_encoding
+
+        check_encoding(obj.encoding, error=ConfigError, where=_blame(source, "data.encoding"))
+
+
+def _check_training(obj: "TrainingConfig", source: str) -> None:
+    names = [n.strip() for n in obj.report_to.split(",")]
+    unknown = [n for n in names if n not in REPORT_TO]
+    if unknown:
+        raise ConfigError(bilingual(f"training.report_to: integrazione sconosciuta {unknown[0]!r}",
+                                    f"training.report_to: unknown integration {unknown[0]!r}",
+                                    where=_blame(source, "training.report_to")),
+                          hint=f"one of (comma-separated for several): {', '.join(REPORT_TO)}")
+    out = Path(obj.output_dir).expanduser()
+    if not obj.output_dir.strip() or (out.exists() and not out.is_dir()):
+        raise ConfigError(bilingual(f"training.output_dir {obj.output_dir!r} non è una cartella",
+                                    f"training.output_dir {obj.output_dir!r} is not a directory (a file has that name)"
+                                    if obj.output_dir.strip() else "training.output_dir is empty",
+                                    where=_blame(source, "training.output_dir")),
+                          hint="choose a new folder path for --output-dir / training.output_dir")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DataError, bilingual, describe_yaml_error
+from ..utils.text import DEFAULT_ENCODING, check_encoding, read_text
 
 Messages = list[dict[str, str]]
 
@@ -43,8 +44,12 @@ def bundled_data_path(name: str) -> Path:
     return Path(str(resources.files("hf_ita_plugin.data") / "bundled" / name))
 
 
-def load_rows(source: str, *, split: str = "train") -> tuple[list[dict[str, Any]], str]:
-    """Read raw rows from ``source``; returns ``(rows, label)`` where label names the source in errors."""
+def load_rows(source: str, *, split: str = "train", encoding: str = DEFAULT_ENCODING) -> tuple[list[dict[str, Any]], str]:
+    """Read raw rows from ``source``; returns ``(rows, label)`` where label names the source in errors.
+
+    ``encoding`` is the text encoding of a local json/jsonl/csv/yaml file (default UTF-8).
+    """
+    check_encoding(encoding, error=DataError)
     if source in BUNDLED_SOURCES:
         path = bundled_data_path(BUNDLED_SOURCES[source])
         return _read_jsonl(path), f"{source} ({path.name})"
@@ -60,32 +65,31 @@ def load_rows(source: str, *, split: str = "train") -> tuple[list[dict[str, Any]
     if path.exists() or source.endswith(_FILE_SUFFIXES):
         if not path.is_file():
             raise DataError(bilingual(f"file di dati non trovato: {source}", f"data file not found: {source}"))
-        return _read_file(path), str(path)
+        return _read_file(path, encoding), str(path)
     return _read_hub(source, split), f"{source} [{split}]"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, encoding: str = DEFAULT_ENCODING) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(bilingual(f"la riga {lineno} non è JSON valido",
-                                          f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})",
-                                          where=path)) from None
+    for lineno, line in enumerate(read_text(path, encoding=encoding, error=DataError).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(bilingual(f"la riga {lineno} non è JSON valido",
+                                      f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})",
+                                      where=path)) from None
     return rows
 
 
-def _read_file(path: Path) -> list[dict[str, Any]]:
+def _read_file(path: Path, encoding: str = DEFAULT_ENCODING) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return _read_jsonl(path)
+        return _read_jsonl(path, encoding)
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, encoding=encoding, error=DataError))
         except json.JSONDecodeError as exc:
             raise DataError(bilingual("JSON non valido", f"not valid JSON ({exc.msg} at line {exc.lineno}, "
                                       f"column {exc.colno})", where=path)) from None
@@ -100,7 +104,7 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         import yaml
 
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text(path, encoding=encoding, error=DataError))
         except yaml.YAMLError as exc:
             raise DataError(describe_yaml_error(path, exc)) from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -110,13 +114,31 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
                                       f"expected a YAML list of rows (or data: [...]), got {type(data).__name__}",
                                       where=path))
         return data
-    if suffix in (".csv", ".parquet"):
+    if suffix == ".csv":
+        return _read_csv(path, encoding)
+    if suffix == ".parquet":
         from datasets import load_dataset
 
-        ds = load_dataset("csv" if suffix == ".csv" else "parquet", data_files=str(path), split="train")
+        ds = load_dataset("parquet", data_files=str(path), split="train")
         return [dict(r) for r in ds]
     raise DataError(bilingual(f"tipo di file {suffix!r} non supportato", f"unsupported file type {suffix!r}", where=path),
                     hint="use .jsonl, .json, .csv, .parquet or .yaml")
+
+
+def _read_csv(path: Path, encoding: str) -> list[dict[str, Any]]:
+    text = read_text(path, encoding=encoding, error=DataError)  # a bad byte is reported with its line
+    if not text.strip():
+        raise DataError(bilingual("il file CSV è vuoto (nemmeno l'intestazione)", "the CSV file is empty (not even a "
+                                  "header row)", where=path), hint="the first line names the columns, e.g. instruction,output")
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset("csv", data_files=str(path), split="train", encoding=encoding)
+    except Exception as exc:  # pandas/datasets raise many types; report them as one readable error
+        detail = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+        raise DataError(bilingual("CSV non leggibile", f"cannot read the CSV: {type(exc).__name__}: {detail}",
+                                  where=path), hint="check the delimiter (comma), the quoting and the header row") from None
+    return [dict(r) for r in ds]
 
 
 def _read_hub(dataset_id: str, split: str) -> list[dict[str, Any]]:
@@ -234,14 +256,15 @@ def check_columns(columns: dict[str, str] | None) -> None:
 
 
 def load_conversations(source: str, *, format: str = "auto", split: str = "train",
-                       limit: int | None = None, columns: dict[str, str] | None = None) -> list[Messages]:
+                       limit: int | None = None, columns: dict[str, str] | None = None,
+                       encoding: str = DEFAULT_ENCODING) -> list[Messages]:
     """Load ``source`` as a list of canonical conversations; the first bad row is an error.
 
     >>> convs = load_conversations("bundled")          # the packaged Italian training set
     >>> convs[0][-1]["role"]
     'assistant'
     """
-    rows, label = _rows_for(source, format, split)
+    rows, label = _rows_for(source, format, split, encoding)
     check_columns(columns)
     if not rows:
         raise DataError(bilingual("il dataset è vuoto", "the dataset is empty", where=label))
@@ -281,13 +304,14 @@ class LoadedData:
 
 
 def load_examples(source: str, *, format: str = "auto", split: str = "train", limit: int | None = None,
-                  columns: dict[str, str] | None = None, strict: bool = False) -> LoadedData:
+                  columns: dict[str, str] | None = None, strict: bool = False,
+                  encoding: str = DEFAULT_ENCODING) -> LoadedData:
     """Load ``source`` keeping row indices and categories; bad rows are collected, not fatal.
 
     With ``strict=True`` the first bad row raises :class:`DataError` (like :func:`load_conversations`).
-    ``limit`` keeps the first ``limit`` rows of the source.
+    ``limit`` keeps the first ``limit`` rows of the source; ``encoding`` is that of a local text file.
     """
-    rows, label = _rows_for(source, format, split)
+    rows, label = _rows_for(source, format, split, encoding)
     check_columns(columns)
     if not rows:
         raise DataError(bilingual("il dataset è vuoto", "the dataset is empty", where=label))
@@ -326,14 +350,14 @@ def seeded_sample(items: list[Any], limit: int | None, seed: int) -> list[Any]:
     return [items[i] for i in keep]
 
 
-def _rows_for(source: str, format: str, split: str) -> tuple[list[Any], str]:
+def _rows_for(source: str, format: str, split: str, encoding: str = DEFAULT_ENCODING) -> tuple[list[Any], str]:
     if format not in SOURCE_FORMATS:
         raise DataError(bilingual(f"formato di dati sconosciuto {format!r}", f"unknown data format {format!r}"),
                         hint=f"one of: {', '.join(SOURCE_FORMATS)}")
     if format == "taxonomy" and not Path(source).expanduser().is_dir():
         raise DataError(bilingual(f"{source} non è una cartella", f"{source} is not a directory", where="--format taxonomy"),
                         hint="pass the taxonomy's root folder")
-    return load_rows(source, split=split)
+    return load_rows(source, split=split, encoding=encoding)
 
 
 def _row_format(format: str) -> str:

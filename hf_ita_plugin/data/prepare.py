@@ -29,6 +29,8 @@ from typing import Any, Iterator
 from tqdm.auto import tqdm
 
 from ..utils import atomic
+from ..utils.manifest import check_replaceable, write_manifest
+from ..utils.text import DEFAULT_ENCODING
 from ..errors import ConfigError, DataError, bilingual
 from .cleaning import CleaningConfig, CleanOutcome, clean_conversation
 from .dedup import DedupConfig, Deduplicator, Signature, signatures
@@ -344,12 +346,7 @@ def write_prepared(out_dir: str | os.PathLike, prepared: Prepared, *, overwrite:
                    extra_files: dict[str, str] | None = None) -> PrepareResult:
     """Write ``train.jsonl``, ``rejected.jsonl``, ``report.json`` and ``report.md`` as one atomic directory."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DataError(bilingual(f"--output-dir {out} esiste e non è una cartella",
-                                  f"--output-dir {out} exists and is not a directory"))
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError(bilingual(f"la cartella di output {out} non è vuota", f"output directory {out} is not empty"),
-                        hint="choose another --output-dir, or pass --overwrite")
+    check_replaceable(out, overwrite=overwrite, error=DataError)  # never deletes a file hf-ita did not write
     with atomic.atomic_directory(out, overwrite=True) as tmp:
         _write_jsonl(tmp / "train.jsonl", prepared.rows())
         _write_jsonl(tmp / "rejected.jsonl", [r.to_dict() for r in prepared.report.rejections])
@@ -358,6 +355,7 @@ def write_prepared(out_dir: str | os.PathLike, prepared: Prepared, *, overwrite:
         (tmp / "report.md").write_text(prepared.report.to_markdown(), encoding="utf-8")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
+        write_manifest(tmp, kind="prepared-data")
     return PrepareResult(out, out / "train.jsonl", out / "report.json", prepared.report)
 
 
@@ -369,7 +367,8 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def prepare(source: str, out_dir: str | os.PathLike, *, format: str = "auto", split: str = "train",
             limit: int | None = None, columns: dict[str, str] | None = None,
-            options: PrepareOptions | None = None, overwrite: bool = False) -> PrepareResult:
+            options: PrepareOptions | None = None, overwrite: bool = False,
+            encoding: str = DEFAULT_ENCODING) -> PrepareResult:
     """Load ``source``, prepare it and write ``out_dir`` (see the module docstring).
 
     >>> result = prepare("bundled", "/tmp/hf-ita-prepared", overwrite=True)   # doctest: +SKIP
@@ -378,10 +377,8 @@ def prepare(source: str, out_dir: str | os.PathLike, *, format: str = "auto", sp
     """
     options = options or PrepareOptions()
     out = Path(out_dir)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:  # fail before the work
-        raise DataError(bilingual(f"la cartella di output {out} non è vuota", f"output directory {out} is not empty"),
-                        hint="choose another --output-dir, or pass --overwrite")
-    loaded = load_examples(source, format=format, split=split, limit=limit, columns=columns)
+    check_replaceable(out, overwrite=overwrite, error=DataError)  # fail before the work
+    loaded = load_examples(source, format=format, split=split, limit=limit, columns=columns, encoding=encoding)
     prepared = prepare_examples(loaded, options)
     prepared.report.options = _options_summary(options)
     if not prepared.examples:

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from ..errors import DataError, bilingual, describe_yaml_error
+from ..utils.text import read_text
 
 KINDS = ("knowledge", "foundational_skills", "compositional_skills")
 LEAF_FILE = "qna.yaml"
@@ -147,12 +148,9 @@ def _load_leaf(root: Path, path: Path) -> TaxonomyLeaf:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, error=DataError, option=None))
     except yaml.YAMLError as exc:
         raise DataError(describe_yaml_error(path, exc)) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(bilingual("non è testo UTF-8", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                  where=path)) from None
     if not isinstance(data, dict):
         raise DataError(bilingual("il livello principale deve essere una mappa con 'seed_examples'",
                                   f"the top level must be a mapping with 'seed_examples', got {type(data).__name__}",

@@ -150,7 +150,9 @@ def load_bpb_text(spec: str | None, max_chars: int | None) -> str | None:
     path = bundled_data_path("prose_it.txt") if spec == "bundled" else Path(spec)
     if not path.is_file():
         raise DataError(f"evaluation.bpb_text: file not found: {spec}")
-    text = path.read_text(encoding="utf-8")
+    from ..utils.text import read_text
+
+    text = read_text(path, error=DataError, option=None)
     return text[:max_chars] if max_chars else text
 
 

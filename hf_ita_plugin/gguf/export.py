@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError
+from ..utils.atomic import remove_stale_temps, temp_directory
 from .converter import write_gguf
 from .merge import ModelSource, find_adapter_dir, resolve_source
 from .modelfile import write_modelfile
@@ -73,54 +73,72 @@ def convert(
     """
     source_path = Path(model_or_output_dir)
     qtypes = parse_quant_types(quant)
+    if not source_path.exists():  # before anything is created
+        raise ModelError(f"{source_path}: percorso inesistente / path does not exist")
     out = Path(out_dir) if out_dir else source_path / "gguf"
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"{out}: esiste e non è una cartella / exists and is not a directory",
+                         hint="pass a folder to --output-dir")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # merged models and partial .gguf files of killed runs
+    for legacy in out.glob(".hf-ita-gguf-*"):  # scratch folders of versions before pid-named ones
+        shutil.rmtree(legacy, ignore_errors=True)
     base_name = _safe_name(name or source_path.resolve().name)
     result = ConvertResult(paths=[])
-    work = Path(tempfile.mkdtemp(prefix=".hf-ita-gguf-", dir=out))
     try:
-        source: ModelSource = resolve_source(source_path, work)
-        result.merged_adapter = source.adapter_dir
-        tok = None
-        if verify or modelfile:  # transformers is the reference for both; a plain conversion does not load it
-            from .tokenizer_meta import load_hf_tokenizer
-
-            tok = load_hf_tokenizer(source.model_dir)
-        config = json.loads((source.model_dir / "config.json").read_text(encoding="utf-8"))
-        targets = {q.name: out / f"{base_name}-{q.name}.gguf" for q in qtypes}
-        direct = [q for q in qtypes if not q.by_llama_cpp]
-        kquants = [q for q in qtypes if q.by_llama_cpp]
-        for q in direct:
-            write_gguf(source.model_dir, targets[q.name], q, name=base_name, tokenizer=tok, progress=progress)
-        if kquants:
-            inter = _intermediate_type(qtypes, source.model_dir)
-            inter_path = targets.get(inter.name) or work / f"{base_name}-{inter.name}.gguf"
-            if not inter_path.exists():
-                write_gguf(source.model_dir, inter_path, inter, name=base_name, tokenizer=tok, progress=progress)
-            for q in kquants:
-                quantize_gguf(inter_path, targets[q.name], q)
-        result.paths = [targets[q.name] for q in qtypes]
-        if modelfile:
-            for path in result.paths:
-                try:
-                    add_bos = tok(" ", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]
-                    result.modelfiles.append(write_modelfile(path, tok, source.model_dir, add_bos=add_bos, context_length=config.get("max_position_embeddings")))
-                except ModelError as exc:
-                    result.notes.append(f"Modelfile non scritto / not written for {path.name}: {exc}")
-        if verify:
-            import torch
-            from transformers import AutoModelForCausalLM
-
-            model = AutoModelForCausalLM.from_pretrained(str(source.model_dir), dtype=torch.float32)
-            for path in result.paths:
-                report = verify_gguf(path, source.model_dir, tokenizer=tok, model=model, save=False)
-                report.against = str(source_path)
-                save_report(report)
-                result.reports.append(report)
-            del model
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with temp_directory(out, "hf-ita-gguf") as work:
+            _convert_into(result, source_path, out, work, qtypes, base_name, verify=verify, modelfile=modelfile,
+                          progress=progress)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed first convert leaves no empty folder behind
+        raise
     if verify and strict and not result.ok:
         failed = [r.summary() for r in result.reports if not r.ok]
         raise VerificationFailed("verifica GGUF fallita / GGUF verification failed:\n  " + "\n  ".join(failed), hint="see the .verify.json reports next to the files")
     return result
+
+
+def _convert_into(result: ConvertResult, source_path: Path, out: Path, work: Path, qtypes: list[QuantType],
+                  base_name: str, *, verify: bool, modelfile: bool, progress: bool) -> None:
+    """The body of :func:`convert`: scratch files (merged model, intermediate GGUF) go to ``work``."""
+    source: ModelSource = resolve_source(source_path, work)
+    result.merged_adapter = source.adapter_dir
+    tok = None
+    if verify or modelfile:  # transformers is the reference for both; a plain conversion does not load it
+        from .tokenizer_meta import load_hf_tokenizer
+
+        tok = load_hf_tokenizer(source.model_dir)
+    config = json.loads((source.model_dir / "config.json").read_text(encoding="utf-8"))
+    targets = {q.name: out / f"{base_name}-{q.name}.gguf" for q in qtypes}
+    direct = [q for q in qtypes if not q.by_llama_cpp]
+    kquants = [q for q in qtypes if q.by_llama_cpp]
+    for q in direct:
+        write_gguf(source.model_dir, targets[q.name], q, name=base_name, tokenizer=tok, progress=progress)
+    if kquants:
+        inter = _intermediate_type(qtypes, source.model_dir)
+        inter_path = targets.get(inter.name) or work / f"{base_name}-{inter.name}.gguf"
+        if not inter_path.exists():
+            write_gguf(source.model_dir, inter_path, inter, name=base_name, tokenizer=tok, progress=progress)
+        for q in kquants:
+            quantize_gguf(inter_path, targets[q.name], q)
+    result.paths = [targets[q.name] for q in qtypes]
+    if modelfile:
+        for path in result.paths:
+            try:
+                add_bos = tok(" ", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]
+                result.modelfiles.append(write_modelfile(path, tok, source.model_dir, add_bos=add_bos, context_length=config.get("max_position_embeddings")))
+            except ModelError as exc:
+                result.notes.append(f"Modelfile non scritto / not written for {path.name}: {exc}")
+    if verify:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(source.model_dir), dtype=torch.float32)
+        for path in result.paths:
+            report = verify_gguf(path, source.model_dir, tokenizer=tok, model=model, save=False)
+            report.against = str(source_path)
+            save_report(report)
+            result.reports.append(report)
+        del model

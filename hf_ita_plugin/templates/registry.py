@@ -276,9 +276,11 @@ def resolve_template_source(name_or_jinja: str) -> str:
         return value
     path = Path(value).expanduser()
     if path.is_file():
+        from ..utils.text import read_text
+
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_text(path, error=ConfigError, option=None)
+        except OSError as exc:
             raise ConfigError(f"cannot read chat template file {path}: {exc}") from None
         if not text.strip():
             raise ConfigError(f"chat template file {path} is empty")

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConversationError
 from .registry import ChatTemplate, get_template
+from .system_prompt import with_system_prompt
 
 DEFAULT_ROLES = ("system", "user", "assistant")
 
@@ -27,6 +28,7 @@ def validate_messages(
     *,
     for_training: bool = False,
     where: str | None = None,
+    system_prompt: str | None = None,
 ) -> list[dict[str, Any]]:
     """Check a conversation and return it unchanged; raise :class:`ConversationError` on the first problem.
 
@@ -35,12 +37,24 @@ def validate_messages(
     alternation (starting with the user) for templates that require it; no control strings of the
     template (such as ``<|im_end|>``) inside contents; with ``for_training`` the last message is an
     assistant reply. ``template`` is a registry name, a :class:`ChatTemplate` or ``None`` (generic rules).
+
+    With ``system_prompt`` (a ``data.system_prompt`` setting) the conversation is checked, and
+    returned, with that prompt added (see :func:`with_system_prompt`); positions in errors still
+    count the messages as given, and a problem in the added prompt is reported as ``system prompt``.
     """
     tpl = _template(template)
     prefix = f"{where}: " if where else ""
+    shift = 0
+    if system_prompt is not None and isinstance(messages, (list, tuple)) and messages:
+        given = len(messages)
+        messages = with_system_prompt(messages, system_prompt)
+        shift = len(messages) - given
 
     def fail(index: int | None, problem: str, hint: str | None = None) -> None:
-        at = f"messages[{index}]: " if index is not None else ""
+        if index is not None and shift and index == 0:
+            at = "system prompt: "
+        else:
+            at = f"messages[{index - shift}]: " if index is not None else ""
         raise ConversationError(f"{prefix}{at}{problem}", hint=hint)
 
     if not isinstance(messages, (list, tuple)) or not messages:

@@ -136,7 +136,14 @@ class ItalianSFT:
         seed = self.config.training.seed
 
         def tokenize_all(source: str, limit: int | None, curriculum: str = "none"):
-            examples = load_examples(source, format=cfg.format, split=cfg.split, strict=True).examples
+            examples = load_examples(source, format=cfg.format, split=cfg.split, strict=True,
+                                     encoding=cfg.encoding).examples
+            template = registry_template_of(tokenizer)
+            for example in examples:  # every row, before the sample is drawn
+                try:
+                    validate_messages(example.messages, template, for_training=True, system_prompt=cfg.system_prompt)
+                except HfItaError as exc:
+                    raise type(exc)(f"{source}: row {example.index}: {exc.message}", hint=exc.hint) from None
             examples = seeded_sample(examples, limit, seed)
             phase_names = [None] * len(examples)
             if curriculum != "none":
@@ -146,7 +153,6 @@ class ItalianSFT:
             for example, phase in zip(examples, phase_names):
                 messages = with_system_prompt(example.messages, cfg.system_prompt)
                 try:
-                    validate_messages(messages, registry_template_of(tokenizer), for_training=True)
                     tokenized = tokenize_conversation(tokenizer, messages, max_length=max_length)
                 except HfItaError as exc:
                     raise type(exc)(f"{source}: row {example.index}: {exc.message}", hint=exc.hint) from None

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prep.add_argument("--column", dest="columns", action="append", default=[], metavar="CANONICAL=COLUMN",
                       help="read a canonical column from another one, e.g. --column instruction=domanda (repeatable)")
     prep.add_argument("--limit", type=int, help="only the first N rows of the source")
+    prep.add_argument("--encoding", default="utf-8",
+                      help="text encoding of a local json/jsonl/csv/yaml SOURCE, e.g. latin-1 (default: utf-8)")
     _add_output(prep)
     _add_pipeline(prep)
     prep.set_defaults(func=run_prepare)
@@ -55,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
     add_output_dir(parser, "output directory (written atomically)", required=True)
-    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds an earlier output (only files hf-ita wrote, listed in "
+                             "DIR/.hf-ita-manifest.json, are ever deleted)")
     add_quiet(parser)
     add_json(parser, "print the summary (paths, kept/dropped/fixed counts) as JSON")
 
@@ -127,7 +131,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     from ...data.prepare import prepare
 
     result = prepare(args.source, args.output_dir, format=args.format, split=args.split, limit=args.limit,
-                     columns=_columns(args.columns), options=_options(args), overwrite=args.overwrite)
+                     columns=_columns(args.columns), options=_options(args), overwrite=args.overwrite,
+                     encoding=args.encoding)
     _summary(result, args.json)
     return 0
 

@@ -55,11 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from ...gguf import convert
+    from ...utils.atomic import cleanup_on_terminate
 
-    result = convert(
-        args.source, quant=args.quant, out_dir=args.output_dir, verify=not args.no_verify, name=args.name,
-        modelfile=not args.no_modelfile, strict=not args.allow_mismatch,
-    )
+    with cleanup_on_terminate():  # a terminated convert removes its scratch folder and partial files
+        result = convert(
+            args.source, quant=args.quant, out_dir=args.output_dir, verify=not args.no_verify, name=args.name,
+            modelfile=not args.no_modelfile, strict=not args.allow_mismatch,
+        )
     if args.json:
         print(json.dumps({
             "paths": [str(p) for p in result.paths], "modelfiles": [str(p) for p in result.modelfiles],

@@ -101,7 +101,9 @@ def _load_messages(path_text: str, row: int) -> list[dict[str, Any]]:
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise DataError(bilingual(f"file dei messaggi non trovato: {path}", f"messages file not found: {path}"))
-    text = path.read_text(encoding="utf-8")
+    from ...utils.text import read_text
+
+    text = read_text(path, error=DataError, option=None)
     if path.suffix.lower() == ".jsonl":
         lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
         if not 0 <= row < len(lines):
@@ -178,18 +180,15 @@ def run_render(args: argparse.Namespace) -> int:
         resolve_template_source,
         tokenize_conversation,
         validate_messages,
-        with_system_prompt,
     )
 
     messages = _load_messages(args.messages, args.row)
-    if args.system is not None:
-        messages = with_system_prompt(messages, args.system)
     if args.name == "own" and not args.tokenizer:
         raise ModelError(bilingual("'own' usa il template del tokenizer: passa --tokenizer PATH",
                                    "'own' renders with the tokenizer's own template: pass --tokenizer PATH"))
     source = None if args.name == "own" else resolve_template_source(args.name)
     registry = registry_name_of(source) if source else None
-    validate_messages(messages, registry, where=args.messages)
+    messages = validate_messages(messages, registry, where=args.messages, system_prompt=args.system)
     marks = _highlighter(args.color)
 
     if not args.tokenizer:
