@@ -194,7 +194,7 @@ def test_bad_inputs_fail_before_writing_anything(tmp_path, monkeypatch):
 
     no_answer = tmp_path / "no_answer.jsonl"
     no_answer.write_text(json.dumps({"instruction": "Scrivi una poesia", "input": ""}) + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match="row 0: cannot tell the format"):
+    with pytest.raises(DataError, match="row 0: .* cannot tell the format"):
         tiny_recipe(out, f"data.train={no_answer}").train()
     with pytest.raises(DataError, match="row 0: missing field 'output'"):
         tiny_recipe(out, f"data.train={no_answer}", "data.format=alpaca").train()
