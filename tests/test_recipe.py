@@ -196,7 +196,7 @@ def test_bad_inputs_fail_before_writing_anything(tmp_path, monkeypatch):
     no_answer.write_text(json.dumps({"instruction": "Scrivi una poesia", "input": ""}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="row 0: .* cannot tell the format"):
         tiny_recipe(out, f"data.train={no_answer}").train()
-    with pytest.raises(DataError, match="row 0: missing field 'output'"):
+    with pytest.raises(DataError, match="row 0: .*missing field 'output'"):
         tiny_recipe(out, f"data.train={no_answer}", "data.format=alpaca").train()
 
     ends_with_user = tmp_path / "ends_with_user.jsonl"
