@@ -48,11 +48,14 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import secrets
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit, parse_qs
 
@@ -504,6 +507,8 @@ def point_hub_client_at(mp: pytest.MonkeyPatch, server: JobsHubServer) -> HubEnd
     mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
     mp.setattr(constants, "HF_HUB_DISABLE_XET", True)
     mp.setattr(hf_api.api, "endpoint", server.url)
+    # jobs install the running code's wheel: build it once per content for the whole test session
+    mp.setenv("HF_ITA_WHEEL_CACHE", str(Path(tempfile.gettempdir()) / f"hf-ita-test-wheels-{os.getuid()}"))
     return HubEndpoint(server=server, url=server.url, owner_token=owner_token)
 
 
