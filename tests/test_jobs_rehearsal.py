@@ -85,6 +85,14 @@ def test_rehearsal_job_installs_the_uploaded_wheel_trains_and_publishes(jobs_hub
     installed = subprocess.run([str(bin_dir / "python"), "-c", "import hf_ita_plugin; print(hf_ita_plugin.__file__)"],
                                env=image_env, cwd=tmp_path, capture_output=True, text=True)
     assert installed.stdout.startswith(str(tmp_path / "image" / "lib")), installed  # the wheel, in the image venv
+    # code installed from that wheel (a job, a deployed Space) launches its own jobs with the same URL
+    relaunch = subprocess.run([str(bin_dir / "python"), "-c",
+                               "from hf_ita_plugin.config import RunConfig; from hf_ita_plugin.jobs.spec import "
+                               "build_job_spec; s = build_job_spec(RunConfig.from_preset('smollm2-135m-cpu'), "
+                               "flavor='cpu-basic', output_repo='luigi/x'); print(s.wheel, s.command[-1])"],
+                              env=image_env, cwd=tmp_path, capture_output=True, text=True)
+    wheel_url = f"{jobs_hub.url}/mario/hf-ita-wheels/resolve/main/{spec.wheel.path_in_repo}"
+    assert relaunch.stdout.startswith("None ") and f"'hf-ita-plugin[gpu] @ {wheel_url}'" in relaunch.stdout, relaunch
     files = jobs_hub.files(REPO)
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "metrics.json"} <= set(files)
     assert json.loads(files["metrics.json"])["template"] == "smollm2"

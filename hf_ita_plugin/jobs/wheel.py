@@ -131,7 +131,7 @@ def build_wheel(root: Path | None = None, *, cache_dir: Path | None = None) -> W
 
 def running_wheel() -> Wheel | str | None:
     """Where the running package came from when it has no source tree: the local wheel file it was
-    installed from (a :class:`Wheel`), an HTTPS wheel URL (a ``str``), or ``None``."""
+    installed from (a :class:`Wheel`), the wheel URL it was installed from (a ``str``), or ``None``."""
     from importlib import metadata
 
     try:
@@ -139,7 +139,7 @@ def running_wheel() -> Wheel | str | None:
     except metadata.PackageNotFoundError:
         return None
     url = (json.loads(raw) if raw else {}).get("url", "")
-    if url.startswith("https://") and url.endswith(".whl"):
+    if url.startswith(("https://", "http://")) and url.endswith(".whl"):
         return url
     if url.startswith("file://") and url.endswith(".whl"):
         path = Path(unquote(urlparse(url).path))
