@@ -24,7 +24,8 @@ def test_recipe_and_suite_give_identical_heldout_metrics(tiny):
     system_prompt = "default"
     cfg = RunConfig.from_preset("smollm2-135m-cpu", [
         "data.eval=bundled-heldout", "data.max_train_examples=4", f"data.system_prompt={system_prompt}",
-        "training.max_seq_length=256", "evaluation.max_length=256", "evaluation.bpb_max_chars=1500"])
+        "training.max_seq_length=256", "evaluation.max_length=256", "evaluation.bpb_max_chars=1500",
+        "evaluation.answer_quality=false"])
     recipe = ItalianSFT(cfg, model=model, tokenizer=base_tokenizer)
     tokenizer = recipe.load_tokenizer()
     data = recipe.prepare_data(tokenizer)
