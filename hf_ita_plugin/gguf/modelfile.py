@@ -111,9 +111,18 @@ def go_template(pieces: RolePieces) -> str:
     """Ollama TEMPLATE over ``.Messages`` equivalent to the chat template.
 
     Written on one line without ``{{-`` trim markers, so whitespace in the role headers is kept exactly.
+    When the chat template writes a system block of its own for conversations without a system message
+    (SmolLM2's default prompt, Llama 3.1's dated header), the TEMPLATE writes it too.
     """
     p, s, q = pieces.prefix, pieces.suffix, _go_quote
+    default = ""
+    if pieces.default_system is not None:
+        default = (
+            '{{ if or (not .Messages) (ne (index .Messages 0).Role "system") }}'
+            f'{q(p["system"])}{q(pieces.default_system)}{q(s["system"])}{{{{ end }}}}'
+        )
     return "".join([
+        default,
         "{{ range $i, $m := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}",
         f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{{{{ $m.Content }}}}{q(s["system"])}',
         f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{{{{ $m.Content }}}}{q(s["user"])}',
@@ -121,6 +130,24 @@ def go_template(pieces: RolePieces) -> str:
         f'{{{{ else if eq $m.Role "assistant" }}}}{q(p["assistant"])}{{{{ $m.Content }}}}{{{{ if not $last }}}}{q(s["assistant"])}{{{{ end }}}}',
         "{{ end }}{{ end }}",
     ])
+
+
+TRIM_NOTE = ("# Note: the chat template trims leading/trailing whitespace of message contents; Go's text/template "
+             "(Ollama) has no trim function, so such contents render with their whitespace here.")
+
+
+def trims_contents(tok, pieces: RolePieces) -> bool:
+    """Whether the chat template strips whitespace around message contents (the TEMPLATE cannot)."""
+    padded = [{"role": "user", "content": "  Ciao!\n"}]
+    try:
+        expected = _render(tok, padded, True)
+    except Exception:
+        return False
+    if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
+        expected = expected[len(pieces.bos_stripped):]
+    stripped = [{"role": "user", "content": "Ciao!"}]
+    return (render_from_pieces(pieces, padded, True) != expected
+            and render_from_pieces(pieces, stripped, True) == expected)
 
 
 def stop_tokens(tok, pieces: RolePieces) -> list[str]:
@@ -164,7 +191,10 @@ def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bo
     template = go_template(pieces)
     if '"""' in template:
         raise ModelError('il template contiene """ / the chat template contains """, which a Modelfile cannot quote')
-    lines = [f"FROM ./{Path(gguf_file).name}", "", f'TEMPLATE """{template}"""', ""]
+    lines = [f"FROM ./{Path(gguf_file).name}", ""]
+    if trims_contents(tok, pieces):
+        lines += [TRIM_NOTE, ""]
+    lines += [f'TEMPLATE """{template}"""', ""]
     if pieces.default_system:
         lines += [f'SYSTEM """{pieces.default_system}"""', ""]
     for stop in stop_tokens(tok, pieces):
