@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from hf_ita_plugin.errors import HfItaError
-from hf_ita_plugin.gguf.modelfile import TRIM_NOTE, build_modelfile
-from hf_ita_plugin.templates import apply_template, get_template, list_templates, validate_messages
+from hf_ita_plugin.config.schema import RunConfig
+from hf_ita_plugin.gguf.modelfile import TRIM_NOTE, build_modelfile, training_system_prompt
+from hf_ita_plugin.rundir import RunDir
+from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT, apply_template, get_template, list_templates, validate_messages
 from test_templates_official import CONVERSATIONS
 from test_templates_tokenizers import FAMILY_TOKENIZER, load, tokenizer_dirs  # noqa: F401
 
@@ -105,11 +107,40 @@ def test_go_template_renders_like_the_jinja(tokenizer_dirs, go_renderer, family,
         if spec.emits_bos and tok.bos_token and expected.startswith(tok.bos_token):
             expected = expected[len(tok.bos_token):]
         if trims:  # the Modelfile says so: exact once contents carry no edge whitespace
-            clean = [{**m, "content": m["content"].strip()} for m in messages]
-            assert go_render(go_renderer, template, clean, tmp_path, system) == expected, (family, messages)
+            # (some families trim every content, Gemma keeps the system text as given)
+            variants = ([{**m, "content": m["content"].strip()} for m in messages],
+                        [{**m, "content": m["content"] if m["role"] == "system" else m["content"].strip()} for m in messages])
+            assert any(go_render(go_renderer, template, clean, tmp_path, system) == expected for clean in variants), \
+                (family, messages)
         if go_render(go_renderer, template, messages, tmp_path, system) != expected:
             mismatches.append(messages)
     if trims:
         assert mismatches, f"{family}: the Modelfile notes trimming, but every point rendered exactly"
         pytest.xfail(f"{family}: {TRIM_NOTE.lstrip('# ')} ({len(mismatches)}/{len(points)} suite points differ)")
     assert not mismatches, (family, mismatches[0])
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("default", DEFAULT_SYSTEM_PROMPT), ("none", None),
+                                                   ("Rispondi sempre in rima.", "Rispondi sempre in rima.")])
+def test_training_system_prompt_is_read_from_the_run_config(tmp_path, setting, expected):
+    RunDir(tmp_path).write_config(RunConfig.from_preset("smollm2-135m-cpu", [f"data.system_prompt={setting}"]))
+    assert training_system_prompt(tmp_path) == expected
+    assert training_system_prompt(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("family", ["smollm2", "mistral", "gemma-3"])
+def test_system_line_carries_the_training_prompt_and_ollama_renders_it(tokenizer_dirs, go_renderer, family, tmp_path):  # noqa: F811
+    tok = load(tokenizer_dirs, FAMILY_TOKENIZER[family])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        apply_template(tok, family)
+    spec = get_template(family)
+    modelfile = build_modelfile(tmp_path / "model.gguf", tok, tmp_path, add_bos=spec.emits_bos, system=DEFAULT_SYSTEM_PROMPT)
+    assert quoted(modelfile, "SYSTEM") == DEFAULT_SYSTEM_PROMPT
+    user = [{"role": "user", "content": "Qual è la capitale d'Italia?"}]
+    expected = tok.apply_chat_template([{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *user], tokenize=False,
+                                       add_generation_prompt=True)
+    if spec.emits_bos:
+        expected = expected[len(tok.bos_token):]
+    got = go_render(go_renderer, quoted(modelfile, "TEMPLATE"), user, tmp_path, quoted(modelfile, "SYSTEM"))
+    assert got == expected and DEFAULT_SYSTEM_PROMPT in got
