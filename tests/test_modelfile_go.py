@@ -21,7 +21,7 @@ import pytest
 
 from hf_ita_plugin.errors import HfItaError
 from hf_ita_plugin.config.schema import RunConfig
-from hf_ita_plugin.gguf.modelfile import TRIM_NOTE, build_modelfile, training_system_prompt
+from hf_ita_plugin.gguf.modelfile import TRIM_NOTE, build_adapter_modelfile, build_modelfile, training_system_prompt
 from hf_ita_plugin.rundir import RunDir
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT, apply_template, get_template, list_templates, validate_messages
 from test_templates_official import CONVERSATIONS
@@ -144,3 +144,13 @@ def test_system_line_carries_the_training_prompt_and_ollama_renders_it(tokenizer
         expected = expected[len(tok.bos_token):]
     got = go_render(go_renderer, quoted(modelfile, "TEMPLATE"), user, tmp_path, quoted(modelfile, "SYSTEM"))
     assert got == expected and DEFAULT_SYSTEM_PROMPT in got
+
+
+def test_adapter_modelfile_applies_the_lora_on_the_base_with_the_same_template(tokenizer_dirs, tmp_path):  # noqa: F811
+    tok = load(tokenizer_dirs, "smollm2")
+    apply_template(tok, "smollm2")
+    base = build_modelfile(tmp_path / "base-F16.gguf", tok, tmp_path, add_bos=False, system=DEFAULT_SYSTEM_PROMPT)
+    adapter = build_adapter_modelfile(tmp_path / "adapter-lora.gguf", tmp_path / "base-F16.gguf", tok, tmp_path,
+                                      add_bos=False, system=DEFAULT_SYSTEM_PROMPT)
+    assert adapter.splitlines()[:2] == ["FROM ./base-F16.gguf", "ADAPTER ./adapter-lora.gguf"]
+    assert adapter.replace("ADAPTER ./adapter-lora.gguf\n", "", 1) == base

@@ -258,3 +258,13 @@ def write_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bo
     target = gguf_file.with_name(gguf_file.stem + ".Modelfile")
     text = build_modelfile(gguf_file, tok, model_dir, add_bos=add_bos, context_length=context_length, system=system)
     return write_text(target, text)
+
+
+def build_adapter_modelfile(adapter_gguf: str | Path, base_gguf: str | Path, tok, model_dir: str | Path, *, add_bos: bool,
+                            context_length: int | None = None, system: str | None = None) -> str:
+    """Text of an Ollama Modelfile that applies the LoRA GGUF ``adapter_gguf`` on the base GGUF ``base_gguf``
+    (both referenced by file name, next to the Modelfile): ``FROM`` the base, ``ADAPTER`` the LoRA, then the
+    same TEMPLATE, SYSTEM and parameters as :func:`build_modelfile` (the tokenizer is the base's)."""
+    text = build_modelfile(base_gguf, tok, model_dir, add_bos=add_bos, context_length=context_length, system=system)
+    head, rest = text.split("\n", 1)
+    return f"{head}\nADAPTER ./{Path(adapter_gguf).name}\n{rest}"
