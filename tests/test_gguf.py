@@ -344,3 +344,29 @@ def test_gguf_describes_itself_as_llama_cpp_converter_does(tmp_path):
     from gguf import size_label
 
     assert value("general.size_label") in {size_label(total, 0, 0, 0), "135M"}
+
+
+@pytest.mark.slow
+def test_bos_is_added_once_by_llama_cpp_chat_path(tmp_path):
+    """add_bos_token is true where the template writes BOS, and llama.cpp's chat path never doubles it."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from gguf import GGUFReader
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from hf_ita_plugin.gguf import QUANT_TYPES
+    from hf_ita_plugin.gguf.converter import write_gguf
+
+    model_dir = tiny_mistral_spm(tmp_path / "mistral")
+    out = write_gguf(model_dir, tmp_path / "m.gguf", QUANT_TYPES["F32"], progress=False)
+    reader = GGUFReader(out)
+    assert reader.get_field("tokenizer.ggml.add_bos_token").contents() is True
+    template = reader.get_field("tokenizer.chat_template").contents()
+    llm = llama_cpp.Llama(model_path=str(out), vocab_only=True, verbose=False)
+    bos = llm.token_bos()
+    formatter = Jinja2ChatFormatter(template=template, eos_token="</s>", bos_token="<s>")
+    messages = [{"role": "user", "content": "Qual è la capitale d'Italia?"},
+                {"role": "assistant", "content": "Roma."}, {"role": "user", "content": "E della Francia?"}]
+    result = formatter(messages=messages)
+    assert result.prompt.startswith("<s>") and result.added_special  # the template writes BOS itself
+    ids = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+    assert ids[0] == bos and ids.count(bos) == 1, ids[:5]
