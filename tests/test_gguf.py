@@ -312,3 +312,61 @@ def test_gemma_query_scale_llama_cpp_cannot_represent_is_refused(tmp_path):
     config["layer_types"] = ["sliding_attention"]  # 1 entry for 2 layers
     with pytest.raises(ModelError, match="layer_types"):
         ARCHITECTURES["Gemma2ForCausalLM"].write_hparams(writer, config)
+
+
+def test_gguf_describes_itself_as_llama_cpp_converter_does(tmp_path):
+    """general.* keys from the model card and the parameter count (gguf.Metadata, as convert_hf_to_gguf)."""
+    from gguf import GGUFReader
+
+    from hf_ita_plugin.gguf import QUANT_TYPES
+    from hf_ita_plugin.gguf.converter import write_gguf
+
+    model_dir = tiny_mistral_spm(tmp_path / "SmolLM2-135M-Instruct-ita")
+    (model_dir / "README.md").write_text(
+        "---\nlicense: apache-2.0\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\nlanguage: [it]\n---\n# ita\n",
+        encoding="utf-8")
+    out = write_gguf(model_dir, tmp_path / "m.gguf", QUANT_TYPES["F32"], name="SmolLM2-135M-Instruct-ita", progress=False)
+    reader = GGUFReader(out)
+
+    def value(key):
+        field = reader.get_field(key)
+        assert field is not None, key
+        return field.contents()
+
+    total = sum(int(t.n_elements) for t in reader.tensors)
+    assert value("general.name") == "SmolLM2-135M-Instruct-ita"
+    assert value("general.license") == "apache-2.0"
+    assert value("general.base_model.count") == 1
+    assert value("general.base_model.0.name") == "SmolLM2 135M Instruct"
+    assert value("general.base_model.0.organization") == "HuggingFaceTB"
+    assert value("general.base_model.0.repo_url") == "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert value("general.basename") == "SmolLM2" and value("general.finetune") and value("general.size_label")
+    from gguf import size_label
+
+    assert value("general.size_label") in {size_label(total, 0, 0, 0), "135M"}
+
+
+@pytest.mark.slow
+def test_bos_is_added_once_by_llama_cpp_chat_path(tmp_path):
+    """add_bos_token is true where the template writes BOS, and llama.cpp's chat path never doubles it."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from gguf import GGUFReader
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from hf_ita_plugin.gguf import QUANT_TYPES
+    from hf_ita_plugin.gguf.converter import write_gguf
+
+    model_dir = tiny_mistral_spm(tmp_path / "mistral")
+    out = write_gguf(model_dir, tmp_path / "m.gguf", QUANT_TYPES["F32"], progress=False)
+    reader = GGUFReader(out)
+    assert reader.get_field("tokenizer.ggml.add_bos_token").contents() is True
+    template = reader.get_field("tokenizer.chat_template").contents()
+    llm = llama_cpp.Llama(model_path=str(out), vocab_only=True, verbose=False)
+    bos = llm.token_bos()
+    formatter = Jinja2ChatFormatter(template=template, eos_token="</s>", bos_token="<s>")
+    messages = [{"role": "user", "content": "Qual è la capitale d'Italia?"},
+                {"role": "assistant", "content": "Roma."}, {"role": "user", "content": "E della Francia?"}]
+    result = formatter(messages=messages)
+    assert result.prompt.startswith("<s>") and result.added_special  # the template writes BOS itself
+    ids = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+    assert ids[0] == bos and ids.count(bos) == 1, ids[:5]

@@ -64,7 +64,7 @@ def autotrain_config(cfg: RunConfig, *, data_repo: str | None = None) -> AutoTra
     path = _data_path(d.train, data_repo)
 
     template = m.template if m.template in _AUTOTRAIN_TEMPLATES else "tokenizer"
-    if m.template and template == "tokenizer":
+    if m.template not in (None, "auto") and template == "tokenizer":
         notes.append(f"model.template {m.template!r}: AutoTrain only knows chatml/zephyr, so it renders with the "
                      "tokenizer's own chat template (chat_template: tokenizer); make sure that is the same template")
     if m.revision:

@@ -41,8 +41,10 @@ class ModelConfig:
     name_or_path: str | None = None
     """Hub id or local directory. ``None`` means the embedded SmolLM2-135M-Instruct."""
     revision: str | None = None
-    template: str | None = None
-    """A registry template name (``chatml``, ``llama-3``...) or ``None`` to keep the tokenizer's own."""
+    template: str | None = "auto"
+    """``auto`` (or ``None``): the template the model ships (the registry entry with exact masks when it is
+    an official template the registry renders byte for byte); or a registry name (``chatml``, ``llama-3``...),
+    a ``.jinja`` file or Jinja text."""
     trust_remote_code: bool = False
     attn_implementation: str | None = None
     gpu_memory_gb: float | None = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 from gguf import GGML_QUANT_VERSION, GGMLQuantizationType, GGUFEndian, GGUFValueType, GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES
@@ -188,6 +189,15 @@ class _TensorStream:
         return done
 
 
+def describe_model(writer, model_dir: Path, name: str | None, *, total_params: int) -> None:
+    """``general.*`` keys as llama.cpp's converter writes them (gguf's :class:`gguf.Metadata`): name,
+    basename, size_label, finetune, license and ``general.base_model.*`` from the model card and config."""
+    meta = gguf.Metadata.load(model_path=Path(model_dir), model_name=name or Path(model_dir).name, total_params=total_params)
+    if meta.size_label is None and total_params > 0:
+        meta.size_label = gguf.size_label(total_params, 0, 0, 0)
+    meta.set_gguf_meta_model(writer)
+
+
 def write_gguf(
     model_dir: str | Path,
     out_path: str | Path,
@@ -215,7 +225,7 @@ def write_gguf(
         with atomic_path(out_path) as tmp:
             writer = StreamingGGUFWriter(tmp, arch.name)
             try:
-                writer.add_name(name or ckpt.path.name)
+                describe_model(writer, ckpt.path, name, total_params=sum(int(np.prod(p.shape)) for p in plan))
                 writer.add_languages(["it"])
                 writer.add_file_type(int(qtype.file_type))
                 if not qtype.is_float:

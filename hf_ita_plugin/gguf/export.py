@@ -12,7 +12,7 @@ from ..errors import ModelError
 from ..utils.atomic import remove_stale_temps, temp_directory
 from .converter import write_gguf
 from .merge import ModelSource, find_adapter_dir, resolve_source
-from .modelfile import write_modelfile
+from .modelfile import training_system_prompt, write_modelfile
 from .quant_types import QUANT_TYPES, QuantType, parse_quant_types
 from .quantize import quantize_gguf
 from .verify import VerificationFailed, VerifyReport, save_report, verify as verify_gguf
@@ -125,10 +125,13 @@ def _convert_into(result: ConvertResult, source_path: Path, out: Path, work: Pat
             quantize_gguf(inter_path, targets[q.name], q)
     result.paths = [targets[q.name] for q in qtypes]
     if modelfile:
+        run_dir = source.adapter_dir.parent if source.adapter_dir is not None else source_path
+        system = training_system_prompt(run_dir)
         for path in result.paths:
             try:
                 add_bos = tok(" ", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]
-                result.modelfiles.append(write_modelfile(path, tok, source.model_dir, add_bos=add_bos, context_length=config.get("max_position_embeddings")))
+                result.modelfiles.append(write_modelfile(path, tok, source.model_dir, add_bos=add_bos, context_length=config.get("max_position_embeddings"),
+                                                         system=system))
             except ModelError as exc:
                 result.notes.append(f"Modelfile non scritto / not written for {path.name}: {exc}")
     if verify:

@@ -28,6 +28,9 @@ class RolePieces:
     generation_prompt: str
     default_system: str | None
     bos_stripped: str
+    fold: tuple[str, str] | None = None
+    """Templates without a system role (Gemma, Mistral v1) write the system text inside the first user
+    turn: ``(before, after)`` around it, after the user prefix. ``None``: the system has its own block."""
 
 
 def _render(tok, messages, add_generation_prompt: bool) -> str:
@@ -73,24 +76,34 @@ def role_pieces(tok, add_bos: bool) -> RolePieces:
     sys_prefix = full[:s0]
     between_su = full[s1:u0]
     between_ua = full[u1:a0]
-    if not between_su.endswith(user_prefix) or not user_only[:uo].endswith(user_prefix):
+    fold = None
+    if not between_su.endswith(user_prefix) and user_prefix and sys_prefix.endswith(user_prefix):
+        # system folded into the first user turn: <user prefix><before>SYSTEM<after>USER
+        fold = ("", between_su)
+        sys_prefix, system_suffix = sys_prefix[: len(sys_prefix) - len(user_prefix)], ""
+    elif not between_su.endswith(user_prefix):
         raise ModelError("il template usa intestazioni utente diverse / user turns start differently depending on position")
-    system_suffix = between_su[: len(between_su) - len(user_prefix)]
+    else:
+        system_suffix = between_su[: len(between_su) - len(user_prefix)]
+    if not user_only[:uo].endswith(user_prefix):
+        raise ModelError("il template usa intestazioni utente diverse / user turns start differently depending on position")
     user_suffix = without_prompt[without_prompt.index(m["user"]) + len(m["user"]):]
     if not between_ua.startswith(user_suffix):
         raise ModelError("il template chiude i turni utente in modo variabile / user turns end differently mid-conversation")
     asst_prefix = between_ua[len(user_suffix):]
     default_system_block = user_only[: uo - len(user_prefix)]
     default_system = None
-    if default_system_block:
+    if default_system_block and fold is None:
         if default_system_block.startswith(sys_prefix) and default_system_block.endswith(system_suffix):
             default_system = default_system_block[len(sys_prefix): len(default_system_block) - len(system_suffix)]
         else:
             raise ModelError("il template aggiunge testo non riconosciuto senza system / the template adds unrecognised text when no system message is given")
+    elif default_system_block:
+        raise ModelError("il template aggiunge testo non riconosciuto senza system / the template adds unrecognised text when no system message is given")
     return RolePieces(
         prefix={"system": sys_prefix, "user": user_prefix, "assistant": asst_prefix},
         suffix={"system": system_suffix, "user": user_suffix, "assistant": asst_suffix},
-        generation_prompt=gen, default_system=default_system, bos_stripped=stripped,
+        generation_prompt=gen, default_system=default_system, bos_stripped=stripped, fold=fold,
     )
 
 
@@ -98,7 +111,15 @@ def render_from_pieces(pieces: RolePieces, messages: list[dict[str, str]], add_g
     """Render ``messages`` the way the generated Go template does (used to self-check it)."""
     if pieces.default_system is not None and (not messages or messages[0]["role"] != "system"):
         messages = [{"role": "system", "content": pieces.default_system}, *messages]
-    text = "".join(pieces.prefix[m["role"]] + m["content"] + pieces.suffix[m["role"]] for m in messages)
+    parts = []
+    for i, m in enumerate(messages):
+        content = m["content"]
+        if pieces.fold and m["role"] == "user" and i == 1 and messages[0]["role"] == "system":
+            content = pieces.fold[0] + messages[0]["content"] + pieces.fold[1] + content
+        if pieces.fold and m["role"] == "system":
+            content = ""  # written inside the first user turn
+        parts.append(pieces.prefix[m["role"]] + content + pieces.suffix[m["role"]])
+    text = "".join(parts)
     return text + (pieces.generation_prompt if add_generation_prompt else "")
 
 
@@ -111,16 +132,47 @@ def go_template(pieces: RolePieces) -> str:
     """Ollama TEMPLATE over ``.Messages`` equivalent to the chat template.
 
     Written on one line without ``{{-`` trim markers, so whitespace in the role headers is kept exactly.
+    When the chat template writes a system block of its own for conversations without a system message
+    (SmolLM2's default prompt, Llama 3.1's dated header), the TEMPLATE writes it too.
     """
     p, s, q = pieces.prefix, pieces.suffix, _go_quote
+    default = ""
+    if pieces.default_system is not None:
+        default = (
+            '{{ if or (not .Messages) (ne (index .Messages 0).Role "system") }}'
+            f'{q(p["system"])}{q(pieces.default_system)}{q(s["system"])}{{{{ end }}}}'
+        )
+    fold = ""
+    if pieces.fold is not None:
+        fold = ('{{ if and (eq $i 1) (eq (index $.Messages 0).Role "system") }}'
+                f'{q(pieces.fold[0])}{{{{ (index $.Messages 0).Content }}}}{q(pieces.fold[1])}{{{{ end }}}}')
     return "".join([
+        default,
         "{{ range $i, $m := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}",
-        f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{{{{ $m.Content }}}}{q(s["system"])}',
-        f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{{{{ $m.Content }}}}{q(s["user"])}',
+        f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{"" if pieces.fold else "{{ $m.Content }}"}{q(s["system"])}',
+        f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{fold}{{{{ $m.Content }}}}{q(s["user"])}',
         f'{{{{ if $last }}}}{q(pieces.generation_prompt)}{{{{ end }}}}',
         f'{{{{ else if eq $m.Role "assistant" }}}}{q(p["assistant"])}{{{{ $m.Content }}}}{{{{ if not $last }}}}{q(s["assistant"])}{{{{ end }}}}',
         "{{ end }}{{ end }}",
     ])
+
+
+TRIM_NOTE = ("# Note: the chat template trims leading/trailing whitespace of message contents; Go's text/template "
+             "(Ollama) has no trim function, so such contents render with their whitespace here.")
+
+
+def trims_contents(tok, pieces: RolePieces) -> bool:
+    """Whether the chat template strips whitespace around message contents (the TEMPLATE cannot)."""
+    padded = [{"role": "user", "content": "  Ciao!\n"}]
+    try:
+        expected = _render(tok, padded, True)
+    except Exception:
+        return False
+    if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
+        expected = expected[len(pieces.bos_stripped):]
+    stripped = [{"role": "user", "content": "Ciao!"}]
+    return (render_from_pieces(pieces, padded, True) != expected
+            and render_from_pieces(pieces, stripped, True) == expected)
 
 
 def stop_tokens(tok, pieces: RolePieces) -> list[str]:
@@ -149,8 +201,27 @@ def _defaults(model_dir: Path, context_length: int | None) -> dict[str, float | 
     return params
 
 
-def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None) -> str:
-    """Text of an Ollama Modelfile for ``gguf_file`` (referenced by its file name, next to the Modelfile)."""
+def training_system_prompt(run_dir: str | Path | None) -> str | None:
+    """The system prompt a run trained with (``data.system_prompt`` of its ``run_config.yaml``), or ``None``."""
+    if run_dir is None:
+        return None
+    from ..rundir import RunDir, read_yaml_mapping
+    from ..templates import resolve_system_prompt
+
+    path = RunDir(run_dir).config_path
+    if not path.is_file():
+        return None
+    data = read_yaml_mapping(path).get("data") or {}
+    return resolve_system_prompt(data.get("system_prompt", "default")) if isinstance(data, dict) else None
+
+
+def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None,
+                    system: str | None = None) -> str:
+    """Text of an Ollama Modelfile for ``gguf_file`` (referenced by its file name, next to the Modelfile).
+
+    ``system`` (the prompt the model was trained with, see :func:`training_system_prompt`) becomes the
+    ``SYSTEM`` line, which Ollama puts first when a conversation has no system message; without it the
+    chat template's own default system text, if any."""
     pieces = role_pieces(tok, add_bos)
     for conv in italian_suite.CONVERSATIONS:
         try:
@@ -164,9 +235,15 @@ def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bo
     template = go_template(pieces)
     if '"""' in template:
         raise ModelError('il template contiene """ / the chat template contains """, which a Modelfile cannot quote')
-    lines = [f"FROM ./{Path(gguf_file).name}", "", f'TEMPLATE """{template}"""', ""]
-    if pieces.default_system:
-        lines += [f'SYSTEM """{pieces.default_system}"""', ""]
+    lines = [f"FROM ./{Path(gguf_file).name}", ""]
+    if trims_contents(tok, pieces):
+        lines += [TRIM_NOTE, ""]
+    lines += [f'TEMPLATE """{template}"""', ""]
+    system = system if system is not None else pieces.default_system
+    if system:
+        if '"""' in system:
+            raise ModelError('il prompt di sistema contiene """ / the system prompt contains """, which a Modelfile cannot quote')
+        lines += [f'SYSTEM """{system}"""', ""]
     for stop in stop_tokens(tok, pieces):
         lines.append(f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}")
     for key, value in _defaults(Path(model_dir), context_length).items():
@@ -174,8 +251,20 @@ def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bo
     return "\n".join(lines) + "\n"
 
 
-def write_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None) -> Path:
+def write_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None,
+                    system: str | None = None) -> Path:
     """Write ``<name>.Modelfile`` next to ``gguf_file`` atomically and return its path."""
     gguf_file = Path(gguf_file)
     target = gguf_file.with_name(gguf_file.stem + ".Modelfile")
-    return write_text(target, build_modelfile(gguf_file, tok, model_dir, add_bos=add_bos, context_length=context_length))
+    text = build_modelfile(gguf_file, tok, model_dir, add_bos=add_bos, context_length=context_length, system=system)
+    return write_text(target, text)
+
+
+def build_adapter_modelfile(adapter_gguf: str | Path, base_gguf: str | Path, tok, model_dir: str | Path, *, add_bos: bool,
+                            context_length: int | None = None, system: str | None = None) -> str:
+    """Text of an Ollama Modelfile that applies the LoRA GGUF ``adapter_gguf`` on the base GGUF ``base_gguf``
+    (both referenced by file name, next to the Modelfile): ``FROM`` the base, ``ADAPTER`` the LoRA, then the
+    same TEMPLATE, SYSTEM and parameters as :func:`build_modelfile` (the tokenizer is the base's)."""
+    text = build_modelfile(base_gguf, tok, model_dir, add_bos=add_bos, context_length=context_length, system=system)
+    head, rest = text.split("\n", 1)
+    return f"{head}\nADAPTER ./{Path(adapter_gguf).name}\n{rest}"

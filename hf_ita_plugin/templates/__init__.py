@@ -15,13 +15,14 @@ from .registry import (
     get_template,
     has_generation_markers,
     list_templates,
+    official_template_name,
     registry_name_of,
     resolve_template_source,
     strip_generation_markers,
 )
 from .render import render, render_many, render_source
 from .system_prompt import DEFAULT_SYSTEM_PROMPT, resolve_system_prompt, with_system_prompt
-from .tokenizer_setup import TEMPLATE_NAME_KEY, apply_template, registry_template_of, template_name
+from .tokenizer_setup import AUTO_TEMPLATE, TEMPLATE_NAME_KEY, apply_template, registry_template_of, template_name
 from .validation import validate_messages
 
 
@@ -33,6 +34,7 @@ def check_gguf_template_parity(gguf_path, tokenizer, conversations, **kwargs):
 
 
 __all__ = [
+    "AUTO_TEMPLATE",
     "DEFAULT_SYSTEM_PROMPT",
     "TEMPLATE_NAME_KEY",
     "ChatTemplate",
@@ -42,6 +44,7 @@ __all__ = [
     "get_template",
     "has_generation_markers",
     "list_templates",
+    "official_template_name",
     "registry_name_of",
     "registry_template_of",
     "render",

@@ -12,6 +12,7 @@ markers, for engines that do not know that tag (llama.cpp, Ollama).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -208,6 +209,30 @@ _SPECS: dict[str, dict] = {
 # Former names still accepted in configs: ``gemma`` was the Gemma 3 layout.
 _ALIASES: dict[str, str] = {"gemma": "gemma-3"}
 
+# Official chat templates (exact ``tokenizer_config.json`` text) each registry entry renders byte for
+# byte, by SHA-256: a tokenizer that ships one of them trains with the registry entry (exact masks).
+# Checked against the texts in shared/reference/chat_templates by tests/test_template_auto.py.
+_OFFICIAL_SHA256: dict[str, str] = {
+    "796853172235ab3aaa4810013ddfe2eab481bda3306dad4f700c00d436eed596": "mistral",  # Mistral-7B-Instruct-v0.1/v0.2
+    "e16746b40344d6c5b5265988e0328a0bf7277be86f1c335156eae07e29c82826": "mistral-v3",  # Mistral-7B-Instruct-v0.3
+    "e8d5b5a546d3f19df16a5320c614fab05bdc4edd50e850f1afd947b503ea41cf": "llama-2",  # Llama-2-7b-chat-hf
+    "ba03a121d097859c7b5b9cd03af99aafe95275210d2876f642ad9929a150f122": "llama-3",  # Meta-Llama-3-8B-Instruct
+    "e10ca381b1ccc5cf9db52e371f3b6651576caee0a630b452e2816b2d404d4b65": "llama-3.1",  # Llama-3.1-8B / 3.3-70B-Instruct
+    "5816fce10444e03c2e9ee1ef8a4a1ea61ae7e69e438613f3b17b69d0426223a4": "llama-3.2",  # Llama-3.2-3B-Instruct
+    "ecd6ae513fe103f0eb62e8ab5bfa8d0fe45c1074fa398b089c93a7e70c15cfd6": "gemma-2",  # gemma-2-2b-it
+    "7de1c58e208eda46e9c7f86397df37ec49883aeece39fb961e0a6b24088dd3c4": "gemma-3",  # gemma-3-1b-it
+    "cd8e9439f0570856fd70470bf8889ebd8b5d1107207f67a5efb46e342330527f": "qwen2.5",  # Qwen2.5-3B-Instruct
+    "872be49dbb638044ad01b60388f48d469ff2980e5f0dccdc22ec907db54d0788": "smollm2",  # SmolLM2-135M-Instruct
+    "66291cf0045c2425a3a667cf3cbb7af2b11f09e025c02f97245323ab79119362": "zephyr",  # zephyr-7b-beta
+    "87a2728cb8dc9fe424d624542f6060ec05a1d285ebbec578bb078900e33396b5": "qwen3",  # Qwen3-0.6B (reasoning off)
+    "a55ee1b1660128b7098723e0abcd92caa0788061051c62d51cbe87d9cf1974d8": "qwen3",  # Qwen3-1.7B (reasoning off)
+    "3e0e275a527f249670056e0078e474eadbdd007c134b4fdfae5a7b3089702814": "smollm3",  # SmolLM3-3B (reasoning off)
+    "78d976a442bcde2f0be15aafbb8e3050e1104f86732266f68403251b89982a90": "phi-3.5",  # Phi-3.5-mini-instruct
+    "fe4120415a3858b873955c92ce3a103a95bc97c2cb00b72e62659aaf0f891ee5": "phi-4",  # phi-4
+    "e4676cb56dffea7782fd3e2b577cfaf1e123537e6ef49b3ec7caa6c095c62272": "mistral-nemo",  # Mistral-Nemo-Instruct-2407
+    "b404c87146f7b5ad7b98a0d5744166d4951658c952fa148fb7068e469b42f657": "mistral-small-3.1",  # Mistral-Small-3.1-24B-Instruct-2503
+}
+
 
 def _jinja_dir() -> Path:
     return Path(str(resources.files("hf_ita_plugin") / "templates" / "jinja"))
@@ -245,10 +270,19 @@ def strip_generation_markers(source: str) -> str:
 
 
 def registry_name_of(source: str | None) -> str | None:
-    """The registry name whose Jinja text equals ``source`` (with or without markers), else ``None``."""
+    """The registry name whose Jinja text equals ``source`` (with or without markers), or whose
+    official model template is exactly ``source`` (see :func:`official_template_name`), else ``None``."""
     if not source or not isinstance(source, str):
         return None
-    return _names_by_source().get(source)
+    return _names_by_source().get(source) or official_template_name(source)
+
+
+def official_template_name(source: str | None) -> str | None:
+    """The registry entry that renders exactly like ``source`` when ``source`` is, byte for byte, the
+    official chat template of a model the registry covers (Llama 3.1, Qwen2.5, SmolLM2...), else ``None``."""
+    if not source or not isinstance(source, str):
+        return None
+    return _OFFICIAL_SHA256.get(hashlib.sha256(source.encode("utf-8")).hexdigest())
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,8 @@ from .registry import ChatTemplate, get_template, list_templates, registry_name_
 TEMPLATE_NAME_KEY = "hf_ita_template"
 """Key under which the template name is stored in the tokenizer's config (``tokenizer_config.json``)."""
 CUSTOM_TEMPLATE = "custom"
+AUTO_TEMPLATE = "auto"
+"""``model.template`` value (the default) that keeps the template the model ships."""
 
 _PAD_CANDIDATES = (
     "<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|fim_pad|>", "<|endoftext|>", "<unk>",
@@ -33,15 +35,22 @@ _SPARE_RE = re.compile(r"reserved|unused|pad", re.IGNORECASE)
 _NEW_PAD = "<|pad|>"
 
 
-def apply_template(tokenizer, name_or_jinja: str | None = None):
-    """Set ``tokenizer.chat_template`` (registry name, ``.jinja`` path, Jinja text, or ``None`` to keep
-    the tokenizer's own) and make BOS/EOS/pad safe for training; returns the same tokenizer."""
-    if name_or_jinja is None:
+def apply_template(tokenizer, name_or_jinja: str | None = AUTO_TEMPLATE):
+    """Set ``tokenizer.chat_template`` and make BOS/EOS/pad safe for training; returns the same tokenizer.
+
+    ``name_or_jinja`` is a registry name, a ``.jinja`` path, Jinja text, or ``auto`` / ``None`` to keep
+    the template the tokenizer ships. A shipped template that is exactly the official template of a
+    registry family is replaced by that registry entry (same text, generation markers: exact masks);
+    any other is kept as it is and its masks are derived (:mod:`.masks`).
+    """
+    if name_or_jinja is None or name_or_jinja == AUTO_TEMPLATE:
         source = getattr(tokenizer, "chat_template", None)
         if not source or not isinstance(source, str):
+            origin = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
             raise ModelError(
-                "the tokenizer has no chat template / il tokenizer non ha un chat template",
-                hint=f"choose one with model.template: {', '.join(list_templates())}",
+                f"model.template is 'auto' but the tokenizer of {origin!r} ships no chat template (a base model?) / "
+                f"model.template è 'auto' ma il tokenizer non ha un chat template (modello base?)",
+                hint=f"name one in model.template, e.g. chatml; registry templates: {', '.join(list_templates())}",
             )
     else:
         source = resolve_template_source(name_or_jinja)

@@ -1,0 +1,3 @@
+module hfita/go_template
+
+go 1.19
