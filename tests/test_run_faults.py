@@ -117,3 +117,123 @@ def _run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "hf_ita_plugin.cli", *args], capture_output=True, text=True,
                           env=env, **kw)
+
+
+# --- 2. files the user put in --output-dir are never replaced -------------------------------------
+
+def test_training_refuses_a_folder_holding_the_users_files(tmp_path, capsys):
+    from hf_ita_plugin.cli.main import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"README.md": "# my notes\n", "metrics.json": '{"mine": 1}\n', "run_config.yaml": "mine: true\n"}
+    for name, text in mine.items():
+        (out / name).write_text(text, encoding="utf-8")
+    rc = main(["train", str(_config(tmp_path)), "--output-dir", str(out), *_tiny(4)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "did not write" in err and "README.md" in err and "Traceback" not in err
+    assert {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()} == mine  # nothing replaced, nothing added
+
+
+# --- 1, 5, 12: a real kill -9 while a checkpoint is written, resume, finished runs ----------------
+
+TINY = ["data.max_train_examples=8", "data.max_eval_examples=3", "training.max_seq_length=256",
+        "training.per_device_batch_size=4", "training.eval_steps=100", "training.logging_steps=1",
+        "training.warmup_ratio=0.0", "evaluation.bpb_max_chars=600", "evaluation.max_length=256",
+        "evaluation.answer_quality=false", "training.save_steps=2"]
+
+
+def _tiny(max_steps: int, *extra: str) -> list[str]:
+    return [arg for item in [*TINY, f"training.max_steps={max_steps}", *extra] for arg in ("--set", item)]
+
+
+def _config(tmp_path: Path) -> Path:
+    from hf_ita_plugin.config import RunConfig
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(RunConfig.from_preset("smollm2-135m-cpu").to_yaml(), encoding="utf-8")
+    return cfg
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _kill_while_saving(args: list[str], ckpt_dir: Path, step: int, timeout: float = 600) -> None:
+    """Start ``hf-ita train ARGS`` and ``kill -9`` it as soon as it starts writing ``checkpoint-STEP``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "hf_ita_plugin.cli", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if ckpt_dir.is_dir() and any(p.name.startswith(f".checkpoint-{step}.") for p in ckpt_dir.iterdir()):
+                os.kill(proc.pid, 9)
+                break
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None and time.time() >= deadline:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -9, f"hf-ita train ended with {proc.returncode} before checkpoint-{step} was written"
+
+
+@pytest.mark.slow
+def test_kill_during_the_first_checkpoint_then_rerun_from_a_local_model(tmp_path):
+    from hf_ita_plugin.models.embedded import ensure_embedded_model
+
+    local = tmp_path / "my-base"  # a local model folder: no Hub id anywhere
+    shutil.copytree(ensure_embedded_model(), local, copy_function=_link_or_copy)
+    cfg, out = _config(tmp_path), tmp_path / "r"
+    args = [str(cfg), "--output-dir", str(out), *_tiny(4, f"model.name_or_path={local}")]
+    _kill_while_saving(args, RunDir(out).checkpoints_dir, 2)
+    assert not (RunDir(out).checkpoints_dir / "checkpoint-2").exists()  # never visible half-written
+    assert RunDir(out).latest_checkpoint() is None
+
+    proc = _run_cli("train", *args, "--resume")  # the dead end: now from step 0, saying so
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no complete checkpoint" in proc.stdout and "removed an incomplete checkpoint" in proc.stdout
+    metrics = json.loads(RunDir(out).metrics_path.read_text(encoding="utf-8"))
+    assert metrics["train"]["steps"] == 4
+    verify_safetensors(RunDir(out).adapter_dir / "adapter_model.safetensors")
+    card = RunDir(out).card_path.read_text(encoding="utf-8")
+    assert "`my-base` (modello locale" in card and "huggingface.co/unknown" not in card
+
+    # 5. a finished run is not resumed: nothing in it is rewritten
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    proc = _run_cli("train", *args, "--resume")
+    assert proc.returncode == 2 and "finished run" in proc.stderr and "Traceback" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+    # 12. only push asks for the Hub id
+    from hf_ita_plugin.errors import ConfigError
+    from hf_ita_plugin.hub.facts import facts_from_output_dir
+
+    with pytest.raises(ConfigError, match="--base-model"):
+        facts_from_output_dir(out, lookup=False)
+
+
+@pytest.mark.slow
+def test_kill_during_a_later_checkpoint_resumes_from_the_newest_complete_one(tmp_path):
+    cfg, out = _config(tmp_path), tmp_path / "r"
+    args = [str(cfg), "--output-dir", str(out), *_tiny(4)]
+    run = RunDir(out)
+    _kill_while_saving(args, run.checkpoints_dir, 4)
+    assert [p.name for p in run.checkpoints()] == ["checkpoint-2"]
+    proc = _run_cli("train", *args)  # an interrupted run is not restarted by mistake
+    assert proc.returncode == 2 and "--resume" in proc.stderr and "checkpoint-2" in proc.stderr
+    # a later checkpoint whose weights were cut short (real truncated file) is passed over and removed
+    fake = run.checkpoints_dir / "checkpoint-3"
+    shutil.copytree(run.checkpoints_dir / "checkpoint-2", fake)
+    _truncate(fake / "adapter_model.safetensors", 0.6)
+
+    proc = _run_cli("train", *args, "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "hf-ita: resuming from checkpoint-2" in proc.stdout and "Traceback" not in proc.stderr
+    assert not fake.exists() and not any(p.name.startswith(".") for p in run.checkpoints_dir.iterdir())
+    metrics = json.loads(run.metrics_path.read_text(encoding="utf-8"))
+    assert metrics["train"]["steps"] == 4 and metrics["train"]["resumed"]
+    assert json.loads((out / ".hf-ita-manifest.json").read_text())["kind"] == "training-run"
