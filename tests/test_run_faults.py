@@ -237,3 +237,15 @@ def test_kill_during_a_later_checkpoint_resumes_from_the_newest_complete_one(tmp
     metrics = json.loads(run.metrics_path.read_text(encoding="utf-8"))
     assert metrics["train"]["steps"] == 4 and metrics["train"]["resumed"]
     assert json.loads((out / ".hf-ita-manifest.json").read_text())["kind"] == "training-run"
+
+
+def test_truncated_checkpoint_is_not_converted(base_dir, tmp_path):
+    from hf_ita_plugin.gguf.checkpoint import Checkpoint
+
+    model = tmp_path / "model"
+    shutil.copytree(base_dir, model)
+    weights = next(model.glob("*.safetensors"))
+    _truncate(weights, 0.9)
+    with pytest.raises(ModelError, match="truncated") as info:
+        Checkpoint(model)
+    assert weights.name in info.value.message
