@@ -370,12 +370,16 @@ class RunDir:
         return leftovers
 
     def foreign_entries(self) -> list[str]:
-        """Entries of the folder that its manifest does not list (all of them when it has none)."""
+        """Entries of the folder that its manifest does not list (all of them when it has none).
+
+        Temporary files of hf-ita writers that are no longer running (a crash) are not counted.
+        """
+        from .utils.atomic import stale_temps
         from .utils.manifest import MANIFEST_NAME, read_manifest
 
         if not self.path.is_dir():
             return []
-        listed = set(read_manifest(self.path) or [])
+        listed = set(read_manifest(self.path) or []) | {p.name for p in stale_temps(self.path)}
         return sorted(p.name for p in self.path.iterdir() if p.name != MANIFEST_NAME and p.name not in listed)
 
     def is_ours(self) -> bool:

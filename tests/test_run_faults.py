@@ -249,3 +249,23 @@ def test_truncated_checkpoint_is_not_converted(base_dir, tmp_path):
     with pytest.raises(ModelError, match="truncated") as info:
         Checkpoint(model)
     assert weights.name in info.value.message
+
+
+def test_crash_leftovers_do_not_block_a_run_folder_but_added_files_do(tmp_path):
+    from hf_ita_plugin.errors import ConfigError
+    from hf_ita_plugin.training.recipe import _check_output_dir
+
+    run = RunDir(tmp_path / "r")
+    run.record(run.CHECKPOINTS)
+    run.checkpoints_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a writer that is gone (killed while writing the adapter)
+    (run.path / f".adapter.hf-ita-{pid}-x1.tmp").mkdir()
+    (run.checkpoints_dir / f".checkpoint-2.hf-ita-{pid}-x2.tmp").mkdir()
+    assert _check_output_dir(run, resume=True) is None  # resumable: from step 0
+    assert _check_output_dir(run, resume=False) is None
+    assert [p.name for p in run.remove_incomplete_checkpoints()] == [f".checkpoint-2.hf-ita-{pid}-x2.tmp"]
+    (run.path / "notes.md").write_text("mine", encoding="utf-8")
+    with pytest.raises(ConfigError, match="notes.md"):
+        _check_output_dir(run, resume=True)
+    assert (run.path / "notes.md").read_text(encoding="utf-8") == "mine"

@@ -363,6 +363,7 @@ def _check_output_dir(run: RunDir, resume: bool) -> Path | None:
     only ``checkpoints/``); anything else that is not empty is refused, so files the user put there
     are never replaced. A finished run is never resumed (nothing in it is rewritten).
     """
+    from ..utils.atomic import stale_temps
     from ..utils.manifest import MANIFEST_NAME
 
     path = run.path
@@ -370,7 +371,8 @@ def _check_output_dir(run: RunDir, resume: bool) -> Path | None:
         raise ConfigError(bilingual(f"--output-dir {path} esiste e non è una cartella",
                                     f"--output-dir {path} exists and is not a directory"),
                           hint="choose a folder path for --output-dir")
-    entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    leftovers = {p.name for p in stale_temps(path)}  # temporary files of a crashed hf-ita writer
+    entries = sorted(p.name for p in path.iterdir() if p.name not in leftovers) if path.is_dir() else []
     legacy = entries == [run.CHECKPOINTS]  # an interrupted run of a version without manifests
     if entries and not run.is_ours() and not legacy:
         shown = [e for e in entries if e != MANIFEST_NAME]
