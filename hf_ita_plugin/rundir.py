@@ -28,14 +28,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .errors import ConfigError, HfItaError
 from .utils import atomic
 
 SCHEMA_VERSION = 1
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 """Version of the ``metrics.json`` layout this module writes (files without ``schema_version`` are version 1)."""
 
 
@@ -243,6 +246,10 @@ class RunDir:
     GGUF: ClassVar[str] = "gguf"
     ADAPTER_CONFIG: ClassVar[str] = "adapter_config.json"
     """peft's adapter config file, inside :attr:`adapter_dir`."""
+    KIND: ClassVar[str] = "training-run"
+    """The ``kind`` of the manifest (:mod:`hf_ita_plugin.utils.manifest`) that marks a folder as a run of ours."""
+    TRAINER_STATE: ClassVar[str] = "trainer_state.json"
+    """Written last into a checkpoint by transformers' Trainer."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -322,6 +329,71 @@ class RunDir:
         """Whether ``checkpoints/`` holds a trainer checkpoint to resume."""
         folder = self.checkpoints_dir
         return folder.is_dir() and any(p.name.startswith("checkpoint-") for p in folder.iterdir())
+
+    def checkpoints(self) -> list[Path]:
+        """The ``checkpoints/checkpoint-N`` folders, oldest (lowest N) first, complete or not."""
+        folder = self.checkpoints_dir
+        if not folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT_RE.match(p.name)) and p.is_dir()]
+        return [p for _, p in sorted(found)]
+
+    @classmethod
+    def is_complete_checkpoint(cls, path: str | os.PathLike) -> bool:
+        """Whether a checkpoint folder holds its trainer state and whole (not truncated) safetensors weights."""
+        from .models.weights import verify_weights_dir
+
+        path = Path(path)
+        if not (path / cls.TRAINER_STATE).is_file() or not list(path.glob("*.safetensors")):
+            return False
+        try:
+            verify_weights_dir(path, values=False)
+        except HfItaError:
+            return False
+        return True
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (see :meth:`is_complete_checkpoint`), or ``None``."""
+        return next((p for p in reversed(self.checkpoints()) if self.is_complete_checkpoint(p)), None)
+
+    def incomplete_leftovers(self) -> list[Path]:
+        """What a crash left in ``checkpoints/``: incomplete ``checkpoint-N`` folders and temporary folders."""
+        from .utils.atomic import stale_temps
+
+        return [p for p in self.checkpoints() if not self.is_complete_checkpoint(p)] + stale_temps(self.checkpoints_dir)
+
+    def remove_incomplete_checkpoints(self) -> list[Path]:
+        """Delete :meth:`incomplete_leftovers` (all of them written by hf-ita); returns what was removed."""
+        leftovers = self.incomplete_leftovers()
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+        return leftovers
+
+    def foreign_entries(self) -> list[str]:
+        """Entries of the folder that its manifest does not list (all of them when it has none).
+
+        Temporary files of hf-ita writers that are no longer running (a crash) are not counted.
+        """
+        from .utils.atomic import stale_temps
+        from .utils.manifest import MANIFEST_NAME, read_manifest
+
+        if not self.path.is_dir():
+            return []
+        listed = set(read_manifest(self.path) or []) | {p.name for p in stale_temps(self.path)}
+        return sorted(p.name for p in self.path.iterdir() if p.name != MANIFEST_NAME and p.name not in listed)
+
+    def is_ours(self) -> bool:
+        """Whether the folder is marked as a training run by its manifest."""
+        from .utils.manifest import manifest_kind
+
+        return manifest_kind(self.path) == self.KIND
+
+    def record(self, *names: str) -> None:
+        """List ``names`` in the run's manifest (call it before writing them)."""
+        from .utils.manifest import record_in_manifest
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        record_in_manifest(self.path, names, kind=self.KIND)
 
     # ------------------------------------------------------------------ files
     def read_metrics(self) -> RunMetrics | None:

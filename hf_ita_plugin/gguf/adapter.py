@@ -60,6 +60,9 @@ def export_adapter(adapter_dir: str | Path, out: str | Path | None = None, *, ba
     weights = found / "adapter_model.safetensors"
     if not weights.is_file():
         raise ModelError(f"{weights}: pesi dell'adapter mancanti / adapter weights missing (safetensors required)")
+    from ..models.weights import verify_safetensors
+
+    verify_safetensors(weights)
     base = Path(base_dir) if base_dir else resolve_base_dir(found)
     base_config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     arch = architecture_for(base_config, str(base / "config.json"))

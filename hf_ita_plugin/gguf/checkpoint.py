@@ -50,6 +50,9 @@ class TensorRef:
 
 def read_safetensors_header(file: Path) -> dict[str, TensorRef]:
     """Tensor table of one ``.safetensors`` file (a ModelError naming the file when it is malformed)."""
+    from ..models.weights import read_header
+
+    read_header(file)  # the header must describe the whole file: a truncated checkpoint is refused here
     try:
         with open(file, "rb") as fh:
             head = fh.read(8)

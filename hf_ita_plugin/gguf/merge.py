@@ -90,7 +90,9 @@ def merge_adapter(adapter_dir: Path, base_dir: Path, out_dir: Path) -> Path:
     from transformers import AutoConfig
 
     from ..models.loader import attach_adapter, load_base, load_tokenizer
+    from ..models.weights import check_adapter_weights
 
+    check_adapter_weights(adapter_dir)  # before the (slow) base model loads
     base_config = AutoConfig.from_pretrained(str(base_dir))
     if getattr(base_config, "quantization_config", None):
         raise ModelError(

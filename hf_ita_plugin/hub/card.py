@@ -99,7 +99,7 @@ def build_card_data(facts: CardFacts, kind: str = "adapter", *, base_model: str 
     elif kind == "gguf":
         tags += ["gguf", "llama.cpp", "ollama"]
     tags += facts.extra_tags
-    name = facts.repo_id or facts.title or f"{facts.base_model.split('/')[-1]}-ita"
+    name = facts.repo_id or facts.title or f"{(facts.base_model_local or facts.base_model).split('/')[-1]}-ita"
     results = eval_results(facts.eval_after, datasets=facts.eval_data,
                            metric_names={metric: english for metric, (_, english) in _METRIC_LABELS.items()})
     languages = ["it", "en"]
@@ -156,7 +156,7 @@ def render_card(facts: CardFacts, kind: str = "adapter", *, gguf_files: Iterable
         "repo_id": repo,
         "repo_known": facts.repo_id is not None,
         "title": facts.title or repo.split("/")[-1],
-        "base_model": facts.base_model,
+        "base_model": f"{facts.base_model_local} (locale · local)" if facts.base_model_local else facts.base_model,
         "method": facts.method,
         "quantization": facts.quantization,
         "license": dataclasses.asdict(facts.license),
@@ -174,19 +174,33 @@ def render_card(facts: CardFacts, kind: str = "adapter", *, gguf_files: Iterable
         "merged_path": merged_path,
     }
     text = _environment().get_template(f"{kind}.md.jinja").render(**context)
+    if facts.base_model_local:
+        text = _local_base_text(text, context["base_model"], facts.base_model_local)
     text = re.sub(r"\n{3,}", "\n\n", text)
     card = ModelCard(text)
     return card
 
 
+def _local_base_text(text: str, label: str, folder: str) -> str:
+    """A base known only as a local folder: no Hub link to it, and a placeholder path to load it from."""
+    link = f"`{folder}` (modello locale, id Hub sconosciuto · local model, Hub id unknown)"
+    return (text.replace(f"[{label}](https://huggingface.co/{label})", link)
+            .replace(f'from_pretrained("{label}"', f'from_pretrained("/path/to/{folder}"'))
+
+
 def write_card(output_dir: str | os.PathLike, kind: str = "adapter", *, repo_id: str | None = None,
                base_model: str | None = None, lookup: bool = True, endpoint: str | None = None,
-               token: str | None = None, target: str | os.PathLike | None = None) -> Path:
-    """Render the card of a training OUTPUT_DIR and write it atomically (default ``OUTPUT_DIR/README.md``)."""
+               token: str | None = None, target: str | os.PathLike | None = None,
+               allow_local_base: bool = False) -> Path:
+    """Render the card of a training OUTPUT_DIR and write it atomically (default ``OUTPUT_DIR/README.md``).
+
+    ``allow_local_base``: a base model known only by a local path is named as such instead of refused
+    (the card a run writes for itself; publishing still needs the Hub id, ``base_model``).
+    """
     from ..utils.atomic import write_text
 
     facts = facts_from_output_dir(output_dir, repo_id=repo_id, base_model=base_model, lookup=lookup,
-                                  endpoint=endpoint, token=token)
+                                  endpoint=endpoint, token=token, allow_local_base=allow_local_base)
     from ..rundir import RunDir
 
     run = RunDir(output_dir)

@@ -62,6 +62,8 @@ class CardFacts:
     hardware: dict[str, Any] = field(default_factory=dict)
     base_model_weights: str | None = None
     """Where the base weights came from when not the Hub model itself (the embedded model's GGUF)."""
+    base_model_local: str | None = None
+    """Name of the local folder the base model was loaded from when its Hub id is unknown (``base_model`` is then ``unknown``)."""
     eval_before: dict[str, float] = field(default_factory=dict)
     eval_after: dict[str, float] = field(default_factory=dict)
     eval_data: dict[str, str] = field(default_factory=dict)  # metric -> what it was measured on
@@ -101,10 +103,12 @@ def _load_tokenizer(model_dir: Path):
 
 
 def facts_from_output_dir(output_dir: str | os.PathLike, *, repo_id: str | None = None, base_model: str | None = None,
-                          lookup: bool = True, endpoint: str | None = None, token: str | None = None) -> CardFacts:
+                          lookup: bool = True, endpoint: str | None = None, token: str | None = None,
+                          allow_local_base: bool = False) -> CardFacts:
     """Collect the card facts of a training OUTPUT_DIR (``metrics.json``, ``run_config.yaml``, ``adapter/``).
 
-    ``base_model`` overrides the Hub id of the base model (needed when the run used a local path).
+    ``base_model`` overrides the Hub id of the base model (needed when the run used a local path,
+    unless ``allow_local_base``: the card of the run itself then says the base is a local folder).
     With ``lookup`` the licenses of non-preset base models and of Hub datasets are read from their
     cards on the Hub (``endpoint``/``token`` as for downloads); failures leave them ``unknown``.
     """
@@ -126,6 +130,10 @@ def facts_from_output_dir(output_dir: str | os.PathLike, *, repo_id: str | None 
     model_cfg = run_config.get("model") or {}
     base = public_model_id(base_model, metrics.base_model, model_cfg.get("name_or_path"),
                            adapter_config.get("base_model_name_or_path"))
+    local_base = None
+    if base is None and allow_local_base:
+        local = metrics.base_model_path or model_cfg.get("name_or_path") or adapter_config.get("base_model_name_or_path")
+        base, local_base = "unknown", Path(str(local or "base-model")).name
     if base is None:
         raise ConfigError(
             f"{out}: l'id Hub del modello base è sconosciuto (solo un percorso locale) / the base model's Hub id is unknown "
@@ -177,6 +185,7 @@ def facts_from_output_dir(output_dir: str | os.PathLike, *, repo_id: str | None 
         training=training,
         hardware=metrics.hardware,
         base_model_weights=metrics.base_model_weights,
+        base_model_local=local_base,
         eval_before={k: v for k, v in metrics.eval.before.items() if isinstance(v, (int, float))},
         eval_after={k: v for k, v in metrics.eval.after.items() if isinstance(v, (int, float))},
         eval_data=eval_data,

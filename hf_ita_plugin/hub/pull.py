@@ -1,7 +1,8 @@
 """Load a published adapter back: ``load_adapter(repo_id, revision)`` -> ``(model, tokenizer)``.
 
 Only the adapter files are downloaded (never the merged model or GGUF files of the same repo);
-pickle weights are refused unless ``allow_pickle=True``; the base model named in
+pickle weights are refused unless ``allow_pickle=True`` (local folders too), safetensors
+weights are verified in full before loading; the base model named in
 ``adapter_config.json`` is loaded in full precision or in 4-bit (bitsandbytes NF4, also on CPU);
 the tokenizer comes with the adapter's chat template.
 
@@ -23,7 +24,7 @@ from ..errors import HubError, ModelError
 from .facts import read_chat_template, read_json
 from .failures import explain
 from .paths import hub_endpoint, is_local_path, resolve_token, validate_repo_id
-from .staging import PICKLE_SUFFIXES
+from ..models.weights import PICKLE_SUFFIXES, check_adapter_weights
 
 ADAPTER_PATTERNS = [
     "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -56,7 +57,8 @@ def fetch_adapter(repo_id: str, revision: str | None = None, *, allow_pickle: bo
     """Download the adapter files of ``repo_id`` at ``revision`` and return the local folder."""
     from huggingface_hub import HfApi
 
-    if Path(repo_id).is_dir():
+    if Path(repo_id).is_dir():  # a local adapter folder: the same checks as a download
+        check_adapter_weights(repo_id, allow_pickle=allow_pickle)
         return Path(repo_id)
     validate_repo_id(repo_id, what="repo id")
     endpoint = hub_endpoint(endpoint)
@@ -76,7 +78,9 @@ def fetch_adapter(repo_id: str, revision: str | None = None, *, allow_pickle: bo
                              f"format ({pickles[0]}): refused, pickle files can run code when loaded",
                              hint="ask the author for safetensors, or pass allow_pickle=True (--allow-pickle) if you trust the repo")
         patterns += pickles
-    return _download(repo_id, revision, patterns, endpoint=endpoint, token=token, cache_dir=cache_dir)
+    folder = _download(repo_id, revision, patterns, endpoint=endpoint, token=token, cache_dir=cache_dir)
+    check_adapter_weights(folder, allow_pickle=allow_pickle)
+    return folder
 
 
 def resolve_base(base_id: str, *, allow_pickle: bool = False, token: str | None = None, endpoint: str | None = None,
@@ -131,7 +135,7 @@ def load_adapter(repo_id: str, revision: str | None = None, load_in_4bit: bool =
     base = load_base(base_dir, quantization="nf4" if load_in_4bit else None, compute_dtype="auto",
                      dtype=dtype or (None if load_in_4bit else "float32"), allow_pickle=allow_pickle,
                      what=f"modello base / base model {base_id}")
-    model = attach_adapter(base, adapter_dir).eval()
+    model = attach_adapter(base, adapter_dir, allow_pickle=allow_pickle).eval()
     tokenizer = load_tokenizer(base_dir, adapter_dir=adapter_dir)
     template = read_chat_template(adapter_dir)
     if template:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,12 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, ModelError
+from ..models.weights import PICKLE_SUFFIXES
 from ..rundir import RunDir, RunMetrics
 from .card import CARD_KINDS, render_card
 from .facts import collect_gguf_files, facts_from_output_dir
 from .paths import is_local_path
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
-"""Weight/state formats that execute code when loaded (pickle): never published, never loaded by default."""
 BINARY_SUFFIXES = (".safetensors", ".gguf", ".png", ".jpg", ".jpeg")
 VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
 """Token lists: any string can be a token (``/home`` included), so they are not scanned for local paths."""
@@ -61,17 +59,10 @@ def check_no_pickle(paths: list[Path], *, where: str) -> None:
 
 
 def check_safetensors(path: Path) -> None:
-    """Check that ``path`` starts with a readable safetensors header."""
-    try:
-        with open(path, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            if length <= 0 or length > 100 * 1024 * 1024:
-                raise ValueError("implausible header length")
-            header = json.loads(fh.read(length))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a mapping")
-    except (OSError, ValueError, struct.error) as exc:
-        raise ModelError(f"{path}: file safetensors non valido / not a valid safetensors file ({exc})") from None
+    """Check ``path`` in full (:func:`hf_ita_plugin.models.weights.verify_safetensors`): header, size, every tensor."""
+    from ..models.weights import verify_safetensors
+
+    verify_safetensors(path)
 
 
 def _model_files(folder: Path, *, where: str) -> list[Path]:

@@ -124,14 +124,19 @@ def load_base(name_or_path: str | Path, *, revision: str | None = None, quantiza
     return model
 
 
-def attach_adapter(model, adapter_dir: str | Path, *, tokenizer=None, trainable: bool = False):
+def attach_adapter(model, adapter_dir: str | Path, *, tokenizer=None, trainable: bool = False,
+                   allow_pickle: bool = False):
     """Wrap ``model`` with the peft adapter in ``adapter_dir`` (a ``PeftModel``).
 
-    When ``tokenizer`` (the adapter's) has more tokens than the model's embeddings, the embeddings
+    The adapter weights are verified in full first (:func:`hf_ita_plugin.models.weights.check_adapter_weights`);
+    pickle-only weights are refused unless ``allow_pickle``. When ``tokenizer`` (the adapter's) has more tokens than the model's embeddings, the embeddings
     are resized first, as training did. ``trainable`` keeps the adapter weights trainable.
     """
     from peft import PeftModel
 
+    from .weights import check_adapter_weights
+
+    check_adapter_weights(adapter_dir, allow_pickle=allow_pickle)
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     try:

@@ -31,7 +31,7 @@ from ..data import load_examples, seeded_sample
 from ..data.curriculum import curriculum_order
 from ..models.embedded import EMBEDDED_HUB_ID, EMBEDDED_WEIGHTS_NOTE, ensure_embedded_model
 from ..models.loader import load_base, resolve_compute_dtype
-from ..errors import ConfigError, DataError, HfItaError, ModelError
+from ..errors import ConfigError, DataError, HfItaError, ModelError, bilingual
 from ..rundir import DataSummary, EvalSummary, RunDir, RunMetrics, TrainSummary, metrics_hyperparameters
 
 
@@ -244,8 +244,10 @@ class ItalianSFT:
     def train(self, *, resume: bool = False) -> TrainResult:
         """Run the recipe end to end and return paths and metrics.
 
-        With ``resume=True`` training continues from the last checkpoint in
-        ``OUTPUT_DIR/checkpoints``. Everything that can be checked (config, data, tokenizer, chat
+        With ``resume=True`` training continues from the newest complete checkpoint in
+        ``OUTPUT_DIR/checkpoints`` (from step 0 when a crash left none complete); a finished run is
+        not resumed (:class:`ConfigError`). An output folder holding files ``hf-ita train`` did not
+        write is refused. Everything that can be checked (config, data, tokenizer, chat
         template) is checked before anything is written.
         """
         from transformers import set_seed
@@ -255,7 +257,12 @@ class ItalianSFT:
         started = time.time()
         cfg = self.config
         run = RunDir(cfg.training.output_dir)
-        _check_output_dir(run, resume)
+        resume_from = _check_output_dir(run, resume)
+        if resume_from is not None:
+            print(f"hf-ita: resuming from {resume_from.name}")
+        elif resume:
+            print(f"hf-ita: --resume: no complete checkpoint in {run.checkpoints_dir} (the run stopped before its "
+                  "first save finished): training starts again from step 0")
         set_seed(cfg.training.seed)
 
         tokenizer = self.load_tokenizer()
@@ -266,6 +273,9 @@ class ItalianSFT:
         model = self.load_model()
         _print_trainable(model)
 
+        for leftover in run.remove_incomplete_checkpoints():
+            print(f"hf-ita: removed an incomplete checkpoint left by a crash: {leftover}")
+        run.record(run.CHECKPOINTS)
         eval_before = run.read_eval_before() if resume else None
         if eval_before is None and cfg.evaluation.before_after:
             eval_before = self.evaluate(model, tokenizer, data, label="before")
@@ -273,7 +283,7 @@ class ItalianSFT:
 
         trainer = self._build_trainer(model, tokenizer, data, run.checkpoints_dir)
         with training_patches():
-            train_out = trainer.train(resume_from_checkpoint=True if resume else None)
+            train_out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = train_out.metrics.get("train_runtime", 0.0)
 
         eval_after = self.evaluate(model, tokenizer, data, label="after")
@@ -320,11 +330,14 @@ class ItalianSFT:
                              callbacks=self.callbacks, sequential=bool(data.phases))
 
     def _write_outputs(self, run: RunDir, model, tokenizer, metrics: RunMetrics) -> TrainResult:
+        from ..models.weights import verify_weights_dir
         from .plotting import plot_loss_curve
 
+        run.record(run.ADAPTER, run.CONFIG, run.LOSS_CURVE, run.METRICS, run.CARD)
         with atomic.atomic_directory(run.adapter_dir, overwrite=True) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
+            verify_weights_dir(tmp)  # only whole weights are reported as written
         config_path = run.write_config(self.config)
         heldout = [(0, metrics.eval.before.get("response_loss")), (metrics.train.steps, metrics.eval.after.get("response_loss"))]
         loss_path = plot_loss_curve(metrics.loss_history, run.loss_curve_path,
@@ -333,7 +346,7 @@ class ItalianSFT:
         metrics_path = run.write_metrics(metrics)
         from ..hub.card import write_card
 
-        write_card(run.path, lookup=False)  # the model card (README.md), ready for `hf-ita push`
+        write_card(run.path, lookup=False, allow_local_base=True)  # README.md; `hf-ita push` may ask for --base-model
         result = TrainResult(run.path, run.adapter_dir, metrics_path, config_path, loss_path, metrics.to_dict())
         print_summary(result)
         return result
@@ -343,15 +356,60 @@ def _phase_sizes(phase_names: list[str | None]) -> list[tuple[str, int]]:
     return [(str(name), len(list(run))) for name, run in itertools.groupby(phase_names)]
 
 
-def _check_output_dir(run: RunDir, resume: bool) -> None:
-    if resume:
-        if not run.has_checkpoint():
-            raise ConfigError(f"--resume: no checkpoint to resume in {run.checkpoints_dir}",
-                              hint="run without --resume to start, or point --output-dir at an interrupted run")
-        return
-    if run.is_finished() or run.has_checkpoint():
-        raise ConfigError(f"output directory {run.path} already holds a run",
-                          hint="use --resume to continue it, or choose another --output-dir")
+def _check_output_dir(run: RunDir, resume: bool) -> Path | None:
+    """What the output folder allows, writing nothing: the checkpoint to resume from (``None``: step 0).
+
+    A folder is a run of ours when its manifest says so (or, written before manifests, when it holds
+    only ``checkpoints/``); anything else that is not empty is refused, so files the user put there
+    are never replaced. A finished run is never resumed (nothing in it is rewritten).
+    """
+    from ..utils.atomic import stale_temps
+    from ..utils.manifest import MANIFEST_NAME
+
+    path = run.path
+    if path.exists() and not path.is_dir():
+        raise ConfigError(bilingual(f"--output-dir {path} esiste e non è una cartella",
+                                    f"--output-dir {path} exists and is not a directory"),
+                          hint="choose a folder path for --output-dir")
+    leftovers = {p.name for p in stale_temps(path)}  # temporary files of a crashed hf-ita writer
+    entries = sorted(p.name for p in path.iterdir() if p.name not in leftovers) if path.is_dir() else []
+    legacy = entries == [run.CHECKPOINTS]  # an interrupted run of a version without manifests
+    if entries and not run.is_ours() and not legacy:
+        shown = [e for e in entries if e != MANIFEST_NAME]
+        raise ConfigError(bilingual(f"la cartella di output {path} contiene file non scritti da hf-ita train, "
+                                    "che non vengono sostituiti",
+                                    f"output directory {path} holds files hf-ita train did not write, and they are "
+                                    f"never replaced: {_sample(shown)}"),
+                          hint="choose another (empty or new) --output-dir")
+    foreign = run.foreign_entries() if entries and not legacy else []
+    if foreign:
+        raise ConfigError(bilingual(f"la cartella del run {path} contiene file aggiunti dopo: non vengono sostituiti",
+                                    f"run folder {path} holds files hf-ita train did not write, and they are never "
+                                    f"replaced: {_sample(foreign)}"),
+                          hint="move those files elsewhere, or choose another --output-dir")
+    if run.is_finished():
+        if resume:
+            raise ConfigError(bilingual(f"--resume: {path} è un run già concluso (adapter/ scritto): nulla da riprendere",
+                                        f"--resume: {path} is a finished run (adapter/ written): there is nothing to "
+                                        "resume, and nothing in it was changed"),
+                              hint="to train again, choose another --output-dir")
+        raise ConfigError(f"output directory {path} already holds a run (finished: adapter/ written)",
+                          hint="choose another --output-dir")
+    latest = run.latest_checkpoint()
+    if not resume:
+        if latest is not None:
+            raise ConfigError(f"output directory {path} already holds a run (interrupted, last complete checkpoint: "
+                              f"{latest.name})", hint="use --resume to continue it, or choose another --output-dir")
+        return None
+    if latest is None and not entries:
+        raise ConfigError(f"--resume: no checkpoint to resume in {run.checkpoints_dir}",
+                          hint="run without --resume to start, or point --output-dir at an interrupted run")
+    return latest
+
+
+def _sample(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,6 +6,9 @@ masks anything. Batching follows ``training.batching`` (padding-free, BFD packin
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from transformers import TrainerCallback
 
 from ..config import RunConfig
 from ..models.loader import resolve_compute_dtype
+from ..utils import atomic
 
 
 class SkipFinalEval(TrainerCallback):
@@ -27,6 +31,53 @@ class SkipFinalEval(TrainerCallback):
         if state.max_steps and state.global_step >= state.max_steps and state.global_step % args.eval_steps:
             control.should_evaluate = False
         return control
+
+
+class AtomicCheckpoints:
+    """Trainer mixin: ``checkpoint-N`` appears in the output folder only once it is complete.
+
+    transformers writes a checkpoint file by file into ``OUTPUT/checkpoint-N``; a crash (``kill -9``,
+    out of memory, a preempted machine) in the middle left a folder that ``--resume`` chose and could
+    not load. Here each checkpoint is written into a temporary folder beside it
+    (``.checkpoint-N.hf-ita-PID-….tmp``, cleared by the next run once this process is gone) and
+    renamed into place when the trainer has written its last file; old checkpoints are then rotated.
+    """
+
+    _hf_ita_staging: Path | None = None
+
+    def _get_output_dir(self, trial):
+        if self._hf_ita_staging is not None:
+            return str(self._hf_ita_staging)
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+        final = Path(super()._get_output_dir(trial))
+        final.mkdir(parents=True, exist_ok=True)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        with atomic.temp_directory(final, name) as staging:
+            self._hf_ita_staging = staging
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._hf_ita_staging = None
+            if self.args.should_save:
+                atomic.normal_permissions(staging / name)
+                target = final / name
+                if target.exists():  # the same step saved again (a resumed run)
+                    shutil.rmtree(target)
+                os.replace(staging / name, target)
+        if self.args.should_save:
+            rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+
+@functools.cache
+def _trainer_class():
+    from trl import SFTTrainer
+
+    return type("HfItaSFTTrainer", (AtomicCheckpoints, SFTTrainer), {"__doc__": "SFTTrainer with atomic checkpoints."})
 
 
 def keep_adapter_in_compute_dtype(model, compute_dtype) -> int:
@@ -50,12 +101,13 @@ def keep_adapter_in_compute_dtype(model, compute_dtype) -> int:
 
 def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str, Any]],
                   eval_rows: list[dict[str, Any]], ckpt_dir: Path, *, callbacks=None, sequential: bool = False):
-    """An ``SFTTrainer`` for ``model`` on pre-tokenized rows; checkpoints go to ``ckpt_dir``.
+    """An ``SFTTrainer`` for ``model`` on pre-tokenized rows; checkpoints go to ``ckpt_dir``, each one
+    visible only once complete (:class:`AtomicCheckpoints`).
 
     ``sequential`` feeds the rows in their given order (a curriculum) instead of shuffling them.
     """
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     import torch
 
@@ -109,7 +161,7 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
     callbacks = list(callbacks or [])
     if has_eval and config.evaluation.before_after and config.evaluation.response_loss:
         callbacks.append(SkipFinalEval())
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=callbacks or None)
     keep_adapter_in_compute_dtype(trainer.model, resolve_compute_dtype(config.quantization.compute_dtype))
     return trainer

@@ -79,16 +79,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files/folders in ``folder`` left by writers that are no longer running."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(entry for entry in folder.iterdir()
+                  if (match := _TEMP_RE.match(entry.name)) and not _pid_alive(int(match.group(1))))
+
+
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove the temporary files/folders in ``folder`` left by writers that are no longer running."""
-    folder = Path(folder)
     removed: list[Path] = []
-    if not folder.is_dir():
-        return removed
-    for entry in folder.iterdir():
-        match = _TEMP_RE.match(entry.name)
-        if not match or _pid_alive(int(match.group(1))):
-            continue
+    for entry in stale_temps(folder):
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:

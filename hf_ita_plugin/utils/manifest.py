@@ -28,6 +28,30 @@ def write_manifest(folder: str | os.PathLike, *, kind: str) -> Path:
     return path
 
 
+def record_in_manifest(folder: str | os.PathLike, names: list[str] | tuple[str, ...], *, kind: str) -> Path:
+    """Add ``names`` to ``FOLDER``'s manifest (created when missing), written atomically.
+
+    For folders filled step by step (a training run): call it before writing each entry, so a crash
+    never leaves an entry of ours the manifest does not list.
+    """
+    from . import atomic
+
+    folder = Path(folder)
+    listed = read_manifest(folder) or []
+    files = sorted(set(listed) | set(names))
+    return atomic.write_json(folder / MANIFEST_NAME, {"written_by": "hf-ita", "kind": kind, "files": files})
+
+
+def manifest_kind(folder: str | os.PathLike) -> str | None:
+    """The ``kind`` recorded in ``folder``'s manifest (``training-run``, ``prepared-data``...), or ``None``."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def read_manifest(folder: str | os.PathLike) -> list[str] | None:
     """The entries listed in ``folder``'s manifest, or ``None`` when it has no readable manifest."""
     path = Path(folder) / MANIFEST_NAME

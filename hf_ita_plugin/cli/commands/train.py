@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     add_output_dir(parser, "where the adapter, metrics and checkpoints go (training.output_dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUTPUT_DIR "
+                        "(from step 0 when a crash left none complete; a finished run is not resumed: exit 2)")
     add_set(parser)
 
 
