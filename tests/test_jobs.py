@@ -318,7 +318,7 @@ def test_cli_hardware(jobs_hub, mario, capsys):
 def test_config_env_is_plain_base64_yaml(config_file):
     spec = build_job_spec(RunConfig.from_yaml(config_file), flavor="cpu-basic", output_repo="mario/x")
     parsed = yaml.safe_load(base64.b64decode(spec.env[CONFIG_ENV]))
-    assert parsed["model"]["template"] == "smollm2" and parsed["training"]["output_dir"] == f"{JOB_WORKDIR}/run"
+    assert parsed["model"]["template"] == "auto" and parsed["training"]["output_dir"] == f"{JOB_WORKDIR}/run"
 
 
 # ---------------------------------------------------------------------------------- the job itself
