@@ -263,6 +263,11 @@ def test_tiny_qwen2_tied_bpe_and_kquant(tmp_path):
     assert len(fields["tokenizer.ggml.tokens"].data) == json.loads((model_dir / "config.json").read_text())["vocab_size"]
     assert q4.loaded and q4.file_type == "Q4_K_M" and q4.tokenization["ok"]
     assert q4.logits["top1_agreement_decisive"] >= 0.5  # far above a broken file (~1/vocab)
+    # the quant type's gate is applied: passing means the gated figure reached the threshold, and a
+    # miss is reported as a failure of the file
+    gated = q4.logits["top1_agreement_decisive" if q4.logits["gated_on"] == "decisive" else "top1_agreement"]
+    assert q4.logits["ok"] == (gated >= q4.logits["threshold"]) and q4.logits["threshold"] > 0.5
+    assert q4.logits["ok"] or any(f.startswith("top-1 agreement") for f in q4.failures)
 
 
 @pytest.mark.slow

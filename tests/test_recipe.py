@@ -73,8 +73,10 @@ def test_outputs_are_complete_and_safetensors_only(finished_run):
 
 def test_training_moves_the_loss(finished_run):
     ev = finished_run.metrics["eval"]
-    # a few steps at lr 3e-4 on Italian answers must change the held-out response loss
-    assert ev["after"]["response_loss"] != pytest.approx(ev["before"]["response_loss"], abs=1e-4)
+    # a few steps at lr 3e-4 on Italian answers must lower the held-out response loss (a broken
+    # backward, such as 4-bit layers stuck in bitsandbytes' packed CPU layout, barely moves it)
+    assert ev["after"]["response_loss"] < ev["before"]["response_loss"] - 1e-3
+    assert ev["change"]["response_loss"] < 0
 
 
 def test_adapter_reloads_with_auto_peft_and_changes_logits(finished_run):
