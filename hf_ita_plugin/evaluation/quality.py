@@ -134,7 +134,9 @@ def answer_quality(model, tokenizer, *, prompts: int = 8, max_new_tokens: int = 
         try:
             score = spelling_score(answers)
         except EvaluationError as exc:
-            warnings.warn(f"hf-ita: dictionary check skipped{f' ({label})' if label else ''}: {exc}", stacklevel=2)
+            warnings.warn(bilingual("controllo del dizionario saltato",
+                                    f"dictionary check skipped{f' ({label})' if label else ''}: {exc}", where="hf-ita"),
+                          stacklevel=2)
         else:
             if score.rate is not None:
                 out[f"dictionary_rate{suffix}"] = round(score.rate, 4)

@@ -67,9 +67,9 @@ def apply_template(tokenizer, name_or_jinja: str | None = AUTO_TEMPLATE):
         added.append(pad_added)
     if added:
         warnings.warn(
-            f"hf-ita: added {len(added)} token(s) to the tokenizer ({', '.join(added)}): resize the model's "
-            f"embeddings (model.resize_token_embeddings(len(tokenizer))) / aggiunti token al tokenizer: "
-            f"ridimensiona gli embedding del modello",
+            bilingual(f"aggiunti {len(added)} token al tokenizer: ridimensiona gli embedding del modello",
+                      f"added {len(added)} token(s) to the tokenizer ({', '.join(added)}): resize the model's "
+                      f"embeddings (model.resize_token_embeddings(len(tokenizer)))", where="hf-ita"),
             UserWarning,
             stacklevel=2,
         )
