@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import sys
 from pathlib import Path
 
 import hf_ita_plugin
@@ -93,7 +94,7 @@ def test_literal_text_sees_fstrings_and_concatenation():
 
 def test_scan_flags_an_english_only_raise(tmp_path, monkeypatch):
     (tmp_path / "bad.py").write_text('from x import DataError\nraise DataError(f"{p}: file not found")\n')
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
     assert _offenders() == ["bad.py:2: ': file not found'"]
 
 
