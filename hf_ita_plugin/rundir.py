@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError, HfItaError
+from .errors import ConfigError, HfItaError, bilingual, describe_yaml_error
 from .utils import atomic
 
 SCHEMA_VERSION = 1
@@ -49,7 +49,8 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: JSON non valido / invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise ConfigError(bilingual(f"JSON non valido alla riga {exc.lineno}, colonna {exc.colno}",
+                                    f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", where=path)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: atteso un oggetto JSON / expected a JSON object at the top level")
     return data
@@ -63,9 +64,7 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: YAML non valido / malformed YAML{where}") from None
+        raise ConfigError(describe_yaml_error(path, exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: atteso un mapping / expected a mapping at the top level")
     return data
@@ -211,8 +210,10 @@ class RunMetrics(_Record):
         if not isinstance(metrics.schema_version, int):
             raise _malformed(source, "schema_version", "an integer", metrics.schema_version)
         if metrics.schema_version > SCHEMA_VERSION or metrics.schema_version < 1:
-            raise ConfigError(f"{source}: schema_version {metrics.schema_version} non supportata / not supported "
-                              f"(this hf-ita reads versions 1 to {SCHEMA_VERSION})", hint="upgrade hf-ita-plugin")
+            raise ConfigError(bilingual(f"schema_version {metrics.schema_version} non supportata (questo hf-ita legge "
+                                        f"le versioni da 1 a {SCHEMA_VERSION})",
+                                        f"schema_version {metrics.schema_version} not supported (this hf-ita reads "
+                                        f"versions 1 to {SCHEMA_VERSION})", where=source), hint="upgrade hf-ita-plugin")
         metrics._absent = metrics._absent - {"schema_version"}  # a file read is written back with its version
         return metrics
 

@@ -308,7 +308,7 @@ def test_not_prefix_stable_template_is_a_clear_error(tokenizer_dirs):
     apply_template(tok, "{{ messages | length }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
                         "{{ m['content'] }}<|im_end|>\n{% endfor %}"
                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    with pytest.raises(ModelError, match=r"messages\[1\]: the chat template is not prefix-stable"):
+    with pytest.raises(ModelError, match=r"messages\[1\]: .* / the chat template is not prefix-stable"):
         tokenize_conversation(tok, CONVERSATIONS["single"])
 
 
@@ -360,7 +360,7 @@ def test_tokenize_conversation_names_the_message_for_template_rules(tokenizer_di
 
     tok = applied(tokenizer_dirs, "llama-sp", "mistral")
     bad = [U("Ciao"), U("Ci sei?"), A("Sì.")]
-    with pytest.raises(ConversationError, match=r"messages\[1\]: expected a 'assistant' message after 'user'"):
+    with pytest.raises(ConversationError, match=r"messages\[1\]: .* / expected a 'assistant' message after 'user'"):
         tokenize_conversation(tok, bad)
 
 

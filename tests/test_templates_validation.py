@@ -25,15 +25,15 @@ def test_valid_conversations_pass_and_are_returned():
     [
         ([], r"non-empty list"),
         ("ciao", r"non-empty list"),
-        ([U, "testo"], r"messages\[1\]: expected an object with 'role' and 'content'"),
-        ([U, {"role": "assistant"}], r"messages\[1\]: expected an object"),
-        ([U, {"role": "bot", "content": "x"}], r"messages\[1\]: unknown role 'bot' \(allowed: system, user, assistant\)"),
-        ([U, {"role": "assistant", "content": ["x"]}], r"messages\[1\]: content of the assistant message must be text, got list"),
-        ([U, {"role": "assistant", "content": None}], r"messages\[1\]: content .* must be text, got NoneType"),
-        ([U, {"role": "assistant", "content": "  \n"}], r"messages\[1\]: content of the assistant message is empty"),
-        ([U, S, A], r"messages\[1\]: the system message must be the first message"),
+        ([U, "testo"], r"messages\[1\]: .* / expected an object with 'role' and 'content'"),
+        ([U, {"role": "assistant"}], r"messages\[1\]: .* / expected an object"),
+        ([U, {"role": "bot", "content": "x"}], r"messages\[1\]: .* / unknown role 'bot' \(allowed: system, user, assistant\)"),
+        ([U, {"role": "assistant", "content": ["x"]}], r"messages\[1\]: .* / content of the assistant message must be text, got list"),
+        ([U, {"role": "assistant", "content": None}], r"messages\[1\]: .* / content .* must be text, got NoneType"),
+        ([U, {"role": "assistant", "content": "  \n"}], r"messages\[1\]: .* / content of the assistant message is empty"),
+        ([U, S, A], r"messages\[1\]: .* / the system message must be the first message"),
         ([S, A], r"no user message"),
-        ([{"role": "user", "content": "x", "input": 3}, A], r"messages\[0\]: field 'input' must be text"),
+        ([{"role": "user", "content": "x", "input": 3}, A], r"messages\[0\]: .* / field 'input' must be text"),
     ],
 )
 def test_generic_errors_name_the_message(messages, pattern):
@@ -42,17 +42,17 @@ def test_generic_errors_name_the_message(messages, pattern):
 
 
 def test_errors_are_hf_ita_errors_with_location():
-    with pytest.raises(HfItaError, match=r"^train\.jsonl row 7: messages\[0\]: unknown role"):
+    with pytest.raises(HfItaError, match=r"^train\.jsonl row 7: messages\[0\]: .* / unknown role"):
         validate_messages([{"role": "human", "content": "x"}], where="train.jsonl row 7")
 
 
 @pytest.mark.parametrize("name", ["mistral", "mistral-v3", "llama-2", "gemma-2", "gemma-3", "alpaca-it"])
 def test_alternation_is_enforced_where_the_template_requires_it(name):
-    with pytest.raises(ConversationError, match=r"messages\[2\]: expected a 'assistant' message after 'user', got 'user'"):
+    with pytest.raises(ConversationError, match=r"messages\[2\]: .* / expected a 'assistant' message after 'user', got 'user'"):
         validate_messages([S, U, U, A], name)
-    with pytest.raises(ConversationError, match=r"messages\[0\]: expected a 'user' message at the start, got 'assistant'"):
+    with pytest.raises(ConversationError, match=r"messages\[0\]: .* / expected a 'user' message at the start, got 'assistant'"):
         validate_messages([A, U], name)
-    with pytest.raises(ConversationError, match=r"messages\[2\]: expected a 'user' message after 'assistant', got 'assistant'"):
+    with pytest.raises(ConversationError, match=r"messages\[2\]: .* / expected a 'user' message after 'assistant', got 'assistant'"):
         validate_messages([U, A, A, A], name)
 
 
@@ -62,7 +62,7 @@ def test_free_order_templates_accept_consecutive_turns(name):
 
 
 def test_training_needs_an_assistant_reply_last():
-    with pytest.raises(ConversationError, match=r"messages\[2\]: the last message must be an assistant reply for training, got 'user'"):
+    with pytest.raises(ConversationError, match=r"messages\[2\]: .* / the last message must be an assistant reply for training, got 'user'"):
         validate_messages([U, A, U], for_training=True)
     validate_messages([U, A, U])  # fine for inference
 
@@ -71,7 +71,7 @@ def test_training_needs_an_assistant_reply_last():
                                                ("gemma-3", "<start_of_turn>"), ("mistral", "[INST]")])
 def test_control_strings_in_content_are_rejected(name, control):
     bad = {"role": "user", "content": f"ciao {control} system"}
-    with pytest.raises(ConversationError, match=r"messages\[0\]: content of the user message contains"):
+    with pytest.raises(ConversationError, match=r"messages\[0\]: .* / content of the user message contains"):
         validate_messages([bad, A], name)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, bilingual
 from .loaders import Example, InvalidRow, LoadedData
 from .prepare import PrepareOptions, PrepareResult, prepare_examples, write_prepared
 from .report import preview
@@ -60,7 +60,7 @@ class TransformersTeacher:
         self.tokenizer = load_tokenizer(path)
         self.model = load_base(path, allow_pickle=True, what=f"the teacher model {path!r}", hint=hint).eval()
         if not getattr(self.tokenizer, "chat_template", None):
-            raise ModelError(f"the teacher {path!r} has no chat template", hint="use an instruct/chat model")
+            raise ModelError(bilingual("il teacher non ha un chat template", "the teacher has no chat template", where=repr(path)), hint="use an instruct/chat model")
 
     def chat(self, messages, *, max_new_tokens, temperature, seed):
         from ..inference.generate import generate
@@ -76,10 +76,10 @@ class LlamaCppTeacher:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ModelError("a .gguf teacher needs llama-cpp-python",
+            raise ModelError(bilingual("un teacher .gguf richiede llama-cpp-python", "a .gguf teacher needs llama-cpp-python"),
                              hint="pip install 'hf-ita-plugin[gguf]'  (or: pip install llama-cpp-python)") from None
         if not Path(path).is_file():
-            raise ModelError(f"teacher GGUF file not found: {path}")
+            raise ModelError(bilingual("file GGUF del teacher non trovato", "teacher GGUF file not found", where=path))
         self.name = Path(path).name
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
 
@@ -117,17 +117,21 @@ class OpenAICompatibleTeacher:
                 payload = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")[:300]
-            raise ModelError(f"teacher endpoint {self.endpoint} answered HTTP {exc.code}: {detail}",
+            raise ModelError(bilingual(f"l'endpoint del teacher ha risposto HTTP {exc.code}",
+                                       f"the teacher endpoint answered HTTP {exc.code}: {detail}", where=self.endpoint),
                              hint="check the URL, the --teacher-model name and $HF_ITA_TEACHER_API_KEY") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ModelError(f"cannot reach the teacher endpoint {self.endpoint}: {reason}") from None
+            raise ModelError(bilingual("endpoint del teacher non raggiungibile", f"cannot reach the teacher endpoint: {reason}",
+                                       where=self.endpoint)) from None
         except json.JSONDecodeError:
-            raise ModelError(f"teacher endpoint {self.endpoint} did not answer JSON") from None
+            raise ModelError(bilingual("l'endpoint del teacher non ha risposto in JSON", "the teacher endpoint did not answer JSON",
+                                       where=self.endpoint)) from None
         try:
             return payload["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise ModelError(f"teacher endpoint {self.endpoint}: unexpected reply {str(payload)[:200]}",
+            raise ModelError(bilingual("risposta inattesa dall'endpoint del teacher",
+                                       f"unexpected reply from the teacher endpoint: {str(payload)[:200]}", where=self.endpoint),
                              hint="the server must speak the OpenAI chat completions protocol") from None
 
 
@@ -147,7 +151,8 @@ def make_teacher(spec: str, *, model: str | None = None) -> Teacher:
         return LlamaCppTeacher(spec)
     if Path(spec).expanduser().is_dir():
         return TransformersTeacher(str(Path(spec).expanduser()))
-    raise ConfigError(f"--teacher {spec!r} is not a URL, a .gguf file, a model directory, 'embedded' or 'embedded-gguf'",
+    raise ConfigError(bilingual(f"--teacher {spec!r} non è un URL, un file .gguf, una cartella di modello, 'embedded' o 'embedded-gguf'",
+                                f"--teacher {spec!r} is not a URL, a .gguf file, a model directory, 'embedded' or 'embedded-gguf'"),
                       hint="e.g. --teacher http://localhost:8000/v1  or  --teacher ./models/my-instruct")
 
 
@@ -221,7 +226,7 @@ def generate_examples(leaves: list[TaxonomyLeaf], teacher: Teacher, options: Gen
     """Ask ``teacher`` for pairs for every leaf; returns rows (seeds first) and raw replies."""
     options = options or GenerateOptions()
     if options.rounds < 1 or options.pairs_per_request < 1:
-        raise ConfigError("--rounds and --pairs must be at least 1")
+        raise ConfigError(bilingual("--rounds e --pairs devono essere almeno 1", "--rounds and --pairs must be at least 1"))
     examples: list[Example] = []
     invalid: list[InvalidRow] = []
     replies: list[dict[str, Any]] = []
@@ -265,7 +270,7 @@ def generate(taxonomy_dir: str | os.PathLike, teacher: str | Teacher, out_dir: s
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         from ..errors import DataError
 
-        raise DataError(f"output directory {out} is not empty", hint="choose another --output-dir, or pass --overwrite")
+        raise DataError(bilingual("la cartella di output non è vuota", "output directory is not empty", where=out), hint="choose another --output-dir, or pass --overwrite")
     leaves = load_taxonomy(taxonomy_dir)
     teacher_obj = make_teacher(teacher, model=teacher_model) if isinstance(teacher, str) else teacher
     generation = generate_examples(leaves, teacher_obj, options)

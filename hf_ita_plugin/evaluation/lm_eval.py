@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, bilingual
 
 ITALIAN_LM_EVAL_TASKS = {
     # task -> (Hub dataset, config) it downloads; the Open Italian LLM Leaderboard's tasks
@@ -46,14 +46,16 @@ def lm_eval_command(model_path: str, tasks: Sequence[str], output_path: str | os
     """Build the ``lm_eval run`` command line for ``model_path`` (+ a peft ``adapter``) on ``tasks``."""
     tasks = [t.strip() for t in tasks if t and t.strip()]
     if not tasks:
-        raise EvaluationError("lm-eval: no task given", hint=f"e.g. lm-eval:{next(iter(ITALIAN_LM_EVAL_TASKS))}")
+        raise EvaluationError(bilingual("nessun task indicato", "no task given", where="lm-eval"), hint=f"e.g. lm-eval:{next(iter(ITALIAN_LM_EVAL_TASKS))}")
     model_args = [f"pretrained={model_path}", f"dtype={dtype}"]
     if adapter:
         model_args.append(f"peft={adapter}")
     if trust_remote_code:
         model_args.append("trust_remote_code=True")
     if any("," in a.split("=", 1)[1] for a in model_args):
-        raise EvaluationError(f"lm-eval: a model path contains a comma, which lm-eval's model_args cannot carry: {model_path}")
+        raise EvaluationError(bilingual(f"il percorso del modello {model_path} contiene una virgola, che model_args di lm-eval non può contenere",
+                                        f"a model path contains a comma, which lm-eval's model_args cannot carry: {model_path}",
+                                        where="lm-eval"))
     argv = [python or sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args", ",".join(model_args),
             "--tasks", ",".join(tasks), "--device", device, "--batch_size", str(batch_size),
             "--output_path", str(output_path)]
@@ -96,22 +98,26 @@ def check_lm_eval(tasks: Sequence[str], *, python: str | None = None, env: dict[
         proc = subprocess.run([python, "-c", _CHECK_SCRIPT, json.dumps(need)], capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, **(env or {})})
     except FileNotFoundError:
-        raise EvaluationError(f"lm-eval: Python interpreter not found: {python}") from None
+        raise EvaluationError(bilingual(f"interprete Python non trovato: {python}", f"Python interpreter not found: {python}",
+                                        where="lm-eval")) from None
     except subprocess.TimeoutExpired:
-        raise EvaluationError(f"lm-eval: checking the task data took more than {timeout:.0f} s (network?)") from None
+        raise EvaluationError(bilingual(f"la verifica dei dati dei task ha superato {timeout:.0f} s (rete?)",
+                                        f"checking the task data took more than {timeout:.0f} s (network?)", where="lm-eval")) from None
     line = next((out for out in proc.stdout.splitlines() if out.startswith("HF_ITA_CHECK ")), None)
     if line is None:
-        raise EvaluationError(f"lm-eval: the check in {python} failed: {proc.stderr.strip()[-300:]}")
+        raise EvaluationError(bilingual(f"la verifica in {python} è fallita",
+                                        f"the check in {python} failed: {proc.stderr.strip()[-300:]}", where="lm-eval"))
     result = json.loads(line[len("HF_ITA_CHECK "):])
     if not result["lm_eval"]:
         raise EvaluationError(
-            f"lm-eval: lm-evaluation-harness is not installed in {python} / lm-evaluation-harness non è installato",
+            bilingual(f"lm-evaluation-harness non è installato in {python}",
+                      f"lm-evaluation-harness is not installed in {python}", where="lm-eval"),
             hint="pip install lm-eval  (or pass --lm-eval-python with an environment that has it)")
     if result["data"]:
         missing = "; ".join(f"{task} needs the dataset {ITALIAN_LM_EVAL_TASKS[task][0]} ({ITALIAN_LM_EVAL_TASKS[task][1]}): {err}"
                             for task, err in result["data"].items())
         raise EvaluationError(
-            f"lm-eval: the task data is not available / i dati dei task non sono disponibili: {missing}",
+            bilingual("i dati dei task non sono disponibili", f"the task data is not available: {missing}", where="lm-eval"),
             hint="lm-eval downloads it from the Hugging Face Hub: run where the Hub is reachable, "
                  "or fill HF_DATASETS_CACHE on a machine that is and copy it here")
 
@@ -128,7 +134,8 @@ def run_lm_eval(model_path: str, tasks: Sequence[str], *, adapter: str | None = 
     proc = subprocess.run(run.argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
-        raise EvaluationError(f"lm-eval failed (exit {proc.returncode}) on {', '.join(tasks)}:\n{tail}",
+        raise EvaluationError(bilingual(f"lm-eval è fallito (uscita {proc.returncode}) su {', '.join(tasks)}",
+                                        f"lm-eval failed (exit {proc.returncode}) on {', '.join(tasks)}:\n{tail}"),
                               hint=f"command: {' '.join(run.argv)}")
     return parse_lm_eval_results(out_dir, tasks)
 
@@ -137,12 +144,14 @@ def parse_lm_eval_results(output_path: str | os.PathLike, tasks: Sequence[str]) 
     """Metrics of ``tasks`` from the newest ``results_*.json`` under lm-eval's ``--output_path``."""
     files = sorted(Path(output_path).rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
     if not files:
-        raise EvaluationError(f"lm-eval wrote no results_*.json under {output_path}")
+        raise EvaluationError(bilingual("lm-eval non ha scritto alcun results_*.json", "lm-eval wrote no results_*.json",
+                                        where=output_path))
     results = json.loads(files[-1].read_text(encoding="utf-8")).get("results", {})
     out: dict[str, dict[str, float]] = {}
     for task in tasks:
         if task not in results:
-            raise EvaluationError(f"lm-eval results have no task {task!r} (found: {', '.join(results) or 'none'})")
+            raise EvaluationError(bilingual(f"i risultati di lm-eval non contengono il task {task!r}",
+                                            f"lm-eval results have no task {task!r} (found: {', '.join(results) or 'none'})"))
         out[task] = {key.split(",")[0]: float(value) for key, value in results[task].items()
                      if isinstance(value, (int, float)) and "stderr" not in key and key != "alias"}
     return out

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import bundled_data_path
-from ..errors import DataError
+from ..errors import DataError, bilingual
 
 
 @dataclass
@@ -54,7 +54,7 @@ def bits_per_byte(model, tokenizer, text: str | Sequence[str], *, max_length: in
     """
     docs = split_documents(text) if isinstance(text, str) else [d for d in text if d.strip()]
     if not docs:
-        raise DataError("bits-per-byte: the text is empty")
+        raise DataError(bilingual("il testo è vuoto", "the text is empty", where="bits-per-byte"))
     start_id = _document_start_id(tokenizer)
     device = _model_device(model)
     total_nll, total_bytes, total_tokens = 0.0, 0, 0
@@ -114,7 +114,8 @@ def response_loss(model, examples: Sequence[dict[str, Any]], *, batch_size: int 
     """
     usable = [e for e in examples if sum(e["assistant_masks"][1:]) > 0]
     if not usable:
-        raise DataError("response loss: no held-out example has assistant tokens")
+        raise DataError(bilingual("nessun esempio held-out ha token dell'assistente", "no held-out example has assistant tokens",
+                                  where="response loss"))
     device = _model_device(model)
     total, count = 0.0, 0
     was_training = model.training
@@ -149,7 +150,7 @@ def load_bpb_text(spec: str | None, max_chars: int | None) -> str | None:
         return None
     path = bundled_data_path("prose_it.txt") if spec == "bundled" else Path(spec)
     if not path.is_file():
-        raise DataError(f"evaluation.bpb_text: file not found: {spec}")
+        raise DataError(bilingual(f"file non trovato: {spec}", f"file not found: {spec}", where="evaluation.bpb_text"))
     from ..utils.text import read_text
 
     text = read_text(path, error=DataError, option=None)

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, bilingual
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -45,7 +45,7 @@ def italian_rate(answers: Sequence[str], *, min_chars: int = 20, min_italian_pro
     from ..data.language import identify
 
     if not answers:
-        raise EvaluationError("italian-rate: no answers to check")
+        raise EvaluationError(bilingual("nessuna risposta da controllare", "no answers to check", where="italian-rate"))
     languages: Counter = Counter()
     italian = too_short = 0
     for answer in answers:
@@ -134,7 +134,9 @@ def answer_quality(model, tokenizer, *, prompts: int = 8, max_new_tokens: int = 
         try:
             score = spelling_score(answers)
         except EvaluationError as exc:
-            warnings.warn(f"hf-ita: dictionary check skipped{f' ({label})' if label else ''}: {exc}", stacklevel=2)
+            warnings.warn(bilingual("controllo del dizionario saltato",
+                                    f"dictionary check skipped{f' ({label})' if label else ''}: {exc}", where="hf-ita"),
+                          stacklevel=2)
         else:
             if score.rate is not None:
                 out[f"dictionary_rate{suffix}"] = round(score.rate, 4)

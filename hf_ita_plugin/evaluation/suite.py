@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..utils import atomic
-from ..errors import ConfigError, EvaluationError
+from ..errors import ConfigError, EvaluationError, bilingual
 from ..rundir import RunDir, RunMetrics
 from .compare import comparison_table, relative_change
 from .lm_eval import ITALIAN_LM_EVAL_TASKS, check_lm_eval, run_lm_eval
@@ -48,11 +48,11 @@ def parse_tasks(spec: str | Sequence[str] | None) -> list[str]:
     items = [t.strip() for t in (spec.split(",") if isinstance(spec, str) else (spec or DEFAULT_TASKS)) if t.strip()]
     for item in items:
         if item not in DEFAULT_TASKS and not (item.startswith("lm-eval:") and len(item) > len("lm-eval:")):
-            raise EvaluationError(f"unknown evaluation task {item!r}",
+            raise EvaluationError(bilingual(f"task di valutazione sconosciuto {item!r}", f"unknown evaluation task {item!r}"),
                                   hint=f"tasks: {', '.join(DEFAULT_TASKS)}, lm-eval:TASK (e.g. "
                                        + ", ".join(f"lm-eval:{t}" for t in ITALIAN_LM_EVAL_TASKS) + ")")
     if not items:
-        raise EvaluationError("no evaluation task given", hint=f"e.g. --tasks {','.join(DEFAULT_TASKS)}")
+        raise EvaluationError(bilingual("nessun task di valutazione indicato", "no evaluation task given"), hint=f"e.g. --tasks {','.join(DEFAULT_TASKS)}")
     return items
 
 
@@ -91,7 +91,9 @@ def resolve_target(model_or_output_dir: str) -> EvalTarget:
     looks_local = model_or_output_dir.startswith(("/", ".", "~")) or model_or_output_dir.count("/") != 1
     if not looks_local:  # a Hub id: org/name
         return EvalTarget(model_or_output_dir, model_or_output_dir)
-    raise EvaluationError(f"{model_or_output_dir}: not a training output directory, an adapter, a model directory or a Hub id",
+    raise EvaluationError(bilingual("non è una cartella di output del training, un adapter, una cartella di modello o un id Hub",
+                                    "not a training output directory, an adapter, a model directory or a Hub id",
+                                    where=model_or_output_dir),
                           hint="pass OUTPUT_DIR of hf-ita train, an adapter folder, 'embedded' or a model id")
 
 
@@ -114,7 +116,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise EvaluationError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise EvaluationError(bilingual(f"JSON non valido alla riga {exc.lineno}", f"not valid JSON ({exc.msg} at line {exc.lineno})",
+                                        where=path)) from None
     return data if isinstance(data, dict) else {}
 
 

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, bilingual
 from .facts import CardFacts, GgufFile, collect_gguf_files, facts_from_output_dir
 
 CARD_KINDS = ("adapter", "merged", "gguf")
@@ -53,7 +53,8 @@ def _template_source(name: str) -> str:
     try:
         return (resources.files("hf_ita_plugin.model_cards") / name).read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError) as exc:
-        raise ConfigError(f"model card template {name!r} not found (model_cards/ missing from the installation)") from exc
+        raise ConfigError(bilingual(f"template della model card {name!r} non trovato (model_cards/ manca nell'installazione)",
+                                    f"model card template {name!r} not found (model_cards/ missing from the installation)")) from exc
 
 
 def _environment():
@@ -121,7 +122,7 @@ def build_card_data(facts: CardFacts, kind: str = "adapter", *, base_model: str 
 
 def _check_kind(kind: str) -> None:
     if kind not in CARD_KINDS:
-        raise ConfigError(f"card kind must be one of {', '.join(CARD_KINDS)}; got {kind!r}")
+        raise ConfigError(bilingual("tipo di card non valido", f"card kind must be one of {', '.join(CARD_KINDS)}; got {kind!r}"))
 
 
 def _eval_rows(facts: CardFacts) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, bilingual
 from ..models.weights import PICKLE_SUFFIXES
 from ..rundir import RunDir, RunMetrics
 from .card import CARD_KINDS, render_card
@@ -172,7 +172,7 @@ def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "a
     naming types, only the GGUF files of those types.
     """
     if kind not in CARD_KINDS:
-        raise ConfigError(f"--kind must be one of {', '.join(CARD_KINDS)}; got {kind!r}")
+        raise ConfigError(bilingual("valore non valido", f"must be one of {', '.join(CARD_KINDS)}; got {kind!r}", where="--kind"))
     run = RunDir(output_dir)
     out = run.path
     if not out.is_dir():

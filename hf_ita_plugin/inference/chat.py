@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ConfigError, HfItaError, HubError, ModelError
+from ..errors import ConfigError, HfItaError, HubError, ModelError, bilingual
 from ..hub.paths import is_repo_id, validate_repo_id
 from ..rundir import RunDir
 
@@ -84,7 +84,8 @@ def normalize_history(history: list[Any] | None) -> list[dict[str, str]]:
     out = []
     for i, item in enumerate(history or []):
         if not isinstance(item, dict) or item.get("role") not in ("user", "assistant", "system"):
-            raise ConfigError(f"history[{i}]: expected a {{role, content}} message, got {item!r:.80}")
+            raise ConfigError(bilingual("atteso un messaggio {role, content}", f"expected a {{role, content}} message, got {item!r:.80}",
+                                        where=f"history[{i}]"))
         content = item.get("content")
         if isinstance(content, list):  # Gradio 6 may send [{"type": "text", "text": ...}, ...]
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -317,9 +318,9 @@ def resolve_hub(spec: str, *, token: str | bool | None = None, endpoint: str | N
             return ResolvedSource("model", Path(snapshot_download(**kwargs)), repo_id)
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
-        reason = {401: "accesso negato / access denied (sign in?)", 403: "accesso negato / access denied",
-                  404: "repo non trovato / repo not found"}.get(status, f"HTTP {status}")
-        raise ModelError(f"{repo_id}: {reason}") from None
+        italian, english = {401: ("accesso negato", "access denied (sign in?)"), 403: ("accesso negato", "access denied"),
+                            404: ("repo non trovato", "repo not found")}.get(status, (f"errore HTTP {status}", f"HTTP {status}"))
+        raise ModelError(bilingual(italian, english, where=repo_id)) from None
     raise ModelError(f"{repo_id}: il repo non contiene GGUF, adapter né modello / holds no GGUF, adapter or model")
 
 
@@ -335,7 +336,8 @@ def load_chat_model(source: str | None = None, *, token: str | bool | None = Non
     path on this machine (off in the Space).
     """
     if engine not in ("auto", "llama.cpp", "transformers"):
-        raise ConfigError(f"engine must be auto, llama.cpp or transformers, got {engine!r}")
+        raise ConfigError(bilingual("engine deve essere auto, llama.cpp o transformers",
+                                    f"engine must be auto, llama.cpp or transformers, got {engine!r}"))
     kind, value = parse_source(source, allow_local=allow_local)
     if kind == "embedded":
         from ..models.embedded import EMBEDDED_HUB_ID, embedded_gguf_path
@@ -400,7 +402,7 @@ def _template_label(source: str | None, where: str) -> str:
 def _pick_device(device: str) -> str:
     if device != "auto":
         if device not in ("cpu", "cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+            raise ConfigError(bilingual("device deve essere auto, cpu o cuda", f"device must be auto, cpu or cuda, got {device!r}"))
         return device
     import torch
 

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import RunConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, bilingual
 from .wheel import Wheel, local_wheel, wheel_requirement, wheel_url, wheels_repo
 
 APP_LABEL = "hf-ita"
@@ -302,7 +302,7 @@ def build_job_spec(
     """
     output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
     if via not in VIA_VALUES:
-        raise ConfigError(f"via must be one of {', '.join(VIA_VALUES)}, got {via!r}")
+        raise ConfigError(bilingual("valore di via non valido", f"via must be one of {', '.join(VIA_VALUES)}, got {via!r}"))
     if not flavor or not isinstance(flavor, str):
         raise ConfigError("manca l'hardware / missing hardware flavor", hint="e.g. a10g-small (see `hf-ita jobs hardware`)")
     check_portable(config)
@@ -365,5 +365,6 @@ def decode_job_config(env: dict[str, str]) -> RunConfig:
     try:
         text = base64.b64decode(env[CONFIG_ENV]).decode("utf-8")
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"the job environment has no valid {CONFIG_ENV}: {exc}") from None
+        raise ConfigError(bilingual(f"l'ambiente del job non ha un {CONFIG_ENV} valido",
+                                    f"the job environment has no valid {CONFIG_ENV}: {exc}")) from None
     return RunConfig.from_dict(yaml.safe_load(text), source=CONFIG_ENV)

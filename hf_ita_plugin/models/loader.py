@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, bilingual
 
 QUANT_TYPES = ("nf4", "fp4")
 """bitsandbytes' 4-bit data types."""
@@ -58,7 +58,7 @@ def resolve_device(device: str | None) -> str | None:
     if device is None or device in ("cpu", "cuda"):
         return device
     if device != "auto":
-        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+        raise ConfigError(bilingual("device deve essere auto, cpu o cuda", f"device must be auto, cpu or cuda, got {device!r}"))
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, bilingual
 from .registry import has_generation_markers, registry_name_of
 from .render import Span, render_source, special_tokens_of, tokenizer_template
 from .validation import validate_messages
@@ -32,16 +32,19 @@ def assistant_spans(tokenizer, messages: list[dict[str, Any]]) -> tuple[str, lis
     replies = _assistant_indices(messages)
     if len(spans) != len(replies):
         raise ModelError(
-            f"the chat template marks {len(spans)} assistant block(s) with {{% generation %}} but the "
-            f"conversation has {len(replies)} assistant message(s)",
+            bilingual(f"il chat template marca {len(spans)} blocchi assistant con {{% generation %}} ma la "
+                      f"conversazione ha {len(replies)} messaggi assistant",
+                      f"the chat template marks {len(spans)} assistant block(s) with {{% generation %}} but the "
+                      f"conversation has {len(replies)} assistant message(s)"),
             hint="every assistant reply must be inside exactly one {% generation %} block",
         )
     closers = _closing_tokens(tokenizer)
     for index, (start, end) in zip(replies, spans):
         if not any(text[start:end].endswith(tok) for tok in closers):
             raise ModelError(
-                f"messages[{index}]: the chat template does not close the assistant reply with an "
-                f"end-of-turn/EOS token (reply ends with {text[max(start, end - 20):end]!r})",
+                bilingual("il chat template non chiude la risposta assistant con un token di fine turno/EOS",
+                          f"the chat template does not close the assistant reply with an end-of-turn/EOS token "
+                          f"(reply ends with {text[max(start, end - 20):end]!r})", where=f"messages[{index}]"),
                 hint="the model would never learn to stop: use a registry template (hf-ita template list)",
             )
     return text, spans
@@ -63,13 +66,17 @@ def _spans_from_prefixes(source: str, messages: list[dict[str, Any]], specials: 
     spans: list[Span] = []
     for i in _assistant_indices(messages):
         if i == 0:
-            raise ModelError("messages[0]: a conversation cannot start with an assistant reply")
+            raise ModelError(bilingual("una conversazione non può iniziare con una risposta assistant",
+                                       "a conversation cannot start with an assistant reply", where="messages[0]"))
         before = render_source(source, messages[:i], add_generation_prompt=True, special_tokens=specials)
         after = render_source(source, messages[: i + 1], special_tokens=specials)
         if not (after.startswith(before) and text.startswith(after)):
             raise ModelError(
-                f"messages[{i}]: the chat template is not prefix-stable (rendering the conversation up to "
-                f"this reply is not a prefix of the full rendering), so its assistant masks cannot be derived",
+                bilingual("il chat template non è stabile sui prefissi, quindi le maschere assistant non si possono "
+                          "ricavare",
+                          "the chat template is not prefix-stable (rendering the conversation up to this reply is not "
+                          "a prefix of the full rendering), so its assistant masks cannot be derived",
+                          where=f"messages[{i}]"),
                 hint="add {% generation %}...{% endgeneration %} around assistant replies, or use a registry template",
             )
         end = len(after.rstrip())
@@ -84,7 +91,7 @@ def tokenize_conversation(tokenizer, messages: list[dict[str, Any]], max_length:
     assistant reply and on the end-of-turn token closing it, 0 elsewhere.
     """
     if max_length is not None and (not isinstance(max_length, int) or max_length <= 0):
-        raise ModelError(f"max_length must be a positive integer, got {max_length!r}")
+        raise ModelError(bilingual("max_length deve essere un intero positivo", f"max_length must be a positive integer, got {max_length!r}"))
     text, spans = assistant_spans(tokenizer, messages)
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -121,7 +128,8 @@ def _mask_by_token_prefixes(tokenizer, text: str, spans: list[Span]) -> tuple[li
     for start, end in spans:
         head, upto = encode(text[:start]), encode(text[:end])
         if ids[: len(head)] != head or ids[: len(upto)] != upto:
-            raise ModelError("an assistant reply does not start or end on a token boundary with this tokenizer",
+            raise ModelError(bilingual("una risposta assistant non inizia o non finisce su un confine di token con questo tokenizer",
+                                       "an assistant reply does not start or end on a token boundary with this tokenizer"),
                              hint="use a fast tokenizer (tokenizer.json) so offsets can be used")
         for t in range(len(head), len(upto)):
             mask[t] = 1

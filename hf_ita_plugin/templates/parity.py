@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, bilingual
 from .registry import strip_generation_markers
 from .render import render
 
@@ -129,7 +129,8 @@ class ParityReport:
     def raise_for_mismatch(self) -> None:
         """Raise :class:`ModelError` with :meth:`summary` when the report is not ``ok``."""
         if not self.ok:
-            raise ModelError(f"chat template parity check failed for {self.gguf_path}\n{self.summary()}",
+            raise ModelError(bilingual("verifica di parità del chat template fallita",
+                                       f"chat template parity check failed\n{self.summary()}", where=self.gguf_path),
                              hint="embed the tokenizer's template in the GGUF (ChatTemplate.inference_source)")
 
 
@@ -151,7 +152,7 @@ def _load_tokenizer(tokenizer: Any):
         try:
             return AutoTokenizer.from_pretrained(str(tokenizer))
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load tokenizer from {tokenizer}: {exc}") from None
+            raise ModelError(bilingual("impossibile caricare il tokenizer", f"cannot load tokenizer: {exc}", where=tokenizer)) from None
     return tokenizer
 
 
@@ -172,17 +173,19 @@ def check_gguf_template_parity(gguf_path, tokenizer, conversations: list[list[di
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
     except ImportError:
-        raise ModelError("the parity check needs llama-cpp-python", hint="pip install 'hf-ita-plugin[gguf]'") from None
+        raise ModelError(bilingual("la verifica di parità richiede llama-cpp-python", "the parity check needs llama-cpp-python"),
+                         hint="pip install 'hf-ita-plugin[gguf]'") from None
     path = Path(gguf_path)
     if not path.is_file():
-        raise ModelError(f"GGUF file not found: {path}")
+        raise ModelError(bilingual("file GGUF non trovato", "GGUF file not found", where=path))
     if not conversations:
-        raise ModelError("the parity check needs at least one conversation")
+        raise ModelError(bilingual("la verifica di parità richiede almeno una conversazione",
+                                   "the parity check needs at least one conversation"))
     tokenizer = _load_tokenizer(tokenizer)
     try:
         llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"llama.cpp cannot read {path}: {exc}") from None
+        raise ModelError(bilingual("llama.cpp non riesce a leggere il file", f"llama.cpp cannot read it: {exc}", where=path)) from None
     try:
         metadata = dict(llama.metadata or {})
         bos_id, eos_id = llama.token_bos(), llama.token_eos()

@@ -19,7 +19,7 @@ from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, bilingual
 
 _MARKER_RE = re.compile(r"\{%-?\s*(?:end)?generation\s*-?%\}")
 _JINJA_SYNTAX_RE = re.compile(r"\{\{|\{%|\{#")
@@ -249,12 +249,13 @@ def get_template(name: str) -> ChatTemplate:
     name = _ALIASES.get(name, name) if isinstance(name, str) else name
     if not isinstance(name, str) or name not in _SPECS:
         raise ConfigError(
-            f"unknown chat template {name!r} / template sconosciuto",
+            bilingual(f"chat template sconosciuto {name!r}", f"unknown chat template {name!r}"),
             hint=f"available templates / template disponibili: {', '.join(list_templates())}",
         )
     path = _jinja_dir() / f"{name}.jinja"
     if not path.is_file():
-        raise ConfigError(f"chat template file missing from the installation: {path}",
+        raise ConfigError(bilingual("file del chat template mancante nell'installazione",
+                                    "chat template file missing from the installation", where=path),
                           hint="reinstall hf-ita-plugin (package data templates/jinja/*.jinja)")
     return ChatTemplate(name=name, source=path.read_text(encoding="utf-8"), **_SPECS[name])
 
@@ -299,7 +300,8 @@ def resolve_template_source(name_or_jinja: str) -> str:
     """Jinja text for a registry name, a path to a ``.jinja`` file, or literal Jinja text."""
     if not isinstance(name_or_jinja, str) or not name_or_jinja.strip():
         raise ConfigError(
-            f"chat template must be a registry name, a .jinja file or Jinja text, got {name_or_jinja!r}",
+            bilingual("il chat template deve essere un nome del registro, un file .jinja o testo Jinja",
+                      f"chat template must be a registry name, a .jinja file or Jinja text, got {name_or_jinja!r}"),
             hint=f"available templates / template disponibili: {', '.join(list_templates())}",
         )
     value = name_or_jinja
@@ -315,15 +317,16 @@ def resolve_template_source(name_or_jinja: str) -> str:
         try:
             text = read_text(path, error=ConfigError, option=None)
         except OSError as exc:
-            raise ConfigError(f"cannot read chat template file {path}: {exc}") from None
+            raise ConfigError(bilingual("impossibile leggere il file del chat template",
+                                        f"cannot read chat template file: {exc}", where=path)) from None
         if not text.strip():
-            raise ConfigError(f"chat template file {path} is empty")
+            raise ConfigError(bilingual("il file del chat template è vuoto", "chat template file is empty", where=path))
         _check_syntax(text, str(path))
         return text
     if value.endswith(".jinja") or "/" in value:
-        raise ConfigError(f"chat template file not found: {value}")
+        raise ConfigError(bilingual("file del chat template non trovato", "chat template file not found", where=value))
     raise ConfigError(
-        f"unknown chat template {value!r} / template sconosciuto",
+        bilingual(f"chat template sconosciuto {value!r}", f"unknown chat template {value!r}"),
         hint=f"available templates / template disponibili: {', '.join(list_templates())}; or a .jinja path",
     )
 
@@ -337,4 +340,5 @@ def _check_syntax(source: str, where: str) -> None:
     try:
         env.parse(strip_generation_markers(source))
     except TemplateSyntaxError as exc:
-        raise ConfigError(f"{where}: invalid Jinja at line {exc.lineno}: {exc.message}") from None
+        raise ConfigError(bilingual(f"Jinja non valido alla riga {exc.lineno}", f"invalid Jinja at line {exc.lineno}: {exc.message}",
+                                    where=where)) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConversationError, ModelError
+from ..errors import ConversationError, ModelError, bilingual
 
 Span = tuple[int, int]
 
@@ -43,7 +43,8 @@ def render_source(
             **{**(template_kwargs or {}), **kwargs},
         )
     except TemplateError as exc:
-        raise ConversationError(f"the chat template rejected the conversation: {exc}") from None
+        raise ConversationError(bilingual("il chat template ha rifiutato la conversazione",
+                                          f"the chat template rejected the conversation: {exc}")) from None
     text = rendered[0]
     if not return_spans:
         return text
@@ -59,7 +60,7 @@ def tokenizer_template(tokenizer) -> str:
     """The tokenizer's chat template text, or a :class:`ModelError` saying how to set one."""
     source = getattr(tokenizer, "chat_template", None)
     if not source or not isinstance(source, str):
-        raise ModelError("the tokenizer has no chat template / il tokenizer non ha un chat template",
+        raise ModelError(bilingual("il tokenizer non ha un chat template", "the tokenizer has no chat template"),
                          hint="call hf_ita_plugin.templates.apply_template(tokenizer, 'chatml') (or another registry name)")
     return source
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, bilingual
 
 DEFAULT_SYSTEM_PROMPT = (
     "Sei un assistente utile, preciso e rispettoso. Rispondi sempre in italiano corretto e naturale, "
@@ -25,7 +25,8 @@ def resolve_system_prompt(system_prompt: str | None) -> str | None:
         return None
     if not isinstance(system_prompt, str):
         raise ConfigError(
-            f"system_prompt must be text, 'default' or 'none', got {type(system_prompt).__name__}",
+            bilingual("system_prompt deve essere testo, 'default' o 'none'",
+                      f"system_prompt must be text, 'default' or 'none', got {type(system_prompt).__name__}"),
         )
     keyword = system_prompt.strip().lower()
     if keyword == "none":
@@ -33,7 +34,7 @@ def resolve_system_prompt(system_prompt: str | None) -> str | None:
     if keyword == "default":
         return DEFAULT_SYSTEM_PROMPT
     if not keyword:
-        raise ConfigError("system_prompt is empty / il prompt di sistema è vuoto",
+        raise ConfigError(bilingual("il prompt di sistema è vuoto", "system_prompt is empty"),
                           hint="use 'none' to train without a system prompt, or 'default' for the Italian default")
     return system_prompt
 

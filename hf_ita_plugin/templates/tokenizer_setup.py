@@ -19,7 +19,7 @@ import re
 import warnings
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, bilingual
 from .registry import ChatTemplate, get_template, list_templates, registry_name_of, resolve_template_source
 
 TEMPLATE_NAME_KEY = "hf_ita_template"
@@ -48,8 +48,8 @@ def apply_template(tokenizer, name_or_jinja: str | None = AUTO_TEMPLATE):
         if not source or not isinstance(source, str):
             origin = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
             raise ModelError(
-                f"model.template is 'auto' but the tokenizer of {origin!r} ships no chat template (a base model?) / "
-                f"model.template è 'auto' ma il tokenizer non ha un chat template (modello base?)",
+                bilingual(f"model.template è 'auto' ma il tokenizer di {origin!r} non ha un chat template (modello base?)",
+                          f"model.template is 'auto' but the tokenizer of {origin!r} ships no chat template (a base model?)"),
                 hint=f"name one in model.template, e.g. chatml; registry templates: {', '.join(list_templates())}",
             )
     else:
@@ -67,9 +67,9 @@ def apply_template(tokenizer, name_or_jinja: str | None = AUTO_TEMPLATE):
         added.append(pad_added)
     if added:
         warnings.warn(
-            f"hf-ita: added {len(added)} token(s) to the tokenizer ({', '.join(added)}): resize the model's "
-            f"embeddings (model.resize_token_embeddings(len(tokenizer))) / aggiunti token al tokenizer: "
-            f"ridimensiona gli embedding del modello",
+            bilingual(f"aggiunti {len(added)} token al tokenizer: ridimensiona gli embedding del modello",
+                      f"added {len(added)} token(s) to the tokenizer ({', '.join(added)}): resize the model's "
+                      f"embeddings (model.resize_token_embeddings(len(tokenizer)))", where="hf-ita"),
             UserWarning,
             stacklevel=2,
         )
@@ -101,7 +101,8 @@ def _ensure_control_tokens(tokenizer, template: ChatTemplate | None) -> list[str
     if template is None:
         return []
     if template.end_of_turn_is_eos and not getattr(tokenizer, "eos_token", None):
-        raise ModelError(f"template {template.name!r} closes replies with EOS, but the tokenizer has no eos_token",
+        raise ModelError(bilingual(f"il template {template.name!r} chiude le risposte con EOS, ma il tokenizer non ha eos_token",
+                                   f"template {template.name!r} closes replies with EOS, but the tokenizer has no eos_token"),
                          hint="set tokenizer.eos_token, or pick a template with its own end-of-turn token (chatml)")
     missing = [tok for tok in template.control_tokens if not _vocab_has(tokenizer, tok)]
     if missing:
@@ -111,7 +112,8 @@ def _ensure_control_tokens(tokenizer, template: ChatTemplate | None) -> list[str
     for tok in template.control_tokens:
         ids = tokenizer.encode(tok, add_special_tokens=False)
         if len(ids) != 1:
-            raise ModelError(f"control token {tok!r} of template {template.name!r} is split into {len(ids)} tokens",
+            raise ModelError(bilingual(f"il token di controllo {tok!r} del template {template.name!r} è diviso in {len(ids)} token",
+                                       f"control token {tok!r} of template {template.name!r} is split into {len(ids)} tokens"),
                              hint="the tokenizer must treat it as one special token")
     return missing
 
@@ -139,7 +141,8 @@ def _disable_automatic_bos_eos(tokenizer) -> None:
     plain = tokenizer("a", add_special_tokens=False)["input_ids"]
     if tokenizer("a")["input_ids"] != plain:
         raise ModelError(
-            f"the tokenizer ({type(tokenizer).__name__}) still adds special tokens around plain text",
+            bilingual(f"il tokenizer ({type(tokenizer).__name__}) aggiunge ancora token speciali attorno al testo semplice",
+                      f"the tokenizer ({type(tokenizer).__name__}) still adds special tokens around plain text"),
             hint="use a fast tokenizer (tokenizer.json) so hf-ita can control BOS/EOS",
         )
 

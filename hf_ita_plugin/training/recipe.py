@@ -71,7 +71,8 @@ class ItalianSFT:
         self.config = config or RunConfig()
         self.callbacks = list(callbacks or [])
         if (model is None) != (tokenizer is None):
-            raise ConfigError("pass both model= and tokenizer=, or neither")
+            raise ConfigError(bilingual("passa sia model= sia tokenizer=, oppure nessuno dei due",
+                                        "pass both model= and tokenizer=, or neither"))
         self._user_model = model
         self._user_tokenizer = tokenizer
 
@@ -117,7 +118,8 @@ class ItalianSFT:
                 )
             except (OSError, ValueError) as exc:
                 raise ModelError(
-                    f"cannot load the tokenizer of model {path!r}: {_first_line(exc)}",
+                    bilingual(f"impossibile caricare il tokenizer del modello {path!r}",
+                              f"cannot load the tokenizer of model {path!r}: {_first_line(exc)}"),
                     hint="check model.name_or_path (a Hub id you can access, or a local directory with tokenizer files)",
                 ) from None
         return apply_template(tokenizer, self.config.model.template)
@@ -162,8 +164,10 @@ class ItalianSFT:
                 out.append({"input_ids": tokenized["input_ids"], "assistant_masks": tokenized["assistant_masks"]})
                 phases.append(phase)
             if not out:
-                raise DataError(f"{source}: no usable example (all {len(examples)} rows lost their answer to "
-                                f"truncation at training.max_seq_length={max_length})")
+                raise DataError(bilingual(f"nessun esempio utilizzabile (tutte le {len(examples)} righe perdono la risposta "
+                                          f"col troncamento a training.max_seq_length={max_length})",
+                                          f"no usable example (all {len(examples)} rows lost their answer to "
+                                          f"truncation at training.max_seq_length={max_length})", where=source))
             return out, dropped, phases
 
         train, dropped, train_phases = tokenize_all(cfg.train, cfg.max_train_examples, cfg.curriculum)
@@ -393,16 +397,20 @@ def _check_output_dir(run: RunDir, resume: bool) -> Path | None:
                                         f"--resume: {path} is a finished run (adapter/ written): there is nothing to "
                                         "resume, and nothing in it was changed"),
                               hint="to train again, choose another --output-dir")
-        raise ConfigError(f"output directory {path} already holds a run (finished: adapter/ written)",
+        raise ConfigError(bilingual(f"la cartella di output {path} contiene già un run (concluso: adapter/ scritto)",
+                                    f"output directory {path} already holds a run (finished: adapter/ written)"),
                           hint="choose another --output-dir")
     latest = run.latest_checkpoint()
     if not resume:
         if latest is not None:
-            raise ConfigError(f"output directory {path} already holds a run (interrupted, last complete checkpoint: "
-                              f"{latest.name})", hint="use --resume to continue it, or choose another --output-dir")
+            raise ConfigError(bilingual(f"la cartella di output {path} contiene già un run (interrotto, ultimo checkpoint "
+                                        f"completo: {latest.name})",
+                                        f"output directory {path} already holds a run (interrupted, last complete "
+                                        f"checkpoint: {latest.name})"), hint="use --resume to continue it, or choose another --output-dir")
         return None
     if latest is None and not entries:
-        raise ConfigError(f"--resume: no checkpoint to resume in {run.checkpoints_dir}",
+        raise ConfigError(bilingual(f"nessun checkpoint da riprendere in {run.checkpoints_dir}",
+                                    f"no checkpoint to resume in {run.checkpoints_dir}", where="--resume"),
                           hint="run without --resume to start, or point --output-dir at an interrupted run")
     return latest
 
