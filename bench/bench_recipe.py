@@ -154,6 +154,10 @@ def run_quickstart(extra: list[str]) -> dict:
         "bpb_after": ev["after"].get("bits_per_byte"),
         "bpb_change": ev["change"].get("bits_per_byte"),
         "peak_rss_mb": metrics["train"]["peak_memory_mb"]["process_rss"],
+        # what the answers read like (evaluation.answer_quality), with and without the system prompt
+        "answer_quality": {stage: {k: v for k, v in ev[stage].items() if k.startswith(("italian_rate", "dictionary_rate",
+                                                                                  "loop_rate"))}
+                           for stage in ("before", "after")},
         "targets_met": {
             "wall_under_15_min": wall < 900,
             "response_loss_drop_10pct": (ev["change"].get("response_loss") or 0) <= -0.10,
