@@ -201,6 +201,7 @@ def main() -> int:
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--set", dest="quickstart_overrides", action="append", default=[])
     parser.add_argument("--quickstart-runs", type=int, default=2, help="fresh-process quickstart runs (reports each)")
+    parser.add_argument("--result-name", help="bench/results/NAME.json (default: recipe, recipe-throughput or recipe-quickstart)")
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one measurement, JSON out
     args = parser.parse_args()
     if args.variant:
@@ -212,7 +213,8 @@ def main() -> int:
         report["throughput"] = run_throughput(args.repeats, args.steps, args.batch, args.seq)
     if args.only in (None, "quickstart"):
         report["quickstart"] = run_quickstarts(args.quickstart_overrides, args.quickstart_runs)
-    path = save_result(f"recipe-{args.only}" if args.only else "recipe", report, load_before=load_before)
+    name = args.result_name or (f"recipe-{args.only}" if args.only else "recipe")
+    path = save_result(name, report, load_before=load_before)
     print(f"results: {path}", file=sys.stderr)
     summary = {k: ({kk: vv for kk, vv in v.items() if kk != "runs"} if isinstance(v, dict) else v) for k, v in report.items()}
     print(json.dumps(summary))

@@ -70,7 +70,25 @@ def hub_rows(r: dict) -> list[tuple[str, str, str]]:
              " vs ".join(f"{v:.2f} s" for v in m.values()) + f" ({', '.join(m)})", "-")]
 
 
-EXTRACTORS = {"recipe": recipe_rows, "recipe-throughput": recipe_rows, "recipe-quickstart": recipe_rows,
+def answer_rows(r: dict) -> list[tuple[str, str, str]]:
+    q = r["quickstart"]
+    aq = q.get("answer_quality") or {}
+    before, after = aq.get("before", {}), aq.get("after", {})
+    rows = []
+    for suffix, label in (("", "with the Italian system prompt"), ("_no_system", "without a system prompt")):
+        cells = []
+        for key, name in (("italian_rate", "Italian answers"), ("dictionary_rate", "dictionary words"),
+                          ("loop_rate", "answers in a loop")):
+            k = key + suffix
+            if k in before or k in after:
+                cells.append(f"{name} {before.get(k, '-')} -> {after.get(k, '-')}")
+        if cells:
+            rows.append((f"quickstart answers, 8 held-out prompts, greedy, {label} (before -> after)",
+                         "; ".join(cells), "-"))
+    return rows
+
+
+EXTRACTORS = {"recipe-answer-quality": answer_rows, "recipe": recipe_rows, "recipe-throughput": recipe_rows, "recipe-quickstart": recipe_rows,
               "templates": templates_rows, "chat": chat_rows, "hub_push": hub_rows}
 
 
