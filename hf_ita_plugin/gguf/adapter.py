@@ -19,7 +19,7 @@ from gguf import GGUFWriter
 from ..utils.atomic import atomic_path
 from ..errors import ModelError
 from .architectures import architecture_for
-from .merge import find_adapter_dir, read_adapter_config, resolve_base_dir
+from ..models.resolve import find_adapter_dir, read_adapter_config, resolve_base_dir
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 

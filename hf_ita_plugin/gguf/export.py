@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import ModelError
 from ..utils.atomic import remove_stale_temps, temp_directory
 from .converter import write_gguf
-from .merge import ModelSource, find_adapter_dir, resolve_source
+from .merge import ModelSource, resolve_source
 from .modelfile import training_system_prompt, write_modelfile
 from .quant_types import QUANT_TYPES, QuantType, parse_quant_types
 from .quantize import quantize_gguf

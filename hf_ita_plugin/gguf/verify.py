@@ -333,7 +333,8 @@ def _run_checks(report, llm, gguf_path, against, tok, model, n_generate, started
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .merge import find_adapter_dir, resolve_source
+    from ..models.resolve import find_adapter_dir
+    from .merge import resolve_source
     from .tokenizer_meta import load_hf_tokenizer
 
     qtype = _quant_type_of(llm.metadata)

@@ -123,7 +123,8 @@ def _ensure_merged(run: RunDir, *, produce: bool) -> Path | None:
     if not run.has_adapter():
         raise ModelError(f"{merged}: modello unito mancante e nessun adattatore da unire / merged model missing and no adapter to merge")
     try:
-        from ..gguf.merge import merge_adapter, resolve_base_dir
+        from ..gguf.merge import merge_adapter
+        from ..models.resolve import resolve_base_dir
     except ImportError as exc:
         raise ModelError(f"{out}: manca {merged} e hf_ita_plugin.gguf non è disponibile / merged/ is missing and the merge module "
                          f"is unavailable ({exc})", hint="merge the adapter first, into OUTPUT_DIR/merged") from None

@@ -249,7 +249,7 @@ def resolve_local(path: str | Path, *, prefer_gguf: bool = False) -> ResolvedSou
 
     With ``prefer_gguf`` (CPU) a folder's GGUF files win over its adapter or model.
     """
-    from ..gguf.merge import find_adapter_dir
+    from ..models.resolve import find_adapter_dir
 
     path = Path(path)
     if path.is_file():
@@ -363,7 +363,7 @@ def load_chat_model(source: str | None = None, *, token: str | bool | None = Non
 
 def _base_model_dir(adapter_dir: Path, *, token: str | bool | None) -> str | Path:
     """The adapter's base model: a local checkpoint if one is known, else its Hub id (downloaded)."""
-    from ..gguf.merge import read_adapter_config, resolve_base_dir
+    from ..models.resolve import read_adapter_config, resolve_base_dir
 
     try:
         return resolve_base_dir(adapter_dir)
