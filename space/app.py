@@ -452,7 +452,8 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
                         with gr.Row():
                             numbers["grad_accum"] = gr.Number(defaults.training.gradient_accumulation_steps,
                                                               label="Accumulo gradiente / grad. accumulation (1–128)", precision=0)
-                            max_steps = gr.Number(-1, label="Passi max / max steps (-1 = epoche / epochs)", precision=0)
+                            max_steps = gr.Number(-1, label="Passi max / max steps (-1 = epoche / epochs)", precision=0,
+                                                  elem_id="max-steps")
                         gr.Markdown("### 4. Hardware e output")
                         flavor = gr.Dropdown(hardware, value=backend.default_flavor(default_preset), allow_custom_value=True,
                                              label="Hardware (prezzo orario / price per hour)", elem_id="flavor")
@@ -484,13 +485,12 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 with gr.Row():
                     with gr.Column(scale=3):
-                        gr.Markdown(CHAT_NOTE, elem_id="chat-note")
                         chat_source = gr.Dropdown([EMBEDDED_CHOICE], value=EMBEDDED_CHOICE, allow_custom_value=True,
                                                   label="Modello: predefinito, i tuoi modelli addestrati o un repo adapter/GGUF / "
                                                         "model: default, your trained models or an adapter/GGUF repo",
                                                   elem_id="chat-source")
                         chat_status = gr.Markdown(elem_id="chat-status")
-                        chatbot = gr.Chatbot(label="Conversazione / conversation", height=340, elem_id="chatbot")
+                        chatbot = gr.Chatbot(label="Conversazione / conversation", height=300, elem_id="chatbot")
                         with gr.Row():
                             chat_input = gr.Textbox(placeholder="Scrivi in italiano... / write in Italian...", scale=4,
                                                     show_label=False, elem_id="chat-input")
@@ -498,6 +498,7 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
                         with gr.Row():
                             clear = gr.Button("Nuova conversazione / new chat", elem_id="clear")
                     with gr.Column(scale=2):
+                        gr.Markdown(CHAT_NOTE, elem_id="chat-note")
                         system_prompt = gr.Textbox(default_system_prompt(), lines=5,
                                                    label="Prompt di sistema / system prompt", elem_id="system-prompt")
                         b = SAMPLING_BOUNDS
