@@ -16,7 +16,8 @@ Two tabs, Italian first with English alongside:
   or transformers + peft (:mod:`hf_ita_plugin.inference.chat`), with the Italian default system prompt and
   sampling controls.
 
-Run locally: ``python space/app.py`` (Gradio mocks the sign-in with your own ``hf auth login``).
+Run locally: ``python space/app.py`` (Gradio mocks the sign-in with your own ``hf auth login``; without a
+login the app still starts, chat works, and the sign-in button is disabled with a note saying what it needs).
 """
 
 from __future__ import annotations
@@ -378,9 +379,9 @@ LOCAL_NO_LOGIN = (
     "`hf auth login` (or set `HF_TOKEN`) and restart the app; chat already works.")
 CHAT_NOTE = (
     "ℹ️ Il modello incorporato è **SmolLM2-135M**, una demo minuscola (135 milioni di parametri, CPU): risponde "
-    "poco e male in italiano. Scegli qui sotto un modello che hai addestrato per vedere la differenza. / "
+    "poco e male in italiano. Scegli nel menu «Modello» un modello che hai addestrato per vedere la differenza. / "
     "*The embedded model is SmolLM2-135M, a tiny demo (135M parameters, CPU): its Italian is poor. Pick a model you "
-    "trained below to see the difference.*")
+    "trained in the Model menu to see the difference.*")
 SET_LANG_JS = "() => { document.documentElement.lang = 'it'; }"
 SCROLL_LOGS_JS = "() => { const t = document.querySelector('#logs textarea'); if (t) t.scrollTop = t.scrollHeight; }"
 _MD_LINK = re.compile(r"\[([^\]]+)\]\(")
