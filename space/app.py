@@ -590,15 +590,12 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
         follow_btn.click(on_status, [job_id], [stage, published, timer], api_name=False).then(
             on_follow, [job_id], [logs], concurrency_limit=None, api_name="logs")
 
-        def on_cancel(jid, oauth_token: gr.OAuthToken | None):
+        def on_cancel_then_poll(jid, oauth_token: gr.OAuthToken | None):
             try:
                 validate_job_id(jid)
-            except HfItaError as exc:
-                return _err(exc, hint="copialo dalla tabella dei tuoi job / copy it from the runs table")
-            return backend.cancel(jid, oauth_token)
-
-        def on_cancel_then_poll(jid, oauth_token: gr.OAuthToken | None):
-            return on_cancel(jid, oauth_token), gr.Timer(active=bool((jid or "").strip()))
+            except HfItaError as exc:  # nothing to poll: keep the message (and its hint) on screen
+                return _err(exc, hint="copialo dalla tabella dei tuoi job / copy it from the runs table"), gr.Timer(active=False)
+            return backend.cancel(jid, oauth_token), gr.Timer(active=True)
 
         cancel_btn.click(on_cancel_then_poll, [job_id], [stage, timer], api_name="cancel")
 

@@ -168,8 +168,7 @@ def test_completed_run_shows_the_newest_log_line_and_offers_its_chat(app_url, pa
 
 def test_errors_are_readable_and_on_screen(app_url, page, artifacts):
     url, _ = app_url
-    page.goto(url)
-    page.get_by_role("button", name="Accedi con Hugging Face / Sign in").click()
+    page.goto(url + "/login/huggingface")  # signs in (Gradio's local OAuth mock) and comes back to the page
     page.wait_for_function(_js_text_includes("#who", "signed in as mario"))
     page.fill("#max-steps input", "0")
     page.press("#max-steps input", "Enter")
@@ -181,7 +180,10 @@ def test_errors_are_readable_and_on_screen(app_url, page, artifacts):
     page.press("#max-steps input", "Enter")
     page.fill("#job-id textarea, #job-id input", "non_un_job!")
     page.click("#cancel")
-    page.wait_for_function(_js_text_includes("#stage", "non_un_job!"))
+    try:
+        page.wait_for_function(_js_text_includes("#stage", "non_un_job!"), timeout=30_000)
+    finally:
+        page.screenshot(path=str(artifacts / "6-errors.png"))
     text = assert_readable(page, "#stage")
     assert "hf-ita" not in text and "runs table" in text  # a hint a Space user can follow
     page.screenshot(path=str(artifacts / "6-errors.png"))
