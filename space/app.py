@@ -16,7 +16,8 @@ Two tabs, Italian first with English alongside:
   or transformers + peft (:mod:`hf_ita_plugin.inference.chat`), with the Italian default system prompt and
   sampling controls.
 
-Run locally: ``python space/app.py`` (Gradio mocks the sign-in with your own ``hf auth login``).
+Run locally: ``python space/app.py`` (Gradio mocks the sign-in with your own ``hf auth login``; without a
+login the app still starts, chat works, and the sign-in button is disabled with a note saying what it needs).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -42,6 +44,7 @@ DEFAULT_PRESET = "qwen2.5-7b"
 DATA_HUB, DATA_UPLOAD, DATA_BUNDLED = "Dataset del Hub (Hub dataset)", "Carica un file (upload)", "Dati italiani inclusi (bundled)"
 VIS_PRIVATE, VIS_PUBLIC = "Privato (private)", "Pubblico (public)"
 EMBEDDED_CHOICE = "Modello incorporato (embedded SmolLM2-135M)"
+DATASET_HINT = "NAMESPACE/NOME di un dataset del Hub / a Hub dataset id, es. / e.g. mario/domande-ita"
 LOG_LINES_SHOWN = 400
 STATUS_REFRESH_S = 3.0
 
@@ -62,8 +65,28 @@ def _ok(text: str) -> str:
     return f"✅ {text}"
 
 
-def _err(exc: BaseException | str) -> str:
-    return f"❌ {exc}"
+_MD_SPECIAL = re.compile(r"([\\*_<>\[\]])")
+_CLI_HINT = re.compile(r"`?(hf-ita|hf auth|huggingface-cli)\b|--[a-z]")
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal Markdown: ``_`` and ``*`` stay characters (no italics), code spans are kept."""
+    parts = str(text).split("`")
+    return "`".join(part if i % 2 else _MD_SPECIAL.sub(r"\\\1", part) for i, part in enumerate(parts))
+
+
+def _err(exc: BaseException | str, hint: str | None = None) -> str:
+    """An error line for the page: the message as literal Markdown, with a hint that works in the Space
+    (``hint`` replaces the exception's own; CLI commands and flags are dropped, a Space user has no shell)."""
+    if isinstance(exc, HfItaError):
+        text, own_hint = exc.message, exc.hint
+    elif isinstance(exc, BaseException):  # a library's raw text: say what failed in both languages, no traceback
+        text, own_hint = f"errore inatteso / unexpected error ({type(exc).__name__}): {exc}", None
+    else:
+        text, own_hint = str(exc), None
+    hint = hint or (own_hint if own_hint and not _CLI_HINT.search(own_hint) else None)
+    line = f"❌ {md_escape(text)}"
+    return line + (f"  \n💡 suggerimento / hint: {md_escape(hint)}" if hint else "")
 
 
 def _token_of(oauth_token: gr.OAuthToken | None) -> str | None:
@@ -174,8 +197,16 @@ class SpaceBackend:
         if steps == 0 or steps < -1 or steps > 100_000:
             raise ConfigError(f"max_steps = {steps}: usa -1 (epoche) o da 1 a 100000 / use -1 (epochs) or 1..100000")
         overrides.append(f"training.max_steps={steps}")
+        dataset_id = (dataset_id or "").strip()
         if data_source == DATA_HUB:
-            overrides.append(f"data.train={validate_repo_id(dataset_id, what='dataset')}")
+            try:
+                overrides.append(f"data.train={validate_repo_id(dataset_id, what='dataset')}")
+            except HfItaError as exc:
+                raise ConfigError(exc.message, hint=DATASET_HINT) from None
+        elif dataset_id:  # never train on other data than the id typed: refuse the mismatch
+            raise ConfigError(f"hai indicato il dataset {dataset_id!r} ma l'origine dei dati è {data_source!r} / you typed "
+                              f"the dataset {dataset_id!r} but the data source is not the Hub",
+                              hint=f"scegli / choose {DATA_HUB!r}, oppure svuota il campo / or clear the field")
         elif data_source == DATA_BUNDLED:
             overrides.append("data.train=bundled")
         elif data_source != DATA_UPLOAD:
@@ -236,7 +267,8 @@ class SpaceBackend:
     @staticmethod
     def published_markdown(run: JobRun, url: str | None) -> str:
         if url:
-            return f"📦 Pubblicato / published: [{run.output_repo}]({url})"
+            return (f"📦 Pubblicato / published: [{run.output_repo}]({url}) — usa il pulsante qui sotto per chattarci / "
+                    f"use the button below to chat with it")
         if run.stage == "COMPLETED":
             return f"⚠️ Job completato ma il repo `{run.output_repo}` non si trova / job completed but the repo is missing"
         return ""
@@ -268,15 +300,23 @@ class SpaceBackend:
         return self.stage_markdown(run)
 
     def runs_table(self, oauth_token) -> tuple[list[list[str]], str]:
+        """Rows (job link, stage in both languages, hardware, repo link, created) and a note."""
+        rows, note, _ = self.runs_view(oauth_token)
+        return rows, note
+
+    def runs_view(self, oauth_token) -> tuple[list[list[str]], str, list[str]]:
+        """:meth:`runs_table` plus the repos of completed runs (offered in the chat tab)."""
         if _token_of(oauth_token) is None:
-            return [], "Accedi per vedere i tuoi job / sign in to see your jobs"
+            return [], "Accedi per vedere i tuoi job / sign in to see your jobs", []
         try:
             runs = self.client(oauth_token).list_runs(via="space")
         except HfItaError as exc:
-            return [], _err(exc)
-        rows = [[r.id, r.stage, r.flavor or "", r.output_repo or "", r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else ""]
-                for r in runs]
-        return rows, f"{len(rows)} job"
+            return [], _err(exc), []
+        rows = [[f"[{r.id}]({r.url})", r.stage_text, r.flavor or "",
+                 f"[{r.output_repo}]({r.repo_url})" if r.output_repo else "",
+                 r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else ""] for r in runs]
+        trained = list(dict.fromkeys(r.output_repo for r in runs if r.stage == "COMPLETED" and r.output_repo))
+        return rows, f"{len(rows)} job", trained
 
     # ------------------------------------------------------------------ chat
     def chat_model(self, source: str, oauth_token) -> ChatModel:
@@ -332,6 +372,30 @@ Il job usa **solo il tuo account** (accesso OAuth): i costi dell'hardware sono a
 *The job runs with **your account only** (OAuth sign-in): hardware is billed to you.*"""
 
 
+LOCAL_NO_LOGIN = (
+    "🔒 Accesso non disponibile: questo Space gira in locale e la macchina non ha un login Hugging Face. "
+    "Per addestrare, accedi con `hf auth login` (o imposta `HF_TOKEN`) e riavvia l'app; la chat funziona già. / "
+    "Sign-in unavailable: this Space runs locally and the machine has no Hugging Face login. To train, log in with "
+    "`hf auth login` (or set `HF_TOKEN`) and restart the app; chat already works.")
+CHAT_NOTE = (
+    "ℹ️ Il modello incorporato è **SmolLM2-135M**, una demo minuscola (135 milioni di parametri, CPU): risponde "
+    "poco e male in italiano. Scegli nel menu «Modello» un modello che hai addestrato per vedere la differenza. / "
+    "*The embedded model is SmolLM2-135M, a tiny demo (135M parameters, CPU): its Italian is poor. Pick a model you "
+    "trained in the Model menu to see the difference.*")
+SET_LANG_JS = "() => { document.documentElement.lang = 'it'; }"
+SCROLL_LOGS_JS = "() => { const t = document.querySelector('#logs textarea'); if (t) t.scrollTop = t.scrollHeight; }"
+_MD_LINK = re.compile(r"\[([^\]]+)\]\(")
+
+
+def sign_in_available() -> bool:
+    """Whether Gradio can offer sign-in: always on a Space (OAuth); locally only with a Hub login, which its
+    sign-in mock needs (without one, ``launch`` would raise)."""
+    from gradio.utils import get_space
+    from huggingface_hub import get_token
+
+    return get_space() is not None or get_token() is not None
+
+
 def build_app(endpoint: str | None = None) -> gr.Blocks:
     """The Space's Blocks app; ``endpoint`` overrides the Hub URL (tests use a local server)."""
     backend = SpaceBackend(endpoint)
@@ -340,109 +404,133 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
     defaults = RunConfig.from_preset(default_preset)
     hardware = backend.hardware_choices()
 
+    can_sign_in = sign_in_available()
+    signed_out_text = "Non hai effettuato l'accesso / not signed in" if can_sign_in else LOCAL_NO_LOGIN
+
     with gr.Blocks(title="hf-ita: addestra e chatta in italiano") as demo:
         gr.Markdown(INTRO)
         with gr.Row():
-            gr.LoginButton(value="Accedi con Hugging Face / Sign in", logout_value="Esci / Sign out ({})")
-            who = gr.Markdown("Non hai effettuato l'accesso / not signed in", elem_id="who")
+            if can_sign_in:
+                gr.LoginButton(value="Accedi con Hugging Face / Sign in", logout_value="Esci / Sign out ({})")
+            else:  # no LoginButton: Gradio's local sign-in mock would refuse to start without a Hub login
+                gr.Button("Accedi con Hugging Face / Sign in", interactive=False, elem_id="login-unavailable")
+            who = gr.Markdown(signed_out_text, elem_id="who")
 
-        with gr.Tab("Addestra (Train)", id="train"):
-            with gr.Row():
-                with gr.Column():
-                    gr.Markdown("### 1. Modello / Model")
-                    preset = gr.Dropdown(presets, value=default_preset, label="Preset")
-                    model_id = gr.Textbox(label="Oppure un modello del Hub / or any Hub model id",
-                                          placeholder="es. / e.g. Qwen/Qwen2.5-1.5B-Instruct", elem_id="model-id")
-                    gr.Markdown("### 2. Dati / Data")
-                    data_source = gr.Radio([DATA_BUNDLED, DATA_HUB, DATA_UPLOAD], value=DATA_BUNDLED,
-                                           label="Origine dei dati / data source", elem_id="data-source")
-                    dataset_id = gr.Textbox(label="Dataset del Hub / Hub dataset id", placeholder="owner/name",
-                                            elem_id="dataset-id")
-                    upload = gr.File(label="JSONL / CSV / JSON (messages, alpaca, sharegpt, prompt-completion)",
-                                     file_types=[".jsonl", ".csv", ".json", ".parquet"], type="filepath",
-                                     elem_id="upload")
-                    upload_msg = gr.Markdown(elem_id="upload-msg")
-                    uploaded_repo = gr.State("")
-                with gr.Column():
-                    gr.Markdown("### 3. Iperparametri / Hyperparameters")
-                    numbers = {}
-                    with gr.Row():
-                        numbers["epochs"] = gr.Number(defaults.training.num_epochs, label="Epoche / epochs (0.1–20)")
-                        numbers["learning_rate"] = gr.Number(defaults.training.learning_rate,
-                                                             label="Learning rate (1e-6–1e-3)")
-                    with gr.Row():
-                        numbers["lora_r"] = gr.Number(defaults.lora.r, label="LoRA r (1–256)", precision=0)
-                        numbers["lora_alpha"] = gr.Number(defaults.lora.alpha, label="LoRA alpha (1–1024)", precision=0)
-                    with gr.Row():
-                        numbers["max_seq_length"] = gr.Number(defaults.training.max_seq_length,
-                                                              label="Lunghezza max / max seq length (128–16384)", precision=0)
-                        numbers["batch_size"] = gr.Number(defaults.training.per_device_batch_size,
-                                                          label="Batch (1–128)", precision=0)
-                    with gr.Row():
-                        numbers["grad_accum"] = gr.Number(defaults.training.gradient_accumulation_steps,
-                                                          label="Accumulo gradiente / grad. accumulation (1–128)", precision=0)
-                        max_steps = gr.Number(-1, label="Passi max / max steps (-1 = epoche / epochs)", precision=0)
-                    gr.Markdown("### 4. Hardware e output")
-                    flavor = gr.Dropdown(hardware, value=backend.default_flavor(default_preset), allow_custom_value=True,
-                                         label="Hardware (prezzo orario / price per hour)", elem_id="flavor")
-                    output_repo = gr.Textbox(label="Repo di output / output repo", placeholder="owner/name",
-                                             elem_id="output-repo")
-                    visibility = gr.Radio([VIS_PRIVATE, VIS_PUBLIC], value=VIS_PRIVATE,
-                                          label="Visibilità / visibility")
-            launch_btn = gr.Button("🚀 Avvia il job / Launch", variant="primary", elem_id="launch")
-            launch_msg = gr.Markdown(elem_id="launch-msg")
-            with gr.Row():
-                job_id = gr.Textbox(label="ID del job / job id", elem_id="job-id", scale=3)
-                follow_btn = gr.Button("Segui / Follow", scale=1, elem_id="follow")
-                cancel_btn = gr.Button("🛑 Annulla / Cancel", variant="stop", scale=1, elem_id="cancel")
-            job_link = gr.Markdown(elem_id="job-link")
-            stage = gr.Markdown(elem_id="stage")
-            published = gr.Markdown(elem_id="published")
-            logs = gr.Textbox(label="Log (live)", lines=14, max_lines=14, autoscroll=True, elem_id="logs")
-            timer = gr.Timer(STATUS_REFRESH_S, active=False)
-            gr.Markdown("### I tuoi job da questo Space / your runs from this Space")
-            with gr.Row():
-                runs_btn = gr.Button("Aggiorna / Refresh", elem_id="refresh-runs", scale=1)
-                runs_msg = gr.Markdown(scale=3)
-            runs = gr.Dataframe(headers=["Job", "Stato / Stage", "Hardware", "Repo", "Creato / Created"],
-                                interactive=False, elem_id="runs")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Addestra (Train)", id="train"):
+                with gr.Row():
+                    with gr.Column():
+                        gr.Markdown("### 1. Modello / Model")
+                        preset = gr.Dropdown(presets, value=default_preset, label="Preset")
+                        model_id = gr.Textbox(label="Oppure un modello del Hub / or any Hub model id",
+                                              placeholder="es. / e.g. Qwen/Qwen2.5-1.5B-Instruct", elem_id="model-id")
+                        gr.Markdown("### 2. Dati / Data")
+                        data_source = gr.Radio([DATA_BUNDLED, DATA_HUB, DATA_UPLOAD], value=DATA_BUNDLED,
+                                               label="Origine dei dati / data source", elem_id="data-source")
+                        dataset_id = gr.Textbox(label="Dataset del Hub / Hub dataset id", placeholder="owner/name",
+                                                info="Scrivere un id sceglie 'Dataset del Hub' / typing an id selects "
+                                                     "'Hub dataset'", elem_id="dataset-id")
+                        upload = gr.File(label="JSONL / CSV / JSON (messages, alpaca, sharegpt, prompt-completion)",
+                                         file_types=[".jsonl", ".csv", ".json", ".parquet"], type="filepath",
+                                         elem_id="upload")
+                        upload_msg = gr.Markdown(elem_id="upload-msg")
+                        uploaded_repo = gr.State("")
+                    with gr.Column():
+                        gr.Markdown("### 3. Iperparametri / Hyperparameters")
+                        numbers = {}
+                        with gr.Row():
+                            numbers["epochs"] = gr.Number(defaults.training.num_epochs, label="Epoche / epochs (0.1–20)")
+                            numbers["learning_rate"] = gr.Number(defaults.training.learning_rate,
+                                                                 label="Learning rate (1e-6–1e-3)")
+                        with gr.Row():
+                            numbers["lora_r"] = gr.Number(defaults.lora.r, label="LoRA r (1–256)", precision=0)
+                            numbers["lora_alpha"] = gr.Number(defaults.lora.alpha, label="LoRA alpha (1–1024)", precision=0)
+                        with gr.Row():
+                            numbers["max_seq_length"] = gr.Number(defaults.training.max_seq_length,
+                                                                  label="Lunghezza max / max seq length (128–16384)", precision=0)
+                            numbers["batch_size"] = gr.Number(defaults.training.per_device_batch_size,
+                                                              label="Batch (1–128)", precision=0)
+                        with gr.Row():
+                            numbers["grad_accum"] = gr.Number(defaults.training.gradient_accumulation_steps,
+                                                              label="Accumulo gradiente / grad. accumulation (1–128)", precision=0)
+                            max_steps = gr.Number(-1, label="Passi max / max steps (-1 = epoche / epochs)", precision=0,
+                                                  elem_id="max-steps")
+                        gr.Markdown("### 4. Hardware e output")
+                        flavor = gr.Dropdown(hardware, value=backend.default_flavor(default_preset), allow_custom_value=True,
+                                             label="Hardware (prezzo orario / price per hour)", elem_id="flavor")
+                        output_repo = gr.Textbox(label="Repo di output / output repo", placeholder="owner/name",
+                                                 elem_id="output-repo")
+                        visibility = gr.Radio([VIS_PRIVATE, VIS_PUBLIC], value=VIS_PRIVATE,
+                                              label="Visibilità / visibility")
+                launch_btn = gr.Button("🚀 Avvia il job / Launch", variant="primary", elem_id="launch")
+                launch_msg = gr.Markdown(elem_id="launch-msg")
+                with gr.Row():
+                    job_id = gr.Textbox(label="ID del job / job id", elem_id="job-id", scale=3)
+                    follow_btn = gr.Button("Segui / Follow", scale=1, elem_id="follow")
+                    cancel_btn = gr.Button("🛑 Annulla / Cancel", variant="stop", scale=1, elem_id="cancel")
+                job_link = gr.Markdown(elem_id="job-link")
+                stage = gr.Markdown(elem_id="stage")
+                published = gr.Markdown(elem_id="published")
+                chat_it = gr.Button("💬 Chatta con questo modello / chat with it", visible=False, elem_id="chat-with-it")
+                published_repo = gr.State("")
+                logs = gr.Textbox(label="Log (live)", lines=14, max_lines=14, autoscroll=True, elem_id="logs")
+                timer = gr.Timer(STATUS_REFRESH_S, active=False)
+                gr.Markdown("### I tuoi job da questo Space / your runs from this Space")
+                with gr.Row():
+                    runs_btn = gr.Button("Aggiorna / Refresh", elem_id="refresh-runs", scale=1)
+                    runs_msg = gr.Markdown(scale=3)
+                runs = gr.Dataframe(headers=["Job", "Stato / Stage", "Hardware", "Repo", "Creato / Created"],
+                                    datatype=["markdown", "str", "str", "markdown", "str"], interactive=False,
+                                    elem_id="runs")
 
-        with gr.Tab("Chat", id="chat"):
-            with gr.Row():
-                with gr.Column(scale=3):
-                    chat_source = gr.Dropdown([EMBEDDED_CHOICE], value=EMBEDDED_CHOICE, allow_custom_value=True,
-                                              label="Modello: predefinito o repo adapter/GGUF / model: default or adapter/GGUF repo",
-                                              elem_id="chat-source")
-                    chatbot = gr.Chatbot(label="Conversazione / conversation", height=420, elem_id="chatbot")
-                    with gr.Row():
-                        chat_input = gr.Textbox(placeholder="Scrivi in italiano... / write in Italian...", scale=4,
-                                                show_label=False, elem_id="chat-input")
-                        send = gr.Button("Invia / Send", variant="primary", scale=1, elem_id="send")
-                    with gr.Row():
-                        clear = gr.Button("Nuova conversazione / new chat", elem_id="clear")
-                    chat_status = gr.Markdown(elem_id="chat-status")
-                with gr.Column(scale=2):
-                    system_prompt = gr.Textbox(default_system_prompt(), lines=5,
-                                               label="Prompt di sistema / system prompt", elem_id="system-prompt")
-                    b = SAMPLING_BOUNDS
-                    temperature = gr.Slider(*b["temperature"], value=0.7, step=0.05, label="Temperatura / temperature")
-                    top_k = gr.Slider(*b["top_k"], value=40, step=1, label="top_k")
-                    top_p = gr.Slider(*b["top_p"], value=0.9, step=0.01, label="top_p")
-                    rep = gr.Slider(*b["repetition_penalty"], value=1.1, step=0.01,
-                                    label="Penalità di ripetizione / repetition penalty")
-                    max_new = gr.Slider(1, 1024, value=256, step=1, label="Token nuovi max / max new tokens",
-                                        elem_id="max-new-tokens")
+            with gr.Tab("Chat", id="chat"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        chat_source = gr.Dropdown([EMBEDDED_CHOICE], value=EMBEDDED_CHOICE, allow_custom_value=True,
+                                                  label="Modello: predefinito, i tuoi modelli addestrati o un repo adapter/GGUF / "
+                                                        "model: default, your trained models or an adapter/GGUF repo",
+                                                  elem_id="chat-source")
+                        chat_status = gr.Markdown(elem_id="chat-status")
+                        chatbot = gr.Chatbot(label="Conversazione / conversation", height=300, elem_id="chatbot")
+                        with gr.Row():
+                            chat_input = gr.Textbox(placeholder="Scrivi in italiano... / write in Italian...", scale=4,
+                                                    show_label=False, elem_id="chat-input")
+                            send = gr.Button("Invia / Send", variant="primary", scale=1, elem_id="send")
+                        with gr.Row():
+                            clear = gr.Button("Nuova conversazione / new chat", elem_id="clear")
+                    with gr.Column(scale=2):
+                        gr.Markdown(CHAT_NOTE, elem_id="chat-note")
+                        system_prompt = gr.Textbox(default_system_prompt(), lines=5,
+                                                   label="Prompt di sistema / system prompt", elem_id="system-prompt")
+                        b = SAMPLING_BOUNDS
+                        temperature = gr.Slider(*b["temperature"], value=0.7, step=0.05, label="Temperatura / temperature")
+                        top_k = gr.Slider(*b["top_k"], value=40, step=1, label="top_k",
+                                          info="Sceglie tra i k token più probabili / samples among the k most likely tokens")
+                        top_p = gr.Slider(*b["top_p"], value=0.9, step=0.01, label="top_p",
+                                          info="Sceglie tra i token più probabili fino a questa probabilità totale / samples "
+                                               "among the most likely tokens up to this total probability")
+                        rep = gr.Slider(*b["repetition_penalty"], value=1.1, step=0.01,
+                                        label="Penalità di ripetizione / repetition penalty")
+                        max_new = gr.Slider(1, 1024, value=256, step=1, label="Token nuovi max / max new tokens",
+                                            elem_id="max-new-tokens")
+
 
         # ------------------------------------------------------------------ events
+        demo.load(None, None, None, js=SET_LANG_JS)
+        logs.change(None, None, None, js=SCROLL_LOGS_JS)
+
+        def chat_choices(trained: list[str]):
+            return gr.update(choices=[EMBEDDED_CHOICE, *trained])
+
         def on_load(oauth_token: gr.OAuthToken | None, current_repo: str, preset_name: str):
             user = backend.username(oauth_token)
-            rows, msg = backend.runs_table(oauth_token)
+            rows, msg, trained = backend.runs_view(oauth_token)
             if user is None:
-                return "Non hai effettuato l'accesso / not signed in", current_repo, rows, msg
+                return signed_out_text, current_repo, rows, msg, chat_choices(trained)
             repo = current_repo or f"{user}/{preset_name}-ita"
-            return f"Accesso come / signed in as **{user}**", repo, rows, msg
+            return f"Accesso come / signed in as **{user}**", repo, rows, msg, chat_choices(trained)
 
-        demo.load(on_load, [output_repo, preset], [who, output_repo, runs, runs_msg], api_name=False)
+        demo.load(on_load, [output_repo, preset], [who, output_repo, runs, runs_msg, chat_source], api_name=False)
 
         def on_preset(preset_name: str, current_repo: str):
             try:
@@ -464,6 +552,11 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
 
         upload.upload(on_upload, [upload], [upload_msg, uploaded_repo, data_source], api_name="check_upload")
 
+        def on_dataset_typed(text: str):  # a typed Hub id is the data to train on: select its source
+            return DATA_HUB if (text or "").strip() else gr.update()
+
+        dataset_id.input(on_dataset_typed, [dataset_id], [data_source], api_name=False)
+
         def on_launch(preset_name, model, source, ds_id, up_path, up_repo, epochs, lr, lora_r, lora_alpha, seq_len,
                       batch, accum, steps, fl, out_repo, vis, oauth_token: gr.OAuthToken | None):
             values = dict(zip(numbers, (epochs, lr, lora_r, lora_alpha, seq_len, batch, accum)))
@@ -484,35 +577,50 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
             yield from backend.follow_logs(jid, oauth_token)
 
         def on_runs(oauth_token: gr.OAuthToken | None):
-            return backend.runs_table(oauth_token)
+            rows, note, trained = backend.runs_view(oauth_token)
+            return rows, note, chat_choices(trained)
+
+        runs_outputs = [runs, runs_msg, chat_source]
 
         launch_event.then(on_status, [job_id], [stage, published, timer], api_name=False).then(
-            on_runs, None, [runs, runs_msg], api_name=False).then(
+            on_runs, None, runs_outputs, api_name=False).then(
             on_follow, [job_id], [logs], concurrency_limit=None, api_name=False)
-        timer.tick(on_status, [job_id], [stage, published, timer], api_name="status")
+        timer.tick(on_status, [job_id], [stage, published, timer], api_name="status").then(
+            on_runs, None, runs_outputs, api_name=False)  # the table follows the stage shown above it
         follow_btn.click(on_status, [job_id], [stage, published, timer], api_name=False).then(
             on_follow, [job_id], [logs], concurrency_limit=None, api_name="logs")
 
-        def on_cancel(jid, oauth_token: gr.OAuthToken | None):
+        def on_cancel_then_poll(jid, oauth_token: gr.OAuthToken | None):
             try:
                 validate_job_id(jid)
-            except HfItaError as exc:
-                return _err(exc)
-            return backend.cancel(jid, oauth_token)
-
-        def on_cancel_then_poll(jid, oauth_token: gr.OAuthToken | None):
-            return on_cancel(jid, oauth_token), gr.Timer(active=bool((jid or "").strip()))
+            except HfItaError as exc:  # nothing to poll: keep the message (and its hint) on screen
+                return _err(exc, hint="copialo dalla tabella dei tuoi job / copy it from the runs table"), gr.Timer(active=False)
+            return backend.cancel(jid, oauth_token), gr.Timer(active=True)
 
         cancel_btn.click(on_cancel_then_poll, [job_id], [stage, timer], api_name="cancel")
 
-        runs_btn.click(on_runs, None, [runs, runs_msg], api_name="runs")
+        runs_btn.click(on_runs, None, runs_outputs, api_name="runs")
+
+        def on_published(md: str):
+            found = _MD_LINK.search(md or "") if (md or "").startswith("📦") else None
+            repo = found.group(1) if found else ""
+            return gr.update(visible=bool(repo)), repo
+
+        published.change(on_published, [published], [chat_it, published_repo], api_name=False)
+
+        def on_chat_with_it(repo: str):
+            return gr.update(value=repo), gr.Tabs(selected="chat")
+
+        chat_it.click(on_chat_with_it, [published_repo], [chat_source, tabs], api_name=False)
 
         def on_pick_run(evt: gr.SelectData, table):
             row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
             try:
-                return table.iloc[row, 0]
+                cell = str(table.iloc[row, 0])
             except (AttributeError, IndexError):
                 return gr.update()
+            found = _MD_LINK.search(cell)
+            return found.group(1) if found else cell
 
         runs.select(on_pick_run, [runs], [job_id], api_name=False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,11 @@ def load_space_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def plain(markdown: str) -> str:
+    """The text a Markdown message shows (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def login_cookie(url: str) -> str:
@@ -106,7 +112,7 @@ def test_signed_out_user_cannot_launch(fresh):
     assert msg.startswith("❌") and "sign in" in msg and job_id == ""
     assert not fresh.server.jobs
     assert fresh.owner_token not in {r.token for r in fresh.server.job_requests}
-    rows, note = client.predict(api_name="/runs")
+    rows, note, _ = client.predict(api_name="/runs")
     assert rows["data"] == [] and "sign in" in note
 
 
@@ -180,7 +186,7 @@ def test_refused_launches_say_why_and_leave_nothing(fresh, tmp_path, setup, chan
     args = launch_args(fresh.module, source=fresh.module.DATA_UPLOAD, up_path=handle_file(str(data)), **changes)
     deletes = server.count("delete_repo")
     msg, job_id, *_ = fresh.client().predict(**args, api_name="/launch")
-    assert msg.startswith("❌") and expected in msg and " / " in msg and job_id == ""
+    assert msg.startswith("❌") and expected in plain(msg) and " / " in msg and job_id == ""
     assert not server.jobs
     assert server.count("delete_repo") - deletes == (1 if setup else 0)  # uploaded for the launch, then removed
     assert not [key for key in server.repos if key[0] == "dataset" and "hf-ita-data-" in key[1]]
@@ -232,11 +238,14 @@ def test_completed_run_links_the_published_repo(fresh):
     ({"source": "Dataset del Hub (Hub dataset)", "ds_id": ""}, "dataset: manca"),
     ({"source": "Dataset del Hub (Hub dataset)", "ds_id": "mario/non-esiste"}, "'mario/non-esiste' non trovato"),
     ({"source": "Carica un file (upload)"}, "upload a JSONL/CSV file first"),
+    ({"ds_id": "mario/domande"}, "you typed the dataset 'mario/domande' but the data source is not the Hub"),
+    ({"source": "Dataset del Hub (Hub dataset)", "ds_id": "bad id"}, "e.g. mario/domande-ita"),
     ({"out_repo": "luigi/smol-ita"}, "you cannot publish to 'luigi'"),
 ])
 def test_every_input_is_validated_with_a_visible_message(fresh, changes, expected):
     msg, job_id, *_ = fresh.client().predict(**launch_args(fresh.module, **changes), api_name="/launch")
-    assert msg.startswith("❌") and expected in msg and job_id == ""
+    assert msg.startswith("❌") and expected in plain(msg) and job_id == ""
+    assert "hf-ita " not in msg and "--" not in msg  # hints a Space user can follow: no CLI commands
     assert not fresh.server.jobs
 
 
@@ -247,7 +256,7 @@ def test_upload_is_checked_at_once_and_pushed_privately(fresh, tmp_path):
     bad = tmp_path / "domande.csv"
     bad.write_text("domanda,risposta\nChe ore sono?,Le tre.\n", encoding="utf-8")
     msg, source = client.predict(handle_file(str(bad)), api_name="/check_upload")
-    assert msg.startswith("❌") and "domande.csv" in msg and "row 0" in msg and "domanda" in msg
+    assert msg.startswith("❌") and "domande.csv" in msg and "row 0" in plain(msg) and "domanda" in msg
     good = tmp_path / "dati.jsonl"
     good.write_text("".join(json.dumps({"instruction": f"Traduci: cat {i}", "output": f"gatto {i}"}) + "\n" for i in range(4)),
                     encoding="utf-8")
@@ -272,9 +281,12 @@ def test_runs_list_shows_this_spaces_runs(fresh):
 
     cli_run = JobsClient(GRADIO_MOCK_OAUTH_TOKEN, endpoint=fresh.server.url).launch(
         RunConfig.from_preset("smollm2-135m-cpu"), flavor="cpu-basic", output_repo="mario/dalla-cli", via="cli")
-    table, note = client.predict(api_name="/runs")
-    assert [row[0] for row in table["data"]] == [space_job] and cli_run.id not in json.dumps(table)
-    assert table["data"][0][3] == "mario/dallo-space" and note == "1 job"
+    table, note, _ = client.predict(api_name="/runs")
+    assert len(table["data"]) == 1 and cli_run.id not in json.dumps(table)
+    job_cell, stage_cell, _, repo_cell, _ = table["data"][0]
+    assert job_cell.startswith(f"[{space_job}](") and f"/jobs/mario/{space_job})" in job_cell  # links, not bare text
+    assert repo_cell == f"[mario/dallo-space]({fresh.server.url}/mario/dallo-space)" and note == "1 job"
+    assert " / " in stage_cell  # Italian first, English alongside
 
 
 # ---------------------------------------------------------------------------------- chat tab
@@ -304,7 +316,7 @@ def test_chat_streams_a_reply_from_the_embedded_model(fresh):
     _, _, status3 = client.predict("   ", history2, m.EMBEDDED_CHOICE, "", 0.7, 40, 0.9, 1.1, 8, api_name="/chat")
     assert status3.startswith("❌")
     _, _, status4 = client.predict("Ciao", [], "/etc/passwd", "", 0.7, 40, 0.9, 1.1, 8, api_name="/chat")
-    assert status4.startswith("❌") and "invalid model" in status4
+    assert status4.startswith("❌") and "invalid model" in plain(status4)
 
 
 # ---------------------------------------------------------------------------------- Space card
@@ -349,4 +361,4 @@ def test_private_chat_model_needs_its_owner(fresh):
     assert "mario/privato-gguf:privato-Q4_1.gguf" in status and "llama.cpp" in status and _assistant_text(history)
     _, _, status = fresh.client(signed_in=False).predict("Ciao", [], "mario/privato-gguf", "", 0.0, 40, 0.9, 1.0, 4,
                                                          api_name="/chat")
-    assert status.startswith("❌") and "not found" in status
+    assert status.startswith("❌") and "not found" in plain(status)
