@@ -26,15 +26,20 @@ def recipe_rows(r: dict) -> list[tuple[str, str, str]]:
     rows = []
     t = r.get("throughput")
     if t:
-        rows.append(("QLoRA trained tokens/s, recipe vs plain TRL `SFTTrainer` (SmolLM2-135M, batch 8 x <=256, "
+        d = t.get("recipe_defaults", {})
+        rows.append((f"QLoRA trained tokens/s, recipe defaults on this CPU ({d.get('compute_dtype', '?')}, "
+                     f"{d.get('batching', '?')} batches) vs plain TRL `SFTTrainer` (SmolLM2-135M, batch 8 x <=256, "
                      f"{t['repeats']} fresh-process repeats x {t['steps']} steps, medians)",
                      f"{t['recipe_tokens_per_s']} vs {t['trl_tokens_per_s']} (**{t['speedup_vs_trl']}x**); mean loss "
                      f"{t['recipe_mean_loss']} vs {t['trl_mean_loss']}", ">= 1.5x, equal loss"))
-        rows.append(("same, recipe's trainer with padded batches (the padding-free share)",
-                     f"{t['recipe-padded_tokens_per_s']} tok/s (padding-free alone {t['speedup_padding_free_only']}x)", "-"))
+        if "recipe-fp32-padding-free_tokens_per_s" in t:
+            rows.append(("same, fp32 compute: padding-free vs padded batches",
+                         f"{t['recipe-fp32-padding-free_tokens_per_s']} vs {t['recipe-padded_tokens_per_s']} tok/s "
+                         f"(padding-free {t['speedup_padding_free_only']}x)", "-"))
         if "speedup_bf16_vs_fp32_compute" in t:
-            rows.append(("same, bf16 compute instead of fp32 (CPU with native bf16)",
-                         f"{t['recipe-bf16_tokens_per_s']} tok/s ({t['speedup_bf16_vs_fp32_compute']}x fp32)", "-"))
+            rows.append(("same, bf16 vs fp32 compute, padding-free (CPU with native bf16)",
+                         f"{t['recipe-bf16_tokens_per_s']} vs {t['recipe-fp32-padding-free_tokens_per_s']} tok/s "
+                         f"({t['speedup_bf16_vs_fp32_compute']}x)", "-"))
     q = r.get("quickstart")
     if q:
         runs = q.get("runs", [q])

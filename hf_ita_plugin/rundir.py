@@ -220,7 +220,8 @@ class RunMetrics(_Record):
 
 def metrics_hyperparameters(config) -> dict[str, Any]:
     """``metrics.json`` ``hyperparameters`` of a run: the config's hyperparameters
-    (:func:`~hf_ita_plugin.config.schema.hyperparameters`), ``compute_dtype: auto`` resolved to the dtype used."""
+    (:func:`~hf_ita_plugin.config.schema.hyperparameters`), ``auto`` compute dtype and batching resolved to
+    what was used."""
     from .config import hyperparameters
 
     values = hyperparameters(config)
@@ -228,6 +229,10 @@ def metrics_hyperparameters(config) -> dict[str, Any]:
         from .models.loader import resolve_compute_dtype
 
         values["compute_dtype"] = str(resolve_compute_dtype(values["compute_dtype"])).replace("torch.", "")
+    if "batching" in values:
+        from .training.trainer import resolve_batching
+
+        values["batching"] = resolve_batching(values["batching"])
     return values
 
 

@@ -100,3 +100,18 @@ def test_adapter_dtype_follows_compute_dtype():
     assert keep_adapter_in_compute_dtype(net, torch.float32) == 2
     assert lora.weight.dtype == torch.float32 and frozen.weight.dtype == torch.bfloat16
     assert keep_adapter_in_compute_dtype(copy.deepcopy(net).to(torch.bfloat16), torch.bfloat16) == 0
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_compute_dtype_and_batching_follow_the_cpu(monkeypatch, native_bf16):
+    """On CPUs with native bf16 the recipe trains in bf16 with padded batches (measured faster there);
+    elsewhere fp32 with padding-free batches. Explicit choices are kept."""
+    from hf_ita_plugin.models.loader import resolve_compute_dtype
+    from hf_ita_plugin.training.trainer import resolve_batching
+    from hf_ita_plugin.utils import hardware
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "has_native_bf16", lambda: native_bf16)
+    assert resolve_compute_dtype("auto") == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert resolve_batching("auto") == ("padded" if native_bf16 else "padding_free")
+    assert resolve_compute_dtype("float32") == torch.float32 and resolve_batching("packed") == "packed"

@@ -119,7 +119,8 @@ def test_model_is_real_qlora_on_every_linear_layer(tmp_path):
 
 
 def test_training_labels_are_exactly_the_assistant_tokens_plus_eos(tmp_path):
-    recipe = tiny_recipe(tmp_path / "out", "data.max_train_examples=6", "training.max_seq_length=1024")
+    recipe = tiny_recipe(tmp_path / "out", "data.max_train_examples=6", "training.max_seq_length=1024",
+                         "training.batching=padding_free", "quantization.compute_dtype=float32")
     tokenizer = recipe.load_tokenizer()
     data = recipe.prepare_data(tokenizer)
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -149,7 +150,7 @@ def test_training_labels_are_exactly_the_assistant_tokens_plus_eos(tmp_path):
 
 def test_curriculum_trains_phases_in_order(tmp_path):
     recipe = tiny_recipe(tmp_path / "out", "data.max_train_examples=40", "data.curriculum=lab",
-                         "training.max_seq_length=1024")
+                         "training.max_seq_length=1024", "training.batching=padding_free")
     tokenizer = recipe.load_tokenizer()
     data = recipe.prepare_data(tokenizer)
     assert [name for name, _ in data.phases] == ["knowledge", "foundational_skills", "compositional_skills"]

@@ -110,7 +110,9 @@ class TrainingConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = True
-    batching: Literal["padding_free", "packed", "padded"] = "padding_free"
+    batching: Literal["auto", "padding_free", "packed", "padded"] = "auto"
+    """``auto``: padded batches on CPUs with native bf16 (measured faster there), padding-free elsewhere
+    (:func:`hf_ita_plugin.training.trainer.resolve_batching`)."""
     """``padding_free``: sequences concatenated per batch with position ids, no pad tokens;
     ``packed``: fixed-length blocks (BFD packing); ``padded``: classic right padding."""
     eval_steps: int = 50

@@ -28,13 +28,17 @@ QUANT_TYPES = ("nf4", "fp4")
 
 
 def resolve_compute_dtype(name: str):
-    """``auto`` -> bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
+    """``auto`` -> bfloat16 on GPUs that support it, float16 on older GPUs; on a CPU, bfloat16 where it
+    computes bf16 natively (AVX512-BF16/AMX: measured faster than fp32 there, ``bench/bench_recipe.py``),
+    else float32 (emulated bf16 matmuls are many times slower)."""
     import torch
 
     if name == "auto":
         if torch.cuda.is_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+        from ..utils.hardware import has_native_bf16
+
+        return torch.bfloat16 if has_native_bf16() else torch.float32
     return getattr(torch, name)
 
 

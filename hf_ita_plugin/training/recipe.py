@@ -219,7 +219,9 @@ class ItalianSFT:
         run per sequence (:mod:`hf_ita_plugin.training.patches.varlen_sdpa`) instead of one dense block mask."""
         if self.config.model.attn_implementation:
             return self.config.model.attn_implementation
-        if self.config.training.batching in ("padding_free", "packed"):
+        from .trainer import resolve_batching
+
+        if resolve_batching(self.config.training.batching) in ("padding_free", "packed"):
             from .patches.varlen_sdpa import register_varlen_sdpa
 
             return register_varlen_sdpa()

@@ -99,6 +99,19 @@ def keep_adapter_in_compute_dtype(model, compute_dtype) -> int:
     return cast
 
 
+def resolve_batching(name: str) -> str:
+    """``auto`` -> ``padded`` on a CPU with native bf16 and no GPU (padding-free's per-sequence attention
+    cost more than the padding it saves there: ``bench/results/recipe-throughput.json``), else
+    ``padding_free``; other values as given."""
+    if name != "auto":
+        return name
+    import torch
+
+    from ..utils.hardware import has_native_bf16
+
+    return "padded" if not torch.cuda.is_available() and has_native_bf16() else "padding_free"
+
+
 def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str, Any]],
                   eval_rows: list[dict[str, Any]], ckpt_dir: Path, *, callbacks=None, sequential: bool = False):
     """An ``SFTTrainer`` for ``model`` on pre-tokenized rows; checkpoints go to ``ckpt_dir``, each one
@@ -112,6 +125,7 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
     import torch
 
     t = config.training
+    batching = resolve_batching(t.batching)
     compute_dtype = str(resolve_compute_dtype(config.quantization.compute_dtype))
     # transformers accepts bf16 on a CPU (native on AVX512-BF16/AMX) only when told it is a CPU run
     cpu_bf16 = compute_dtype.endswith("bfloat16") and not torch.cuda.is_available()
@@ -119,7 +133,7 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         # sequences are already truncated by tokenize_conversation; packing uses it as block size
-        max_length=None if t.batching == "padding_free" else t.max_seq_length,
+        max_length=None if batching == "padding_free" else t.max_seq_length,
         per_device_train_batch_size=t.per_device_batch_size,
         per_device_eval_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
@@ -143,8 +157,8 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
         bf16=compute_dtype.endswith("bfloat16"),
         use_cpu=cpu_bf16,
         fp16=compute_dtype.endswith("float16") and not compute_dtype.endswith("bfloat16"),
-        padding_free=t.batching == "padding_free",
-        packing=t.batching == "packed",
+        padding_free=batching == "padding_free",
+        packing=batching == "packed",
         packing_strategy="bfd",
         assistant_only_loss=False,  # masks come pre-computed in `assistant_masks`
         dataset_num_proc=None,
