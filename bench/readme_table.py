@@ -93,7 +93,11 @@ def answer_rows(r: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-EXTRACTORS = {"recipe-answer-quality": answer_rows, "recipe": recipe_rows, "recipe-throughput": recipe_rows, "recipe-quickstart": recipe_rows,
+def quickstart_rows(r: dict) -> list[tuple[str, str, str]]:
+    return recipe_rows(r) + answer_rows(r)
+
+
+EXTRACTORS = {"recipe": quickstart_rows, "recipe-throughput": recipe_rows, "recipe-quickstart": quickstart_rows,
               "templates": templates_rows, "chat": chat_rows, "hub_push": hub_rows}
 
 
