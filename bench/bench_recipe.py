@@ -101,7 +101,7 @@ def _resolved_defaults() -> dict:
     from hf_ita_plugin.models.loader import resolve_compute_dtype
     from hf_ita_plugin.training.trainer import resolve_batching
 
-    return {"batching": resolve_batching("auto"), "compute_dtype": str(resolve_compute_dtype("auto")).replace("torch.", "")}
+    return {"batching": resolve_batching("auto"), "compute_dtype": str(resolve_compute_dtype("auto", training=True)).replace("torch.", "")}
 
 
 def run_throughput(repeats: int, steps: int, batch: int, seq: int) -> dict:

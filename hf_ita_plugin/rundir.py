@@ -228,7 +228,7 @@ def metrics_hyperparameters(config) -> dict[str, Any]:
     if "compute_dtype" in values:
         from .models.loader import resolve_compute_dtype
 
-        values["compute_dtype"] = str(resolve_compute_dtype(values["compute_dtype"])).replace("torch.", "")
+        values["compute_dtype"] = str(resolve_compute_dtype(values["compute_dtype"], training=True)).replace("torch.", "")
     if "batching" in values:
         from .training.trainer import resolve_batching
 

@@ -112,6 +112,7 @@ def test_auto_compute_dtype_and_batching_follow_the_cpu(monkeypatch, native_bf16
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(hardware, "has_native_bf16", lambda: native_bf16)
-    assert resolve_compute_dtype("auto") == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert resolve_compute_dtype("auto", training=True) == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert resolve_compute_dtype("auto") == torch.float32  # inference on a CPU: as the card's snippets load it
     assert resolve_batching("auto") == ("padded" if native_bf16 else "padding_free")
     assert resolve_compute_dtype("float32") == torch.float32 and resolve_batching("packed") == "packed"

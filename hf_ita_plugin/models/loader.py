@@ -27,10 +27,11 @@ QUANT_TYPES = ("nf4", "fp4")
 """bitsandbytes' 4-bit data types."""
 
 
-def resolve_compute_dtype(name: str):
-    """``auto`` -> bfloat16 on GPUs that support it, float16 on older GPUs; on a CPU, bfloat16 where it
-    computes bf16 natively (AVX512-BF16/AMX: measured faster than fp32 there, ``bench/bench_recipe.py``),
-    else float32 (emulated bf16 matmuls are many times slower)."""
+def resolve_compute_dtype(name: str, *, training: bool = False):
+    """``auto`` -> bfloat16 on GPUs that support it, float16 on older GPUs, float32 on a CPU; for
+    training (``training=True``) on a CPU that computes bf16 natively (AVX512-BF16/AMX), bfloat16:
+    measured faster than fp32 there (``bench/results/recipe-throughput.json``). Inference on a CPU stays
+    float32, as the model card's snippets load it, so local and pulled models give the same logits."""
     import torch
 
     if name == "auto":
@@ -38,13 +39,13 @@ def resolve_compute_dtype(name: str):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         from ..utils.hardware import has_native_bf16
 
-        return torch.bfloat16 if has_native_bf16() else torch.float32
+        return torch.bfloat16 if training and has_native_bf16() else torch.float32
     return getattr(torch, name)
 
 
-def _dtype(value):
+def _dtype(value, *, training: bool = False):
     """A torch dtype from a dtype, its name or ``auto`` (see :func:`resolve_compute_dtype`); None stays None."""
-    return resolve_compute_dtype(value) if isinstance(value, str) else value
+    return resolve_compute_dtype(value, training=training) if isinstance(value, str) else value
 
 
 def quantization_config(quant_type: str = "nf4", *, double_quant: bool = True, compute_dtype="auto"):
@@ -101,14 +102,14 @@ def load_base(name_or_path: str | Path, *, revision: str | None = None, quantiza
     if quantization:
         import torch
 
-        compute = _dtype(compute_dtype)
+        compute = _dtype(compute_dtype, training=training)
         kwargs["quantization_config"] = quantization_config(quantization, double_quant=double_quant,
                                                             compute_dtype=compute)
         gpu = resolve_device(device or "auto") == "cuda" and torch.cuda.is_available()
         kwargs["device_map"] = {"": 0} if gpu else {"": "cpu"}
-        kwargs["dtype"] = _dtype(dtype) or compute
+        kwargs["dtype"] = _dtype(dtype, training=training) or compute
     elif dtype is not None:
-        kwargs["dtype"] = _dtype(dtype)
+        kwargs["dtype"] = _dtype(dtype, training=training)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
     except (OSError, ValueError) as exc:

@@ -189,7 +189,7 @@ class ItalianSFT:
             model = load_base(
                 self.resolve_model_path(), revision=self.config.model.revision,
                 quantization=None if qcfg.mode == "none" else qcfg.mode, double_quant=qcfg.double_quant,
-                compute_dtype=qcfg.compute_dtype, dtype=resolve_compute_dtype(qcfg.compute_dtype),
+                compute_dtype=qcfg.compute_dtype, dtype=resolve_compute_dtype(qcfg.compute_dtype, training=True),
                 attn_implementation=self.attn_implementation(), allow_pickle=True,
                 trust_remote_code=self.config.model.trust_remote_code, training=True,
                 hint="check model.name_or_path and that you have access to it",

@@ -126,7 +126,7 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
 
     t = config.training
     batching = resolve_batching(t.batching)
-    compute_dtype = str(resolve_compute_dtype(config.quantization.compute_dtype))
+    compute_dtype = str(resolve_compute_dtype(config.quantization.compute_dtype, training=True))
     # transformers accepts bf16 on a CPU (native on AVX512-BF16/AMX) only when told it is a CPU run
     cpu_bf16 = compute_dtype.endswith("bfloat16") and not torch.cuda.is_available()
     has_eval = bool(eval_rows)
@@ -177,5 +177,5 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
         callbacks.append(SkipFinalEval())
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=callbacks or None)
-    keep_adapter_in_compute_dtype(trainer.model, resolve_compute_dtype(config.quantization.compute_dtype))
+    keep_adapter_in_compute_dtype(trainer.model, resolve_compute_dtype(config.quantization.compute_dtype, training=True))
     return trainer
