@@ -40,7 +40,6 @@ __all__ = ["DEFAULT_TASKS", "EvalTarget", "evaluate_model", "generate_answers", 
            "resolve_target", "run_eval"]
 
 DEFAULT_TASKS = ("bpb", "responses", "italian-rate")
-_relative_change = relative_change  # the name _update_run_metrics uses
 
 
 def parse_tasks(spec: str | Sequence[str] | None) -> list[str]:
@@ -202,7 +201,7 @@ def _update_run_metrics(output_dir: Path, result: dict[str, Any]) -> None:
     section = metrics.eval
     section.before.update(result["before"])
     section.after.update(result["after"])
-    section.change = _relative_change(section.before, section.after)
+    section.change = relative_change(section.before, section.after)
     section.extra["suite"] = {"tasks": result["tasks"], "details": result["details"]}
     run.write_metrics(metrics)
     atomic.write_text(run.eval_report_path, "# Valutazione / Evaluation: base vs fine-tune\n\n"
