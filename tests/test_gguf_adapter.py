@@ -55,10 +55,17 @@ def test_output_dir_merge_and_adapter_gguf_match(tmp_path):
     assert result.paths == [run / "gguf" / "run-F32.gguf"] and result.reports[0].ok, result.reports[0].failures
     assert not [p for p in (run / "gguf").iterdir() if p.name.startswith(".")]  # work dir cleaned
 
-    # 2. adapter GGUF through the CLI, applied by llama.cpp on top of the base GGUF
-    assert main(["gguf", "adapter", str(run)]) == 0
-    lora = run / "adapter" / "adapter-lora.gguf"
+    # 2. adapter GGUF through the CLI, applied by llama.cpp on top of the base GGUF, with its Ollama Modelfile
     base_result = convert(base_dir, quant="f32", out_dir=tmp_path / "base-gguf", verify=False, modelfile=False, progress=False)
+    assert main(["gguf", "adapter", str(run), "--base-gguf", str(base_result.paths[0])]) == 0
+    lora = run / "adapter" / "adapter-lora.gguf"
+    modelfile = run / "adapter" / "adapter-lora.Modelfile"
+    lines = modelfile.read_text(encoding="utf-8").splitlines()
+    assert lines[:2] == ["FROM ../../base-gguf/base-F32.gguf", "ADAPTER ./adapter-lora.gguf"]
+    # Ollama resolves both paths from the Modelfile's folder: they name the files just written
+    assert (modelfile.parent / lines[0].split(" ", 1)[1]).resolve() == base_result.paths[0].resolve()
+    assert (modelfile.parent / lines[1].split(" ", 1)[1]).resolve() == lora.resolve()
+    assert any(line.startswith('TEMPLATE """') for line in lines) and "PARAMETER stop \"</s>\"" in lines
     merged_dir = merge_adapter(run / "adapter", base_dir, tmp_path / "merged")
     report = verify(base_result.paths[0], against=merged_dir, lora_path=lora)
     assert report.ok, report.failures
@@ -76,3 +83,20 @@ def test_output_dir_merge_and_adapter_gguf_match(tmp_path):
 
     # 3. on-demand verify against the OUTPUT_DIR merges again and agrees with the saved verdict
     assert main(["gguf", "verify", str(result.paths[0]), "--against", str(run)]) == 0
+
+
+def test_adapter_modelfile_refuses_a_missing_or_adapter_base_and_writes_nothing(tmp_path):
+    from hf_ita_plugin.cli.main import main
+
+    run, _ = _training_output_dir(tmp_path)
+    lora = run / "adapter" / "adapter-lora.gguf"
+    assert main(["gguf", "adapter", str(run), "--base-gguf", str(tmp_path / "missing.gguf")]) != 0
+    assert not lora.exists() and not lora.with_suffix(".Modelfile").exists()
+    assert main(["gguf", "adapter", str(run)]) == 0  # the LoRA alone, then offered as the "base"
+    other = tmp_path / "other-lora.gguf"
+    other.write_bytes(lora.read_bytes())
+    lora.unlink()
+    assert main(["gguf", "adapter", str(run), "--base-gguf", str(other)]) != 0
+    (tmp_path / "not.gguf").write_text("ciao")
+    assert main(["gguf", "adapter", str(run), "--base-gguf", str(tmp_path / "not.gguf")]) != 0
+    assert not lora.exists() and not lora.with_suffix(".Modelfile").exists()

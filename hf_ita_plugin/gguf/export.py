@@ -12,7 +12,7 @@ from ..errors import ModelError
 from ..utils.atomic import remove_stale_temps, temp_directory
 from .converter import write_gguf
 from .merge import ModelSource, resolve_source
-from .modelfile import training_system_prompt, write_modelfile
+from .modelfile import training_system_prompt, write_adapter_modelfile, write_modelfile
 from .quant_types import QUANT_TYPES, QuantType, parse_quant_types
 from .quantize import quantize_gguf
 from .verify import VerificationFailed, VerifyReport, save_report, verify as verify_gguf
@@ -129,9 +129,8 @@ def _convert_into(result: ConvertResult, source_path: Path, out: Path, work: Pat
         system = training_system_prompt(run_dir)
         for path in result.paths:
             try:
-                add_bos = tok(" ", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]
-                result.modelfiles.append(write_modelfile(path, tok, source.model_dir, add_bos=add_bos, context_length=config.get("max_position_embeddings"),
-                                                         system=system))
+                result.modelfiles.append(write_modelfile(path, tok, source.model_dir, add_bos=_uses_bos(tok),
+                                                         context_length=config.get("max_position_embeddings"), system=system))
             except ModelError as exc:
                 result.notes.append(f"Modelfile non scritto / not written for {path.name}: {exc}")
     if verify:
@@ -145,3 +144,39 @@ def _convert_into(result: ConvertResult, source_path: Path, out: Path, work: Pat
             save_report(report)
             result.reports.append(report)
         del model
+
+
+def _uses_bos(tok) -> bool:
+    """Whether the tokenizer starts every text with BOS (llama.cpp / Ollama then add it themselves)."""
+    return tok(" ", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]
+
+
+def check_base_gguf(base_gguf: str | Path) -> None:
+    """A :class:`ModelError` unless ``base_gguf`` is a GGUF file of a model (not of a LoRA adapter)."""
+    import gguf as gguf_py
+
+    base_gguf = Path(base_gguf)
+    if not base_gguf.is_file():
+        raise ModelError(f"{base_gguf}: GGUF del modello base inesistente / base model GGUF not found",
+                         hint="convert the base model first: hf-ita gguf convert BASE_MODEL_DIR --quant f16")
+    try:
+        field = gguf_py.GGUFReader(str(base_gguf)).get_field("general.type")
+    except Exception as exc:  # gguf-py raises ValueError/struct errors on foreign files
+        raise ModelError(f"{base_gguf}: non è un file GGUF leggibile / not a readable GGUF file ({exc})") from None
+    if field is not None and field.contents() == "adapter":
+        raise ModelError(f"{base_gguf}: è un adapter, non un modello base / is an adapter GGUF, not a base model")
+
+
+def adapter_modelfile(adapter_gguf: str | Path, base_gguf: str | Path, adapter_dir: str | Path) -> Path:
+    """Write the Ollama Modelfile that applies the LoRA GGUF ``adapter_gguf`` (from :func:`export_adapter`)
+    on ``base_gguf``: the adapter's tokenizer gives TEMPLATE and stops, the run's training system prompt
+    the ``SYSTEM`` line. Raises :class:`ModelError` when the base GGUF is missing or is itself an adapter."""
+    from ..models.resolve import find_adapter_dir
+    from .tokenizer_meta import load_hf_tokenizer
+
+    check_base_gguf(base_gguf)
+    found = find_adapter_dir(adapter_dir) or Path(adapter_dir)
+    tok = load_hf_tokenizer(found)
+    run_dir = found.parent if found.name == "adapter" else found
+    return write_adapter_modelfile(adapter_gguf, base_gguf, tok, found, add_bos=_uses_bos(tok),
+                                   system=training_system_prompt(run_dir))

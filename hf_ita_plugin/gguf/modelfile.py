@@ -268,3 +268,18 @@ def build_adapter_modelfile(adapter_gguf: str | Path, base_gguf: str | Path, tok
     text = build_modelfile(base_gguf, tok, model_dir, add_bos=add_bos, context_length=context_length, system=system)
     head, rest = text.split("\n", 1)
     return f"{head}\nADAPTER ./{Path(adapter_gguf).name}\n{rest}"
+
+
+def write_adapter_modelfile(adapter_gguf: str | Path, base_gguf: str | Path, tok, model_dir: str | Path, *, add_bos: bool,
+                            context_length: int | None = None, system: str | None = None) -> Path:
+    """Write ``<adapter>.Modelfile`` next to the LoRA GGUF atomically: ``FROM`` the base GGUF by its path
+    relative to the Modelfile (Ollama resolves it from there), ``ADAPTER`` the LoRA. Returns its path."""
+    import os
+
+    adapter_gguf, base_gguf = Path(adapter_gguf), Path(base_gguf)
+    text = build_adapter_modelfile(adapter_gguf, base_gguf, tok, model_dir, add_bos=add_bos,
+                                   context_length=context_length, system=system)
+    relative = Path(os.path.relpath(base_gguf.resolve(), adapter_gguf.resolve().parent)).as_posix()
+    head, rest = text.split("\n", 1)
+    text = f"FROM {relative if relative.startswith('../') else './' + relative}\n{rest}"
+    return write_text(adapter_gguf.with_name(adapter_gguf.stem + ".Modelfile"), text)

@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ad.add_argument("adapter_dir", help="adapter directory or training OUTPUT_DIR")
     add_output_file(ad, "output file (default ADAPTER_DIR/adapter-lora.gguf)")
     ad.add_argument("--base", metavar="DIR", help="local base model directory (default: from adapter_config.json)")
+    ad.add_argument("--base-gguf", metavar="FILE", help="GGUF of the base model: also write an Ollama Modelfile "
+                    "(FROM the base, ADAPTER the LoRA) next to the adapter")
     ad.set_defaults(func=run_adapter)
 
     ver = sub.add_parser(
@@ -85,8 +87,17 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_adapter(args: argparse.Namespace) -> int:
     from ...gguf import export_adapter
 
+    if args.base_gguf:  # refused before anything is written
+        from ...gguf.export import check_base_gguf
+
+        check_base_gguf(args.base_gguf)
     path = export_adapter(args.adapter_dir, out=args.output, base_dir=args.base)
     print(f"adapter GGUF scritto / written: {path}   (llama.cpp: --lora {Path(path).name})")
+    if args.base_gguf:
+        from ...gguf.export import adapter_modelfile
+
+        modelfile = adapter_modelfile(path, args.base_gguf, args.adapter_dir)
+        print(f"Modelfile Ollama: {modelfile}   (ollama create NAME -f {modelfile.name})")
     return 0
 
 
