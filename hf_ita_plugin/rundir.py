@@ -248,6 +248,8 @@ class RunDir:
     CARD: ClassVar[str] = "README.md"
     EVAL_BEFORE: ClassVar[str] = "eval_before.json"
     EVAL_REPORT: ClassVar[str] = "eval.md"
+    PUBLICATIONS: ClassVar[str] = "publications.json"
+    """Where ``hf-ita push`` recorded what it published from this run (repo, kind, revision)."""
     MERGED: ClassVar[str] = "merged"
     GGUF: ClassVar[str] = "gguf"
     ADAPTER_CONFIG: ClassVar[str] = "adapter_config.json"
@@ -427,6 +429,33 @@ class RunDir:
 
     def write_eval_before(self, values: dict[str, Any]) -> Path:
         return atomic.write_json(self.eval_before_path, values)
+
+    @property
+    def publications_path(self) -> Path:
+        return self.path / self.PUBLICATIONS
+
+    def read_publications(self) -> list[dict[str, str]]:
+        """What was published from this run, oldest first (``[]`` when nothing was)."""
+        if not self.publications_path.is_file():
+            return []
+        entries = read_json_object(self.publications_path).get("publications", [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("repo_id"), str)
+                                                    and isinstance(e.get("kind"), str) for e in entries):
+            raise ConfigError(f"{self.publications_path}: 'publications' deve essere una lista di oggetti con repo_id e kind / "
+                              "must be a list of objects with repo_id and kind")
+        return entries
+
+    def record_publication(self, repo_id: str, kind: str, revision: str | None) -> Path:
+        """Append a publication to :attr:`publications_path` (atomically; the file is listed in the manifest)."""
+        entries = self.read_publications()
+        entries.append({"repo_id": repo_id, "kind": kind, "revision": revision or ""})
+        self.record(self.PUBLICATIONS)
+        return atomic.write_json(self.publications_path, {"publications": entries})
+
+    def published_finetune(self) -> str | None:
+        """The Hub repo of the newest adapter or merged model published from this run, or ``None``."""
+        found = [e["repo_id"] for e in self.read_publications() if e["kind"] in ("adapter", "merged")]
+        return found[-1] if found else None
 
 
 __all__ = ["SCHEMA_VERSION", "RunDir", "RunMetrics", "DataSummary", "TrainSummary", "EvalSummary",

@@ -89,8 +89,10 @@ def test_merged_and_gguf_cards(run_dir, tmp_path):
     facts = facts_from_output_dir(run_dir, repo_id="mario/smollm2-ita-GGUF", lookup=False)
     files = collect_gguf_files(gguf_dir)
     assert [(f.path, f.quant, f.verified) for f in files] == [("smollm2-ita-Q4_K_M.gguf", "Q4_K_M", True)]
-    gguf = ModelCard(str(render_card(facts, "gguf", gguf_files=files)))
-    assert gguf.data.to_dict()["base_model_relation"] == "quantized"
+    gguf = ModelCard(str(render_card(facts, "gguf", gguf_files=files, finetune_repo="mario/smollm2-ita")))
+    assert (gguf.data.base_model, gguf.data.to_dict()["base_model_relation"]) == ("mario/smollm2-ita", "quantized")
+    unpublished = ModelCard(str(render_card(facts, "gguf", gguf_files=files))).data
+    assert (unpublished.base_model, unpublished.to_dict()["base_model_relation"]) == (facts.base_model, "finetune")
     assert "gguf" in gguf.data.tags
     assert "ollama create smollm2-ita-gguf -f smollm2-ita-Q4_K_M.Modelfile" in gguf.text
     assert 'hf_hub_download("mario/smollm2-ita-GGUF", "smollm2-ita-Q4_K_M.gguf")' in gguf.text

@@ -281,10 +281,29 @@ def test_publish_kinds_put_the_right_files_at_the_root(run):
     gguf = stage_publish(run, "mario/tiny-ita-GGUF", kind="gguf", lookup=False)
     assert {"tiny-ita-Q8_0.gguf", "tiny-ita-Q8_0.Modelfile", "README.md"} <= set(gguf.files)
     assert not any(p.endswith(".safetensors") for p in gguf.files)  # merged/ exists now, but was not asked for
-    assert ModelCard(gguf.files["README.md"].decode()).data.to_dict()["base_model_relation"] == "quantized"
+    gguf_card = ModelCard(gguf.files["README.md"].decode()).data.to_dict()
+    # no fine-tune published from this run: the GGUF holds the original base with the adapter merged in
+    assert (gguf_card["base_model"], gguf_card["base_model_relation"]) == (card.data.base_model, "finetune")
 
     adapter = stage_publish(run, "mario/tiny-ita", lookup=False)  # what OUTPUT_DIR holds is published alongside
     assert {"adapter_model.safetensors", "merged/model.safetensors", "gguf/tiny-ita-Q8_0.gguf"} <= set(adapter.files)
     shutil.rmtree(RunDir(run).gguf_dir)
     with pytest.raises(ModelError, match="no .gguf files"):
         stage_publish(run, "mario/tiny-ita", gguf=[], lookup=False)
+
+
+def test_gguf_card_names_the_published_finetune_as_quantized_base(hub, run):
+    from hf_ita_plugin.errors import HubError
+    from hf_ita_plugin.hub.staging import stage_publish
+
+    result = push(run, "mario/tiny-ita")
+    assert RunDir(run).read_publications()[-1] == {"repo_id": "mario/tiny-ita", "kind": "adapter", "revision": result.tag}
+    gguf = stage_publish(run, "mario/tiny-ita-GGUF", kind="gguf", lookup=False)
+    card = ModelCard(gguf.files["README.md"].decode())
+    assert (card.data.base_model, card.data.to_dict()["base_model_relation"]) == ("mario/tiny-ita", "quantized")
+    assert "[mario/tiny-ita](https://huggingface.co/mario/tiny-ita)" in card.text
+    explicit = stage_publish(run, "mario/tiny-ita-GGUF", kind="gguf", lookup=False, finetune_repo="mario/altro")
+    assert ModelCard(explicit.files["README.md"].decode()).data.base_model == "mario/altro"
+    with pytest.raises(HubError, match="--finetune-repo: .*malformed"):
+        stage_publish(run, "mario/tiny-ita-GGUF", kind="gguf", lookup=False, finetune_repo="not a repo")
+    assert "publications.json" not in gguf.files  # a local note, never published

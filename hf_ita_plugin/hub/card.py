@@ -33,7 +33,9 @@ PROJECT_TAG = "hf-ita-plugin"
 
 BASE_MODEL_RELATION = {"adapter": "adapter", "merged": "finetune", "gguf": "quantized"}
 """Hub ``base_model_relation`` per kind. A LoRA merged back into its one base is a fine-tune of it:
-the Hub reserves ``merge`` for merges of several models."""
+the Hub reserves ``merge`` for merges of several models. A GGUF repo names the fine-tune it was
+quantized from (``quantized``); when that fine-tune is not on the Hub, it names the original base
+with ``finetune`` (the GGUF holds the base with the adapter merged)."""
 
 _METRIC_LABELS = {  # metric -> (Italian label, English label)
     "bits_per_byte": ("Bit per byte (prosa italiana held-out, più basso è meglio)",
@@ -86,8 +88,12 @@ def _fmt(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------- rendering
-def build_card_data(facts: CardFacts, kind: str = "adapter", *, base_model: str | None = None):
-    """The YAML metadata as a :class:`huggingface_hub.ModelCardData` (with ``model-index``)."""
+def build_card_data(facts: CardFacts, kind: str = "adapter", *, base_model: str | None = None,
+                    finetune_repo: str | None = None):
+    """The YAML metadata as a :class:`huggingface_hub.ModelCardData` (with ``model-index``).
+
+    ``finetune_repo`` (GGUF cards): the Hub repo of the fine-tune (adapter or merged model) the GGUF files
+    were made from; it becomes ``base_model`` with relation ``quantized``."""
     from huggingface_hub import ModelCardData
 
     from ..evaluation.model_index import eval_results
@@ -108,14 +114,15 @@ def build_card_data(facts: CardFacts, kind: str = "adapter", *, base_model: str 
         language=languages,
         license=facts.license.license,
         license_name=facts.license.license_name if facts.license.license == "other" else None,
-        base_model=base_model or (facts.base_model if facts.base_model != "unknown" else None),
+        base_model=(finetune_repo if kind == "gguf" and finetune_repo else
+                    base_model or (facts.base_model if facts.base_model != "unknown" else None)),
         datasets=facts.datasets or None,
         library_name={"adapter": "peft", "merged": "transformers", "gguf": "gguf"}[kind],
         pipeline_tag="text-generation",
         tags=list(dict.fromkeys(tags)),
         model_name=name,
         eval_results=results or None,
-        base_model_relation=BASE_MODEL_RELATION[kind],
+        base_model_relation="finetune" if kind == "gguf" and not finetune_repo else BASE_MODEL_RELATION[kind],
     )
     return data
 
@@ -140,16 +147,17 @@ def _eval_rows(facts: CardFacts) -> list[dict[str, Any]]:
 
 
 def render_card(facts: CardFacts, kind: str = "adapter", *, gguf_files: Iterable[GgufFile] = (),
-                merged_path: str | None = None, base_model: str | None = None):
+                merged_path: str | None = None, base_model: str | None = None, finetune_repo: str | None = None):
     """Render the card of ``kind`` and return it parsed as a :class:`huggingface_hub.ModelCard`.
 
     ``merged_path``: where the merged model sits in the repo (``""`` = repo root, ``None`` = not
-    published); ``gguf_files``: the GGUF files published (paths inside the repo).
+    published); ``gguf_files``: the GGUF files published (paths inside the repo); ``finetune_repo``: see
+    :func:`build_card_data`.
     """
     from huggingface_hub import ModelCard
 
     _check_kind(kind)
-    data = build_card_data(facts, kind, base_model=base_model)
+    data = build_card_data(facts, kind, base_model=base_model, finetune_repo=finetune_repo)
     repo = facts.repo_id or "<utente>/<nome-repo>"
     context = {
         "card_data": data.to_yaml(),
@@ -173,6 +181,7 @@ def render_card(facts: CardFacts, kind: str = "adapter", *, gguf_files: Iterable
         "eval_rows": _eval_rows(facts),
         "gguf_files": [dataclasses.asdict(g) for g in gguf_files],
         "merged_path": merged_path,
+        "finetune_repo": finetune_repo if kind == "gguf" else None,
     }
     text = _environment().get_template(f"{kind}.md.jinja").render(**context)
     if facts.base_model_local:

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import HubError
+from ..errors import HfItaError, HubError
 from .card import PROJECT_TAG
 from .failures import explain, is_transient, status_of
 from .paths import hub_endpoint, resolve_token, validate_repo_id
@@ -58,7 +58,8 @@ class PublishResult:
 def push(output_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool = False,
          kind: str = "adapter", merged: bool = False, gguf: list[str] | None = None, tag: str | None = "auto",
          force: bool = False, base_model: str | None = None, keep_card: bool = False, endpoint: str | None = None,
-         commit_message: str | None = None, max_attempts: int = 4, retry_wait: float = 2.0) -> PublishResult:
+         commit_message: str | None = None, max_attempts: int = 4, retry_wait: float = 2.0,
+         finetune_repo: str | None = None) -> PublishResult:
     """Publish ``output_dir`` to ``repo_id`` in one commit and tag it (``tag="auto"``: ``v1``, ``v2``...).
 
     Raises :class:`~hf_ita_plugin.errors.HubError` (bad repo id, no/invalid token, no permission,
@@ -89,7 +90,7 @@ def push(output_dir: str | os.PathLike, repo_id: str, *, token: str | None = Non
                        hint="create a token with write access at https://huggingface.co/settings/tokens")
 
     pset = stage_publish(output_dir, repo_id, kind=kind, merged=merged, gguf=gguf, base_model=base_model,
-                         keep_card=keep_card, endpoint=endpoint, token=token)
+                         keep_card=keep_card, endpoint=endpoint, token=token, finetune_repo=finetune_repo)
     scan_for_secrets(pset, token=token, local_roots=_local_roots(Path(output_dir)))
     print(f"hf-ita: {len(pset.files)} file da pubblicare / files to publish ({pset.size() / 2**20:.1f} MB) -> {repo_id}")
 
@@ -127,11 +128,23 @@ def push(output_dir: str | os.PathLike, repo_id: str, *, token: str | None = Non
     if unchanged:
         print("hf-ita: nessun file cambiato, nessun nuovo commit / no file changed, no new commit")
     print(f"hf-ita: pubblicato / published {url} (commit {oid[:8]}" + (f", tag {tag_name})" if tag_name else ")"))
+    _record_publication(Path(output_dir), repo_id, kind, tag_name or oid)
     return PublishResult(repo_id=repo_id, url=url, commit_oid=oid, tag=tag_name or None, files=sorted(pset.files),
                          deleted=deleted, attempts=attempts, recovered=recovered, unchanged=unchanged)
 
 
 # ---------------------------------------------------------------------- steps
+def _record_publication(output_dir: Path, repo_id: str, kind: str, revision: str) -> None:
+    """Note the publish in OUTPUT_DIR/publications.json (a later GGUF card names this fine-tune).
+    The publish already happened: a folder that cannot be written only costs that note."""
+    from ..rundir import RunDir
+
+    try:
+        RunDir(output_dir).record_publication(repo_id, kind, revision)
+    except (OSError, HfItaError) as exc:
+        print(f"hf-ita: avviso / warning: publications.json non aggiornato / not updated ({exc})")
+
+
 def _call(fn, action: str, repo_id: str, max_attempts: int, wait: float):
     """Run an idempotent Hub call, retrying transient failures, explaining the others."""
     for attempt in range(1, max_attempts + 1):

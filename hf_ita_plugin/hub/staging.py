@@ -26,7 +26,7 @@ from ..models.weights import PICKLE_SUFFIXES
 from ..rundir import RunDir, RunMetrics
 from .card import CARD_KINDS, render_card
 from .facts import collect_gguf_files, facts_from_output_dir
-from .paths import is_local_path
+from .paths import is_local_path, validate_repo_id
 
 BINARY_SUFFIXES = (".safetensors", ".gguf", ".png", ".jpg", ".jpeg")
 VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
@@ -162,7 +162,8 @@ def _ensure_gguf(run: RunDir, quants: list[str] | None) -> Path | None:
 
 def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "adapter", merged: bool = False,
                   gguf: list[str] | None = None, base_model: str | None = None, keep_card: bool = False,
-                  lookup: bool = True, endpoint: str | None = None, token: str | None = None) -> PublishSet:
+                  lookup: bool = True, endpoint: str | None = None, token: str | None = None,
+                  finetune_repo: str | None = None) -> PublishSet:
     """Collect, check and clean the files to publish from a training OUTPUT_DIR.
 
     ``kind``: ``adapter`` (adapter at the repo root; ``merged/`` and ``gguf/`` alongside when present
@@ -171,9 +172,14 @@ def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "a
     (``gguf=[]``: the GGUF files already in OUTPUT_DIR/gguf, at least one). Without these options
     whatever OUTPUT_DIR/merged and OUTPUT_DIR/gguf already hold is published too; with ``gguf``
     naming types, only the GGUF files of those types.
+
+    A ``gguf`` card names as its ``base_model`` the fine-tune the files were made from: ``finetune_repo``,
+    else the newest adapter or merged model published from this run (``publications.json``).
     """
     if kind not in CARD_KINDS:
         raise ConfigError(bilingual("valore non valido", f"must be one of {', '.join(CARD_KINDS)}; got {kind!r}", where="--kind"))
+    if finetune_repo is not None:
+        finetune_repo = validate_repo_id(finetune_repo, what="--finetune-repo")
     run = RunDir(output_dir)
     out = run.path
     if not out.is_dir():
@@ -231,7 +237,11 @@ def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "a
         merged_path = None
         if merged_dir is not None:
             merged_path = "" if kind == "merged" else "merged"
-        card = render_card(facts, kind, gguf_files=gguf_files, merged_path=merged_path)
+        finetune = None
+        if kind == "gguf":
+            finetune = finetune_repo or run.published_finetune()
+            finetune = finetune if finetune != repo_id else None  # a repo is not its own base
+        card = render_card(facts, kind, gguf_files=gguf_files, merged_path=merged_path, finetune_repo=finetune)
         pset.files[run.CARD] = str(card).encode()
     return pset
 

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "TYPES e.g. Q4_K_M,q8_0 are exported first when missing")
     push.add_argument("--tag", default="auto", help="revision tag for this publish (default: v1, v2, ...; 'none' for no tag)")
     push.add_argument("--base-model", help="Hub id of the base model, when the run only recorded a local path")
+    push.add_argument("--finetune-repo", metavar="REPO", help="with --kind gguf: the Hub repo of the fine-tune the GGUF "
+                      "files were made from, the card's base_model (default: the adapter or merged model last pushed from this run)")
     push.add_argument("--keep-card", action="store_true", help="publish OUTPUT_DIR/README.md as is instead of regenerating it")
     push.add_argument("--force", action="store_true", help="replace the files of a repo that holds other content")
     add_token(push)
@@ -71,7 +73,7 @@ def run_push(args: argparse.Namespace) -> int:
         from ...hub.push import publish_set_for
 
         pset = publish_set_for(args.output_dir, args.repo, kind=args.kind, merged=args.merged, gguf=gguf,
-                               base_model=args.base_model, keep_card=args.keep_card)
+                               base_model=args.base_model, keep_card=args.keep_card, finetune_repo=args.finetune_repo)
         sizes = {path: len(content) if isinstance(content, bytes) else content.stat().st_size
                  for path, content in sorted(pset.files.items())}
         if args.json:
@@ -84,7 +86,8 @@ def run_push(args: argparse.Namespace) -> int:
     from ...hub.push import push
 
     result = push(args.output_dir, args.repo, token=args.token, private=args.private, kind=args.kind, merged=args.merged,
-                  gguf=gguf, tag=tag, force=args.force, base_model=args.base_model, keep_card=args.keep_card)
+                  gguf=gguf, tag=tag, force=args.force, base_model=args.base_model, keep_card=args.keep_card,
+                  finetune_repo=args.finetune_repo)
     if args.json:
         print(json.dumps({"repo": result.repo_id, "url": result.url, "commit": result.commit_oid, "tag": result.tag,
                           "files": result.files, "deleted": result.deleted}, indent=2, ensure_ascii=False))
