@@ -6,12 +6,21 @@ exact duplicates, near duplicates, mojibake, template leaks and English answers,
 of machine-translated Alpaca data.
 
 For every size (default 10k and 100k rows) the whole pipeline of ``hf-ita data prepare`` runs
-(workers = one per core, tokens counted for the embedded SmolLM2 tokenizer and its ChatML
-template, by the counter the pipeline picks: tiktoken when verified equal) several times; medians
-are reported. Baseline in the same run: templating + tokenization with the transformers tokenizer
-alone on the same rows (what any trainer pays), so ``pipeline / baseline`` says what cleaning and
-dedup cost on top of it. Scaling: time(largest)/time(smallest) against the row ratio
-(1.0 = linear).
+(tokens counted for the embedded SmolLM2 tokenizer and its ChatML template) in three variants, and
+two baselines do the trainer's floor on the same work, all alternated inside each repeat (medians):
+
+- ``pipeline``: as users run it, one worker per core, tokens counted by tiktoken (verified equal);
+- ``pipeline, 1 process``: the same without the worker pool;
+- ``pipeline, 1 process, tokenizers``: also counting with the transformers tokenizer itself;
+- ``baseline``: transformers' ``apply_chat_template`` + the pipeline's counter (tiktoken) on the rows
+  the pipeline KEPT (cleaned messages), one process: the same rendering and counting, without
+  cleaning, language ID and dedup;
+- ``baseline, tokenizers``: the same rows rendered and tokenized with the transformers tokenizer.
+
+``pipeline / baseline`` compares the same kept rows with the same counter; the split says where the
+difference comes from: the pool (``1 process / pipeline``), tiktoken (``tokenizers / tiktoken``, in
+the pipeline and in the baseline) and the pipeline's own stages (``1 process / baseline``). Scaling:
+time(largest)/time(smallest) against the row ratio (1.0 = linear).
 
 Per-stage breakdown: each stage of the pipeline run alone, in this process, on the smallest size
 (CPU seconds, median of the repeats): text cleaning (ftfy, template leaks, whitespace), language
@@ -21,7 +30,7 @@ with every run: the 2 cores are shared, so compare ratios, not absolute seconds.
 
     python bench/bench_data.py [--sizes 10000,100000] [--repeats 3] [--stage-rows 5000]
 
-Prints one JSON line and a table; writes bench/results/data.json.
+Prints one JSON line and a table; writes bench/results/data.json (``bench/common.py``: commit, CPU, load).
 """
 
 from __future__ import annotations
@@ -38,13 +47,15 @@ import sys
 import time
 from pathlib import Path
 
-from hf_ita_plugin.utils.atomic import write_json
 from hf_ita_plugin.data import bundled_data_path
 from hf_ita_plugin.data.loaders import Example, LoadedData
 from hf_ita_plugin.data.prepare import PrepareOptions, load_tokenizer, prepare_examples
 
-RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_now, save_result  # noqa: E402
+
 TARGET_ROWS_PER_S = 5000
+VARIANTS = ("pipeline", "pipeline, 1 process", "pipeline, 1 process, tokenizers", "baseline", "baseline, tokenizers")
 ENGLISH = [
     "The capital of the country is a large city with many museums and parks.",
     "You should drink enough water every day and get regular exercise.",
@@ -109,22 +120,28 @@ def _loaded(convs) -> LoadedData:
     return LoadedData("synthetic", [Example(i, c) for i, c in enumerate(convs)], [], len(convs))
 
 
-def time_pipeline(convs, workers: int) -> tuple[float, dict]:
+def time_pipeline(convs, workers: int, fast_counter: bool = True):
+    """Wall seconds of the whole pipeline, its report and the kept conversations."""
     started = time.perf_counter()
-    prepared = prepare_examples(_loaded(convs), PrepareOptions(tokenizer="embedded", workers=workers, progress=False))
-    return time.perf_counter() - started, prepared.report.to_dict()
+    prepared = prepare_examples(_loaded(convs), PrepareOptions(tokenizer="embedded", workers=workers, progress=False,
+                                                               fast_token_counter=fast_counter))
+    return time.perf_counter() - started, prepared.report.to_dict(), [ex.messages for ex in prepared.examples]
 
 
-def time_baseline(convs, tokenizer) -> float:
-    """Template + tokenize only (no cleaning, no dedup): the floor any trainer pays.
+def time_baseline(kept, tokenizer, counter=None) -> float:
+    """Template + count the tokens of the kept rows only (no cleaning, no dedup), in this process.
 
-    transformers' own batch calls, 512 conversations at a time: ``apply_chat_template`` renders
-    them, the tokenizer tokenizes them (its Rust thread pool keeps ~1.6 of the 2 cores busy).
+    transformers' own batched ``apply_chat_template`` renders 512 conversations at a time; ``counter``
+    (the pipeline's :class:`TokenCounter`) counts them, or without it the tokenizer tokenizes them (its
+    Rust thread pool may use both cores).
     """
     started = time.perf_counter()
-    for i in range(0, len(convs), 512):
-        texts = tokenizer.apply_chat_template(convs[i : i + 512], tokenize=False)
-        tokenizer(texts, add_special_tokens=False)
+    for i in range(0, len(kept), 512):
+        texts = tokenizer.apply_chat_template(kept[i : i + 512], tokenize=False)
+        if counter is not None:
+            counter.counts(texts)
+        else:
+            tokenizer(texts, add_special_tokens=False)
     return time.perf_counter() - started
 
 
@@ -204,27 +221,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="0 = one per core")
     parser.add_argument("--stage-rows", type=int, default=5000, help="rows of the per-stage breakdown (0 = skip it)")
+    parser.add_argument("--result-name", default="data", help="bench/results/NAME.json (default data)")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    load_at_start = round(os.getloadavg()[0], 2)
+    load_before = load_now()
     tokenizer = load_tokenizer("embedded")
+    from hf_ita_plugin.data.token_count import token_counter
+
+    counter = token_counter(tokenizer)
     time_pipeline(synthetic_rows(500, seed=99), args.workers)  # warm-up: language model, tokenizer, imports
     rows_table = []
     for size in sizes:
         convs = synthetic_rows(size)
-        runs, base, loads, report = [], [], [], None
-        for _ in range(args.repeats):  # pipeline and baseline alternate: both see the same load
-            seconds, report = time_pipeline(convs, args.workers)
-            runs.append(seconds)
-            base.append(time_baseline(convs, tokenizer))
+        times = {name: [] for name in VARIANTS}
+        loads, report, kept = [], None, None
+        for _ in range(args.repeats):  # all variants alternate: each sees the same load
+            seconds, report, kept = time_pipeline(convs, args.workers)
+            times["pipeline"].append(seconds)
+            times["pipeline, 1 process"].append(time_pipeline(convs, 1)[0])
+            times["pipeline, 1 process, tokenizers"].append(time_pipeline(convs, 1, fast_counter=False)[0])
+            times["baseline"].append(time_baseline(kept, tokenizer, counter))
+            times["baseline, tokenizers"].append(time_baseline(kept, tokenizer))
             loads.append(round(os.getloadavg()[0], 2))
-        med, base_med = statistics.median(runs), statistics.median(base)
+        med = {name: statistics.median(runs) for name, runs in times.items()}
         rows_table.append({
-            "rows": size, "pipeline_s": round(med, 3), "pipeline_runs_s": [round(r, 3) for r in runs],
-            "rows_per_s": round(size / med, 1), "baseline_s": round(base_med, 3),
-            "pipeline_over_baseline": round(med / base_med, 2), "load_average_1m": loads, "kept": report["kept"],
-            "token_counter": report["stats"].get("token_counter"),
-            "dropped_by_reason": report["dropped_by_reason"],
+            "rows": size, "kept": report["kept"], "token_counter": report["stats"].get("token_counter"),
+            "median_s": {k: round(v, 3) for k, v in med.items()},
+            "runs_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
+            "rows_per_s": round(size / med["pipeline"], 1),
+            "pipeline_s": round(med["pipeline"], 3),
+            "pipeline_over_baseline": round(med["pipeline"] / med["baseline"], 2),
+            "split": {
+                "pool_gain": round(med["pipeline, 1 process"] / med["pipeline"], 2),
+                "tiktoken_gain_in_pipeline": round(med["pipeline, 1 process, tokenizers"] / med["pipeline, 1 process"], 2),
+                "tiktoken_gain_in_baseline": round(med["baseline, tokenizers"] / med["baseline"], 2),
+                "stages_cost_over_baseline_1_process": round(med["pipeline, 1 process"] / med["baseline"], 2),
+            },
+            "load_average_1m": loads, "dropped_by_reason": report["dropped_by_reason"],
         })
     stages = stage_breakdown(synthetic_rows(args.stage_rows), tokenizer, args.repeats) if args.stage_rows else []
     first, last = rows_table[0], rows_table[-1]
@@ -234,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "data_prepare",
         "sizes": sizes,
         "repeats": args.repeats,
-        "cpu_count": os.cpu_count(),
-        "load_average_1m_start": load_at_start,
-        "load_average_1m_end": round(os.getloadavg()[0], 2),
+        "workers": args.workers or os.cpu_count(),
         "rows_per_s_largest": last["rows_per_s"],
+        "pipeline_over_baseline_largest": last["pipeline_over_baseline"],
         "target_rows_per_s": TARGET_ROWS_PER_S,
         "meets_target": last["rows_per_s"] >= TARGET_ROWS_PER_S,
         "scaling_time_ratio": round(time_ratio, 2),
@@ -249,14 +281,17 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "platform": platform.platform(terse=True),
     }
-    write_json(RESULTS, result)
+    path = save_result(args.result_name, result, load_before=load_before)
     print(json.dumps({k: v for k, v in result.items() if k not in ("per_size", "stages")}))
     print()
-    print(f"{'rows':>8} {'pipeline s':>11} {'rows/s':>9} {'baseline s':>11} {'× baseline':>11} {'kept':>8}  dropped")
+    print(f"{'rows':>8} {'kept':>7} " + " ".join(f"{name[:24]:>24}" for name in VARIANTS))
     for r in rows_table:
-        dropped = ", ".join(f"{k} {v}" for k, v in r["dropped_by_reason"].items())
-        print(f"{r['rows']:>8} {r['pipeline_s']:>11.2f} {r['rows_per_s']:>9.0f} {r['baseline_s']:>11.2f} "
-              f"{r['pipeline_over_baseline']:>11.2f} {r['kept']:>8}  {dropped}")
+        print(f"{r['rows']:>8} {r['kept']:>7} " + " ".join(f"{r['median_s'][name]:>23.2f}s" for name in VARIANTS))
+    for r in rows_table:
+        sp = r["split"]
+        print(f"{r['rows']} rows: {r['rows_per_s']:.0f} rows/s; pipeline / baseline (same kept rows, same counter) "
+              f"{r['pipeline_over_baseline']}x; pool {sp['pool_gain']}x, tiktoken {sp['tiktoken_gain_in_pipeline']}x "
+              f"(baseline {sp['tiktoken_gain_in_baseline']}x), stages in 1 process {sp['stages_cost_over_baseline_1_process']}x the baseline")
     print(f"\nscaling {first['rows']} -> {last['rows']} rows: time ×{time_ratio:.2f} for rows ×{row_ratio:.0f} "
           f"(exponent {result['scaling_exponent']}, 1.0 = linear); target {TARGET_ROWS_PER_S} rows/s: "
           f"{'met' if result['meets_target'] else 'NOT met'} ({last['rows_per_s']:.0f} rows/s)")
@@ -267,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s['stage']:<40} {s['rows']:>6} {s['cpu_s']:>7.2f} {s['us_per_input_row']:>8.0f} {s['share']:>6.1%}")
         total_us, cores = sum(s["us_per_input_row"] for s in stages), os.cpu_count() or 1
         print(f"{'total':<40} {'':>6} {'':>7} {total_us:>8.0f}   -> at most {cores * 1e6 / total_us:.0f} rows/s on {cores} idle cores")
-    print(f"results: {RESULTS}")
+    print(f"results: {path}")
     return 0
 
 

@@ -219,7 +219,7 @@ def test_conversations_the_template_rejects_are_invalid_rows_and_never_shadow_a_
         prepared = prepare_examples(loaded, PrepareOptions(tokenizer="picky-test", workers=1, progress=False))
     finally:
         prepare_module._WORKER_TOKENIZERS.pop(key, None)
-        prepare_module._WORKER_COUNTERS.pop(key, None)
+        prepare_module._WORKER_COUNTERS.pop((*key, True), None)
     reasons = {r.index: (r.reason, r.detail) for r in prepared.report.rejections}
     assert reasons.keys() == {0, 1}
     assert all(reason == "invalid" and "contenuto vietato" in detail for reason, detail in reasons.values())
@@ -240,3 +240,20 @@ def test_a_dead_worker_is_a_clear_error_not_a_hang():
         with _Workers(2) as workers:
             list(workers.map(_die, [[1], [2], [3]]))
     assert "--workers 1" in info.value.hint
+
+
+def test_reference_token_counter_gives_the_same_counts_as_the_fast_one():
+    """``fast_token_counter=False`` (the benchmark's reference) counts with the tokenizer itself, same numbers."""
+    from hf_ita_plugin.data import prepare as prepare_module
+    from hf_ita_plugin.data.prepare import _counter_for
+
+    convs = [[{"role": "user", "content": f"Domanda {i}: com'è il tempo a Perù? 🙂"},
+              {"role": "assistant", "content": f"Risposta numero {i}: c'è il sole, però fa freddo.\n\n  Ciao!"}] for i in range(40)]
+    loaded = LoadedData("test", [Example(i, c) for i, c in enumerate(convs)], [], len(convs))
+    fast = prepare_examples(loaded, PrepareOptions(tokenizer="embedded", workers=1, progress=False))
+    ref_options = PrepareOptions(tokenizer="embedded", workers=1, progress=False, fast_token_counter=False)
+    reference = prepare_examples(loaded, ref_options)
+    assert _counter_for(ref_options).backend == "tokenizers"
+    assert reference.report.stats["token_counter"] == "tokenizers" != fast.report.stats["token_counter"]
+    assert reference.token_counts == fast.token_counts and len(fast.token_counts) == len(fast.examples) > 0
+    assert prepare_module._counter_for(PrepareOptions(tokenizer="embedded")).backend == "tiktoken"

@@ -64,6 +64,9 @@ class PrepareOptions:
     """Conversations longer than this many tokens are rejected (``too_many_tokens``)."""
     workers: int = 0
     """Processes for cleaning and signatures; 0 = one per CPU core (in-process for small inputs)."""
+    fast_token_counter: bool = True
+    """Count with tiktoken where it is verified to give the tokenizer's counts; ``False``: always with
+    the tokenizer itself (same counts, slower; the reference the benchmark compares against)."""
     progress: bool = True
 
 
@@ -107,7 +110,7 @@ and detail, the fixes, the dedup signature, the rendered text (when tokens are c
 dedup) and the token count (when they are counted before it, for ``max_tokens``)."""
 
 _WORKER_TOKENIZERS: dict[tuple[str, str | None], Any] = {}
-_WORKER_COUNTERS: dict[tuple[str, str | None], TokenCounter] = {}
+_WORKER_COUNTERS: dict[tuple[str, str | None, bool], TokenCounter] = {}
 
 
 def _tokenizer_for(options: PrepareOptions):
@@ -118,9 +121,10 @@ def _tokenizer_for(options: PrepareOptions):
 
 
 def _counter_for(options: PrepareOptions) -> TokenCounter:
-    key = (options.tokenizer, options.template)
+    key = (options.tokenizer, options.template, options.fast_token_counter)
     if key not in _WORKER_COUNTERS:  # built and verified once per process, like the tokenizer
-        _WORKER_COUNTERS[key] = token_counter(_tokenizer_for(options))
+        tokenizer = _tokenizer_for(options)
+        _WORKER_COUNTERS[key] = token_counter(tokenizer) if options.fast_token_counter else TokenCounter(tokenizer)
     return _WORKER_COUNTERS[key]
 
 
