@@ -158,6 +158,7 @@ def run_quickstart(extra: list[str]) -> dict:
         from hf_ita_plugin.rundir import RunDir
 
         metrics = RunDir(out).read_metrics().to_dict()
+        evaluation = RunDir(out).read_config().get("evaluation") or {}
     ev = metrics["eval"]
     return {
         "wall_time_s": round(wall, 1),
@@ -176,6 +177,7 @@ def run_quickstart(extra: list[str]) -> dict:
         "answer_quality": {stage: {k: v for k, v in ev[stage].items() if k.startswith(("italian_rate", "dictionary_rate",
                                                                                   "loop_rate"))}
                            for stage in ("before", "after")},
+        "answer_prompts": evaluation.get("answer_prompts"),
         "targets_met": {
             "wall_under_15_min": wall < 900,
             "response_loss_drop_10pct": (ev["change"].get("response_loss") or 0) <= -0.10,

@@ -88,7 +88,9 @@ def answer_rows(r: dict) -> list[tuple[str, str, str]]:
             if k in before or k in after:
                 cells.append(f"{name} {before.get(k, '-')} -> {after.get(k, '-')}")
         if cells:
-            rows.append((f"quickstart answers, 8 held-out prompts, greedy, {label} (before -> after)",
+            prompts = q.get("answer_prompts") or 8  # results before the field: the first 8 held-out prompts
+            spread = ", one per category" if q.get("answer_prompts") else ", 5 of them code questions"
+            rows.append((f"quickstart answers, {prompts} held-out prompts{spread}, greedy, {label} (before -> after)",
                          "; ".join(cells), "-"))
     return rows
 

@@ -27,3 +27,21 @@ def test_italian_rate_on_real_text():
     assert (mixed.n_italian, mixed.n_too_short, mixed.rate) == (2, 1, pytest.approx(2 / 5))
     with pytest.raises(EvaluationError):
         italian_rate([])
+
+
+def test_italian_prompts_spread_over_the_categories():
+    """A few prompts cover different kinds of request (the held-out file starts with five code questions)."""
+    import json
+
+    from hf_ita_plugin.data import bundled_data_path
+    from hf_ita_plugin.evaluation.quality import italian_prompts
+
+    rows = [json.loads(line) for line in bundled_data_path("heldout.jsonl").read_text(encoding="utf-8").splitlines()]
+    category_of = {r["messages"][next(i for i, m in enumerate(r["messages"]) if m["role"] == "user")]["content"]: r["category"]
+                   for r in rows}
+    categories = {r["category"] for r in rows}
+    prompts = italian_prompts(len(categories))
+    assert {category_of[p[-1]["content"]] for p in prompts} == categories
+    assert all(p[-1]["role"] == "user" for p in prompts)
+    everything = italian_prompts(None)
+    assert len(everything) == len(rows) and sorted(map(str, everything)) == sorted(map(str, italian_prompts(len(rows))))

@@ -136,7 +136,8 @@ class EvaluationConfig:
     answer_quality: bool = False
     """Also score greedy answers to held-out prompts (Italian-rate, dictionary words, loops), with and without
     the system prompt (:func:`hf_ita_plugin.evaluation.quality.answer_quality`)."""
-    answer_prompts: int = 8
+    answer_prompts: int = 12
+    """How many held-out prompts, spread over their categories (the bundled held-out set has 12)."""
     answer_max_new_tokens: int = 64
 
 

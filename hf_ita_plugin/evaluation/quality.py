@@ -58,15 +58,23 @@ def italian_rate(answers: Sequence[str], *, min_chars: int = 20, min_italian_pro
 
 
 def italian_prompts(limit: int | None = 16, source: str = "bundled-heldout") -> list[list[dict[str, str]]]:
-    """Italian prompts: the conversations of ``source`` up to their first user turn (system kept)."""
-    from ..data import load_conversations
+    """Italian prompts: the conversations of ``source`` up to their first user turn (system kept).
 
-    prompts = []
-    for conv in load_conversations(source):
+    With ``limit``, the prompts are spread over the source's categories (one per category in turn, in
+    the order they first appear), so a few prompts do not all ask for the same kind of answer: the
+    held-out file lists its five code questions first.
+    """
+    from ..data import load_examples
+
+    by_category: dict[str | None, list[list[dict[str, str]]]] = {}
+    for example in load_examples(source, strict=True).examples:
+        conv = example.messages
         first_user = next((i for i, m in enumerate(conv) if m["role"] == "user"), None)
         if first_user is not None:
-            prompts.append([dict(m) for m in conv[: first_user + 1]])
-    return prompts[:limit] if limit else prompts
+            by_category.setdefault(example.category, []).append([dict(m) for m in conv[: first_user + 1]])
+    queues = list(by_category.values())
+    spread = [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+    return spread[:limit] if limit else spread
 
 
 def generate_answers(model, tokenizer, prompts: Sequence[Sequence[dict[str, str]] | str], *, max_new_tokens: int = 96,
