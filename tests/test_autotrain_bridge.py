@@ -220,3 +220,25 @@ def test_autotrain_rejects_a_broken_config(autotrain_env, tmp_path, breakage):
     assert done.returncode != 0
     assert {"misspelled key": "learning_rate", "wrong type": "lora_r", "missing section": "column_mapping"}[breakage] \
         in done.stderr
+
+
+@pytest.mark.slow
+def test_autotrain_job_command_decodes_a_config_autotrain_accepts(autotrain_env, tmp_path):
+    """The job's real shell runs here; ``autotrain --config`` is AutoTrain's own parser and parameter model."""
+    from hf_ita_plugin.jobs.autotrain import build_autotrain_job_spec
+
+    python, src = autotrain_env
+    spec, _ = build_autotrain_job_spec(RunConfig.from_yaml(MISTRAL), flavor="a100-large", output_repo="me/mistral-ita",
+                                       data_repo="me/mistral-ita-data")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    autotrain = bin_dir / "autotrain"  # `autotrain --config FILE` -> AutoTrain's validation of FILE
+    autotrain.write_text(f'#!/bin/sh\n[ "$1" = --config ] || exit 64\ncd {src} && PYTHONPATH={src} exec {python} runner.py "$2"\n')
+    autotrain.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", **spec.env, "HF_TOKEN": "hf_job_secret"}
+    done = subprocess.run(spec.command, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    p = json.loads(done.stdout.strip().splitlines()[-1])["params"]
+    assert p["project_name"] == "mistral-ita" and p["username"] == "me" and p["token"] == "hf_job_secret"
+    assert p["data_path"] == "me/mistral-ita-data" and p["model"] == "mistralai/Mistral-7B-Instruct-v0.3"
+    assert "hf_job_secret" not in json.dumps(spec.describe())
