@@ -1,9 +1,12 @@
 """Ollama ``Modelfile`` next to each GGUF: FROM, TEMPLATE (Go template), stop tokens, default parameters.
 
-The Go template is derived from the model's own Jinja chat template (the single source of truth):
-the Jinja template is rendered by transformers with marker contents, the text around each role's
-marker becomes that role's prefix/suffix, and the result is checked by re-rendering the suite's
-conversations from those pieces and comparing with transformers.
+A registry family whose format needs per-turn logic, trimming or today's date (Llama 2/3, Gemma, Mistral
+v3/Nemo/Small, Phi-3.5, Qwen3, SmolLM3) has its own Go template (:mod:`hf_ita_plugin.templates.ollama`),
+used when the tokenizer's chat template is that family's (registry text or official text by SHA-256) and
+renders the suite exactly like the family's registry Jinja. Any other template is derived from the model's
+own Jinja chat template (the single source of truth): the Jinja template is rendered by transformers with
+marker contents, the text around each role's marker becomes that role's prefix/suffix, and the result is
+checked by re-rendering the suite's conversations from those pieces and comparing with transformers.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..utils.atomic import write_text
-from ..errors import ModelError
+from ..errors import ModelError, bilingual
+from ..templates.ollama import BOS_PLACEHOLDER, EOS_PLACEHOLDER, go_template_source
 from . import italian_suite
 
 _MARK = {"system": "\x00SYSTEM\x00", "user": "\x00USER\x00", "assistant": "\x00ASSISTANT\x00"}
@@ -175,6 +179,22 @@ def trims_contents(tok, pieces: RolePieces) -> bool:
             and render_from_pieces(pieces, stripped, True) == expected)
 
 
+def generic_pieces(tok, add_bos: bool) -> RolePieces:
+    """The role pieces of a template without a Go template of its own, checked over the Italian suite
+    (:class:`ModelError` when re-rendering from them differs from transformers)."""
+    pieces = role_pieces(tok, add_bos)
+    for conv in italian_suite.CONVERSATIONS:
+        try:
+            expected = _render(tok, conv, True)
+        except Exception:
+            continue
+        if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
+            expected = expected[len(pieces.bos_stripped):]
+        if render_from_pieces(pieces, conv, True) != expected:
+            raise ModelError("il template non è traducibile in un TEMPLATE Ollama / the chat template cannot be expressed as an Ollama TEMPLATE (per-turn logic)")
+    return pieces
+
+
 def stop_tokens(tok, pieces: RolePieces) -> list[str]:
     """End-of-turn strings: the assistant suffix's special token(s) and EOS."""
     stops: list[str] = []
@@ -215,6 +235,58 @@ def training_system_prompt(run_dir: str | Path | None) -> str | None:
     return resolve_system_prompt(data.get("system_prompt", "default")) if isinstance(data, dict) else None
 
 
+@dataclass
+class FamilyTemplate:
+    """A registry family's own Go template, filled in for one tokenizer."""
+
+    name: str
+    template: str
+    stops: list[str]
+
+
+def _suite_points() -> list[list[dict[str, str]]]:
+    """The Italian suite's conversations, as given and with whitespace at the edges of every content."""
+    padded = [[{**m, "content": f" \n{m['content']}\t "} for m in conv] for conv in italian_suite.CONVERSATIONS]
+    return [*italian_suite.CONVERSATIONS, *padded]
+
+
+def family_template(tok, add_bos: bool) -> FamilyTemplate | None:
+    """The Go template of the registry family whose chat template ``tok`` carries, or ``None`` (foreign
+    template, or a family the generic derivation serves).
+
+    Self-check: over the Italian suite (contents as given and padded with whitespace) the tokenizer's
+    template must render exactly what the family's registry Jinja renders, the text the family's Go
+    template is verified against with Go's own ``text/template`` (``tests/test_modelfile_go.py``);
+    otherwise :class:`ModelError`."""
+    from ..templates import get_template, registry_name_of, render_source
+
+    name = registry_name_of(getattr(tok, "chat_template", None))
+    source = go_template_source(name) if name else None
+    if source is None:
+        return None
+    spec = get_template(name)
+    bos, eos = tok.bos_token or "", tok.eos_token or ""
+    tokens = {k: v for k, v in (("bos_token", bos), ("eos_token", eos)) if v}
+    for conv in _suite_points():
+        try:
+            expected = _render(tok, conv, True)
+        except Exception:
+            continue
+        if expected != render_source(spec.inference_source, conv, add_generation_prompt=True, special_tokens=tokens):
+            raise ModelError(bilingual(
+                f"il chat template del tokenizer non rende come la famiglia {name!r} del registro: il suo TEMPLATE "
+                "Ollama non è verificabile",
+                f"the tokenizer's chat template does not render like the registry family {name!r}: its Ollama "
+                "TEMPLATE cannot be verified"))
+    lead = "" if add_bos or not (spec.emits_bos and bos) else _go_quote(bos)
+    template = lead + source.replace(BOS_PLACEHOLDER, _go_quote(bos)).replace(EOS_PLACEHOLDER, _go_quote(eos))
+    stops = []
+    for stop in (*spec.stop, *spec.end_of_turn_for(tok), eos):
+        if stop and stop not in stops:
+            stops.append(stop)
+    return FamilyTemplate(name=name, template=template, stops=stops)
+
+
 def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None,
                     system: str | None = None) -> str:
     """Text of an Ollama Modelfile for ``gguf_file`` (referenced by its file name, next to the Modelfile).
@@ -222,29 +294,24 @@ def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bo
     ``system`` (the prompt the model was trained with, see :func:`training_system_prompt`) becomes the
     ``SYSTEM`` line, which Ollama puts first when a conversation has no system message; without it the
     chat template's own default system text, if any."""
-    pieces = role_pieces(tok, add_bos)
-    for conv in italian_suite.CONVERSATIONS:
-        try:
-            expected = _render(tok, conv, True)
-        except Exception:
-            continue
-        if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
-            expected = expected[len(pieces.bos_stripped):]
-        if render_from_pieces(pieces, conv, True) != expected:
-            raise ModelError("il template non è traducibile in un TEMPLATE Ollama / the chat template cannot be expressed as an Ollama TEMPLATE (per-turn logic)")
-    template = go_template(pieces)
+    family = family_template(tok, add_bos)
+    lines = [f"FROM ./{Path(gguf_file).name}", ""]
+    if family is not None:
+        template, stops = family.template, family.stops
+    else:
+        pieces = generic_pieces(tok, add_bos)
+        template, stops = go_template(pieces), stop_tokens(tok, pieces)
+        system = system if system is not None else pieces.default_system
+        if trims_contents(tok, pieces):
+            lines += [TRIM_NOTE, ""]
     if '"""' in template:
         raise ModelError('il template contiene """ / the chat template contains """, which a Modelfile cannot quote')
-    lines = [f"FROM ./{Path(gguf_file).name}", ""]
-    if trims_contents(tok, pieces):
-        lines += [TRIM_NOTE, ""]
     lines += [f'TEMPLATE """{template}"""', ""]
-    system = system if system is not None else pieces.default_system
     if system:
         if '"""' in system:
             raise ModelError('il prompt di sistema contiene """ / the system prompt contains """, which a Modelfile cannot quote')
         lines += [f'SYSTEM """{system}"""', ""]
-    for stop in stop_tokens(tok, pieces):
+    for stop in stops:
         lines.append(f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}")
     for key, value in _defaults(Path(model_dir), context_length).items():
         lines.append(f"PARAMETER {key} {value}")
