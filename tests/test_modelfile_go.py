@@ -130,6 +130,10 @@ def test_go_template_renders_like_the_jinja(tokenizer_dirs, go_renderer, family,
     modelfile = build_modelfile(tmp_path / "model.gguf", tok, tmp_path, add_bos=spec.emits_bos)
     assert TRIM_NOTE not in modelfile
     template, system = quoted(modelfile, "TEMPLATE"), quoted(modelfile, "SYSTEM")
+    own = go_template_source(family)
+    assert (own is not None) == (family in families_with_go_template())
+    if own is not None:  # the family's own Go template, filled in with this tokenizer's BOS/EOS
+        assert template == own.replace("%BOS%", tok.bos_token or "").replace("%EOS%", tok.eos_token or "")
     points = ollama_points(family)
     assert points
     mismatches = []
@@ -143,6 +147,77 @@ def test_go_template_renders_like_the_jinja(tokenizer_dirs, go_renderer, family,
     assert not mismatches, (family, f"{len(mismatches)}/{len(points)} points differ", mismatches[0])
 
 
+EDGE_TEXTS = (
+    [f"{chr(c)}a{chr(c)}" for c in (9, 10, 11, 12, 13, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
+                                     0x2028, 0x2029, 0x202F, 0x205F, 0x3000)]
+    # not whitespace for Python, though close in UTF-8: kept
+    + ["\u200bx\u200b", "\u180ex\u180e", "\u2030x\u200b", "\u205ex\u205e", "\u3001x\u3001", "\u1681x\u1681", "\xa1x\xa1",
+       "\u2060x\u2060", "\ufeffx\ufeff"]
+    + ["", " ", "\n\n", "\u3000 \u00a0", "\n\nè\n", "🇮🇹 ciao 😊\u2009", " à\u00a0ù ", "\r\n\tcodice:\n    x = 1\r\n", "«»", "a"]
+)
+
+
+def test_go_strip_blocks_match_python_whitespace(go_renderer, tmp_path):
+    """``trim`` = str.strip(), ``strip`` "r" = str.rstrip() with its fallback, ``lstrip_newlines`` =
+    str.lstrip("\\n"), over every character Python calls whitespace and multi-byte neighbours that are not."""
+    lib = Path(go_template_source.__code__.co_filename).parent / "go" / "lib"
+    blocks = "".join((lib / name).read_text(encoding="utf-8").removesuffix("\n")
+                     for name in ("trim.gotmpl", "lstrip_newlines.gotmpl"))
+    template = blocks + ('{{ range .Messages }}[{{ template "trim" .Content }}'
+                         '|{{ template "strip" (print "rVUOTO\\x00" .Content) }}|{{ template "lstrip_newlines" .Content }}]{{ end }}')
+    assert {t[0] for t in EDGE_TEXTS if len(t) == 3 and t[1] == "a"} == {c for c in map(chr, range(0x110000)) if c.isspace()}
+    messages = [{"role": ("user", "assistant")[i % 2], "content": text} for i, text in enumerate(EDGE_TEXTS)]
+    got = go_render(go_renderer, template, messages, tmp_path)
+    expected = "".join(f"[{t.strip()}|{t.rstrip() or 'VUOTO'}|{t.lstrip(chr(10))}]" for t in EDGE_TEXTS)
+    assert got == expected
+
+
+@pytest.mark.parametrize("family", ["llama-3.2", "smollm3", "mistral-small-3.1"])
+def test_dated_families_print_ollamas_current_date_in_their_own_format(tokenizer_dirs, go_renderer, family, tmp_path,  # noqa: F811
+                                                                       monkeypatch):
+    """Ollama's currentDate gives YYYY-MM-DD; the TEMPLATE rewrites it as the family prints it, every month."""
+    tok = load(tokenizer_dirs, FAMILY_TOKENIZER[family])
+    apply_template(tok, family)
+    spec = get_template(family)
+    template = quoted(build_modelfile(tmp_path / "model.gguf", tok, tmp_path, add_bos=spec.emits_bos), "TEMPLATE")
+    assert "currentDate" in template
+    messages = [{"role": "user", "content": "Che giorno è oggi?"}]
+    for month in range(1, 13):
+        now = NOW.replace(year=2027, month=month, day=month + 9)
+
+        class Clock(FrozenClock):
+            @classmethod
+            def now(cls, tz=None):
+                return now
+
+        monkeypatch.setattr(chat_template_utils, "datetime", Clock)
+        expected = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        expected = expected.removeprefix(tok.bos_token or "") if spec.emits_bos else expected
+        assert now.strftime("%Y") in expected
+        assert go_render(go_renderer, template, messages, tmp_path, now=now.strftime("%Y-%m-%dT%H:%M:%S")) == expected
+
+
+@pytest.mark.parametrize("family", ["llama-3", "llama-2", "gemma-3"])
+def test_without_bos_in_the_gguf_the_template_writes_it(tokenizer_dirs, go_renderer, family, tmp_path):  # noqa: F811
+    """``add_bos=False`` (the GGUF does not add BOS): the TEMPLATE writes the template's BOS itself, once."""
+    tok = load(tokenizer_dirs, FAMILY_TOKENIZER[family])
+    apply_template(tok, family)
+    template = quoted(build_modelfile(tmp_path / "model.gguf", tok, tmp_path, add_bos=False), "TEMPLATE")
+    messages = CONVERSATIONS["multi_prompt"]
+    expected = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert expected.startswith(tok.bos_token)
+    assert go_render(go_renderer, template, messages, tmp_path) == expected
+
+
+def test_a_foreign_template_with_per_turn_logic_is_refused(tokenizer_dirs):  # noqa: F811
+    """Not a registry family (one comment more than mistral-v3): the generic derivation, which cannot
+    express per-turn logic, refuses it with a clear error rather than writing a wrong TEMPLATE."""
+    tok = load(tokenizer_dirs, FAMILY_TOKENIZER["mistral-v3"])
+    tok.chat_template = "{#- a fine-tuner's copy -#}\n" + get_template("mistral-v3").inference_source
+    with pytest.raises(ModelError, match="chat template"):
+        build_modelfile("model.gguf", tok, ".", add_bos=True)
+
+
 @pytest.mark.parametrize(("setting", "expected"), [("default", DEFAULT_SYSTEM_PROMPT), ("none", None),
                                                    ("Rispondi sempre in rima.", "Rispondi sempre in rima.")])
 def test_training_system_prompt_is_read_from_the_run_config(tmp_path, setting, expected):
@@ -151,7 +226,7 @@ def test_training_system_prompt_is_read_from_the_run_config(tmp_path, setting, e
     assert training_system_prompt(tmp_path / "missing") is None
 
 
-@pytest.mark.parametrize("family", ["smollm2", "mistral", "gemma-3"])
+@pytest.mark.parametrize("family", ["smollm2", "mistral", "gemma-3", "mistral-v3", "llama-3.2", "smollm3"])
 def test_system_line_carries_the_training_prompt_and_ollama_renders_it(tokenizer_dirs, go_renderer, family, tmp_path):  # noqa: F811
     tok = load(tokenizer_dirs, FAMILY_TOKENIZER[family])
     with warnings.catch_warnings():

@@ -18,6 +18,8 @@ from pathlib import Path
 
 _DEFINE_RE = re.compile(r'\{\{-?\s*define\s+"([^"]+)"')
 _CALL_RE = re.compile(r'\{\{-?\s*template\s+"([^"]+)"')
+# Families whose registry Jinja renders like another's (Gemma 2's accepts the system text Gemma 3's way).
+_SAME_AS = {"gemma-2": "gemma-3"}
 BOS_PLACEHOLDER = "%BOS%"
 EOS_PLACEHOLDER = "%EOS%"
 
@@ -44,13 +46,14 @@ def _library() -> dict[str, str]:
 
 def families_with_go_template() -> list[str]:
     """Registry names that have their own Ollama TEMPLATE, sorted."""
-    return sorted(p.stem for p in _go_dir().glob("*.gotmpl"))
+    own = {p.stem for p in _go_dir().glob("*.gotmpl")}
+    return sorted(own | {name for name, same in _SAME_AS.items() if same in own})
 
 
 def go_template_source(name: str) -> str | None:
     """The Go template of registry family ``name`` with the library blocks it calls, placeholders kept
     (``None`` when the family has none and the generic derivation serves it)."""
-    path = _go_dir() / f"{name}.gotmpl"
+    path = _go_dir() / f"{_SAME_AS.get(name, name)}.gotmpl"
     if not path.is_file():
         return None
     body = _read(path)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 )
 
@@ -48,6 +49,86 @@ func funcs(now func() time.Time) template.FuncMap {
 		// Ollama converts its api.ToolProperty; any other value is "any" (no tools in these tests).
 		"toTypeScriptType": func(v any) string { return "any" },
 	}
+}
+
+// identifiers lists the field and variable names of a node as Ollama's template.Identifiers does, failing
+// where Ollama's parser fails (a {{ template }} call without an argument).
+func identifiers(n parse.Node) ([]string, error) {
+	var names []string
+	add := func(ns ...parse.Node) error {
+		for _, c := range ns {
+			if c == nil {
+				continue
+			}
+			got, err := identifiers(c)
+			if err != nil {
+				return err
+			}
+			names = append(names, got...)
+		}
+		return nil
+	}
+	branch := func(b *parse.BranchNode) error {
+		if b.ElseList != nil {
+			return add(b.Pipe, b.List, b.ElseList)
+		}
+		return add(b.Pipe, b.List)
+	}
+	var err error
+	switch n := n.(type) {
+	case *parse.ListNode:
+		for _, c := range n.Nodes {
+			if err = add(c); err != nil {
+				break
+			}
+		}
+	case *parse.TemplateNode:
+		if n.Pipe == nil {
+			return nil, fmt.Errorf("undefined template specified")
+		}
+		err = add(n.Pipe)
+	case *parse.ActionNode:
+		err = add(n.Pipe)
+	case *parse.IfNode:
+		err = branch(&n.BranchNode)
+	case *parse.RangeNode:
+		err = branch(&n.BranchNode)
+	case *parse.WithNode:
+		err = branch(&n.BranchNode)
+	case *parse.PipeNode:
+		for _, c := range n.Cmds {
+			if err = add(c.Args...); err != nil {
+				break
+			}
+		}
+	case *parse.FieldNode:
+		names = n.Ident
+	case *parse.VariableNode:
+		names = n.Ident
+	}
+	return names, err
+}
+
+// usesMessages tells whether Ollama renders the template once with .Messages (else it falls back to its
+// legacy per-turn .Prompt/.Response rendering, which this program does not reproduce).
+func usesMessages(tmpl *template.Template) (bool, error) {
+	for _, t := range tmpl.Templates() {
+		if t.Tree == nil {
+			continue
+		}
+		for _, n := range t.Root.Nodes {
+			names, err := identifiers(n)
+			if err != nil {
+				return false, err
+			}
+			for _, name := range names {
+				if strings.ToLower(name) == "messages" {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
 }
 
 // collate joins the system messages and merges consecutive messages of one role, except tool messages.
@@ -94,6 +175,9 @@ func main() {
 	tmpl, err := template.New("").Option("missingkey=zero").Funcs(funcs(now)).Parse(string(text))
 	if err != nil {
 		fail("parse: %v", err)
+	}
+	if ok, err := usesMessages(tmpl); err != nil || !ok {
+		fail("ollama: the template must read .Messages (%v)", err)
 	}
 	var in Input
 	if err := json.NewDecoder(os.Stdin).Decode(&in); err != nil {
