@@ -25,7 +25,7 @@ from transformers.utils import chat_template_utils
 from hf_ita_plugin.errors import HfItaError
 from hf_ita_plugin.config.schema import RunConfig
 from hf_ita_plugin.errors import ModelError
-from hf_ita_plugin.gguf.modelfile import TRIM_NOTE, build_adapter_modelfile, build_modelfile, training_system_prompt
+from hf_ita_plugin.gguf.modelfile import build_adapter_modelfile, build_modelfile, training_system_prompt
 from hf_ita_plugin.templates.ollama import families_with_go_template, go_template_source
 from hf_ita_plugin.rundir import RunDir
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT, apply_template, get_template, list_templates, validate_messages
@@ -128,7 +128,6 @@ def test_go_template_renders_like_the_jinja(tokenizer_dirs, go_renderer, family,
         apply_template(tok, family)
     spec = get_template(family)
     modelfile = build_modelfile(tmp_path / "model.gguf", tok, tmp_path, add_bos=spec.emits_bos)
-    assert TRIM_NOTE not in modelfile
     template, system = quoted(modelfile, "TEMPLATE"), quoted(modelfile, "SYSTEM")
     own = go_template_source(family)
     assert (own is not None) == (family in families_with_go_template())
@@ -207,6 +206,20 @@ def test_without_bos_in_the_gguf_the_template_writes_it(tokenizer_dirs, go_rende
     expected = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert expected.startswith(tok.bos_token)
     assert go_render(go_renderer, template, messages, tmp_path) == expected
+
+
+@pytest.mark.parametrize("family", ["llama-3", "gemma-3"])
+def test_a_foreign_template_that_trims_is_derived_with_exact_trimming(tokenizer_dirs, go_renderer, family, tmp_path):  # noqa: F811
+    """Not a registry family (one comment more): the generic derivation finds which roles the template
+    trims (Gemma keeps the system text as given) and trims them in Go exactly as the Jinja does."""
+    tok = load(tokenizer_dirs, FAMILY_TOKENIZER[family])
+    tok.chat_template = "{#- a fine-tuner's copy -#}\n" + get_template(family).inference_source
+    spec = get_template(family)
+    template = quoted(build_modelfile(tmp_path / "model.gguf", tok, tmp_path, add_bos=spec.emits_bos), "TEMPLATE")
+    assert 'template "trim"' in template and "$hasSys" not in template  # derived, not the family's own
+    for messages in ollama_points(family):
+        expected = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert go_render(go_renderer, template, messages, tmp_path) == expected.removeprefix(tok.bos_token), messages
 
 
 def test_a_foreign_template_with_per_turn_logic_is_refused(tokenizer_dirs):  # noqa: F811

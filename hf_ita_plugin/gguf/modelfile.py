@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..utils.atomic import write_text
 from ..errors import ModelError, bilingual
-from ..templates.ollama import BOS_PLACEHOLDER, EOS_PLACEHOLDER, go_template_source
+from ..templates.ollama import BOS_PLACEHOLDER, EOS_PLACEHOLDER, go_template_source, library_blocks
 from . import italian_suite
 
 _MARK = {"system": "\x00SYSTEM\x00", "user": "\x00USER\x00", "assistant": "\x00ASSISTANT\x00"}
@@ -35,6 +35,8 @@ class RolePieces:
     fold: tuple[str, str] | None = None
     """Templates without a system role (Gemma, Mistral v1) write the system text inside the first user
     turn: ``(before, after)`` around it, after the user prefix. ``None``: the system has its own block."""
+    trimmed: frozenset[str] = frozenset()
+    """Roles whose content the template strips of edge whitespace (Jinja ``|trim``, Python's str.strip)."""
 
 
 def _render(tok, messages, add_generation_prompt: bool) -> str:
@@ -108,18 +110,37 @@ def role_pieces(tok, add_bos: bool) -> RolePieces:
         prefix={"system": sys_prefix, "user": user_prefix, "assistant": asst_prefix},
         suffix={"system": system_suffix, "user": user_suffix, "assistant": asst_suffix},
         generation_prompt=gen, default_system=default_system, bos_stripped=stripped, fold=fold,
+        trimmed=_trimmed_roles(tok, conv),
     )
+
+
+def _trimmed_roles(tok, conv: list[dict[str, str]]) -> frozenset[str]:
+    """Roles whose marker content, padded with whitespace, renders as if unpadded (the template trims it)."""
+    plain = _render(tok, conv, False)
+    roles = set()
+    for i, message in enumerate(conv):
+        padded = [*conv[:i], {**message, "content": f" \n\u3000{message['content']}\t\u00a0"}, *conv[i + 1:]]
+        try:
+            if _render(tok, padded, False) == plain:
+                roles.add(message["role"])
+        except Exception:
+            continue
+    return frozenset(roles)
 
 
 def render_from_pieces(pieces: RolePieces, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
     """Render ``messages`` the way the generated Go template does (used to self-check it)."""
     if pieces.default_system is not None and (not messages or messages[0]["role"] != "system"):
         messages = [{"role": "system", "content": pieces.default_system}, *messages]
+
+    def text(m: dict[str, str]) -> str:
+        return m["content"].strip() if m["role"] in pieces.trimmed else m["content"]
+
     parts = []
     for i, m in enumerate(messages):
-        content = m["content"]
+        content = text(m)
         if pieces.fold and m["role"] == "user" and i == 1 and messages[0]["role"] == "system":
-            content = pieces.fold[0] + messages[0]["content"] + pieces.fold[1] + content
+            content = pieces.fold[0] + text(messages[0]) + pieces.fold[1] + content
         if pieces.fold and m["role"] == "system":
             content = ""  # written inside the first user turn
         parts.append(pieces.prefix[m["role"]] + content + pieces.suffix[m["role"]])
@@ -135,11 +156,16 @@ def _go_quote(text: str) -> str:
 def go_template(pieces: RolePieces) -> str:
     """Ollama TEMPLATE over ``.Messages`` equivalent to the chat template.
 
-    Written on one line without ``{{-`` trim markers, so whitespace in the role headers is kept exactly.
+    Written on one line without ``{{-`` trim markers (after the ``templates/go/lib`` blocks it calls), so whitespace in the role headers is kept exactly.
     When the chat template writes a system block of its own for conversations without a system message
-    (SmolLM2's default prompt, Llama 3.1's dated header), the TEMPLATE writes it too.
+    (SmolLM2's default prompt), the TEMPLATE writes it too. Contents of the roles the template trims go
+    through the ``trim`` block (Python's str.strip, see ``templates/go/lib``).
     """
     p, s, q = pieces.prefix, pieces.suffix, _go_quote
+
+    def content(role: str, expr: str) -> str:
+        return f'{{{{ template "trim" {expr} }}}}' if role in pieces.trimmed else f"{{{{ {expr} }}}}"
+
     default = ""
     if pieces.default_system is not None:
         default = (
@@ -149,41 +175,25 @@ def go_template(pieces: RolePieces) -> str:
     fold = ""
     if pieces.fold is not None:
         fold = ('{{ if and (eq $i 1) (eq (index $.Messages 0).Role "system") }}'
-                f'{q(pieces.fold[0])}{{{{ (index $.Messages 0).Content }}}}{q(pieces.fold[1])}{{{{ end }}}}')
-    return "".join([
+                f'{q(pieces.fold[0])}{content("system", "(index $.Messages 0).Content")}{q(pieces.fold[1])}{{{{ end }}}}')
+    template = "".join([
         default,
         "{{ range $i, $m := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}",
-        f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{"" if pieces.fold else "{{ $m.Content }}"}{q(s["system"])}',
-        f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{fold}{{{{ $m.Content }}}}{q(s["user"])}',
+        f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{"" if pieces.fold else content("system", "$m.Content")}{q(s["system"])}',
+        f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{fold}{content("user", "$m.Content")}{q(s["user"])}',
         f'{{{{ if $last }}}}{q(pieces.generation_prompt)}{{{{ end }}}}',
-        f'{{{{ else if eq $m.Role "assistant" }}}}{q(p["assistant"])}{{{{ $m.Content }}}}{{{{ if not $last }}}}{q(s["assistant"])}{{{{ end }}}}',
+        f'{{{{ else if eq $m.Role "assistant" }}}}{q(p["assistant"])}{content("assistant", "$m.Content")}'
+        f'{{{{ if not $last }}}}{q(s["assistant"])}{{{{ end }}}}',
         "{{ end }}{{ end }}",
     ])
-
-
-TRIM_NOTE = ("# Note: the chat template trims leading/trailing whitespace of message contents; Go's text/template "
-             "(Ollama) has no trim function, so such contents render with their whitespace here.")
-
-
-def trims_contents(tok, pieces: RolePieces) -> bool:
-    """Whether the chat template strips whitespace around message contents (the TEMPLATE cannot)."""
-    padded = [{"role": "user", "content": "  Ciao!\n"}]
-    try:
-        expected = _render(tok, padded, True)
-    except Exception:
-        return False
-    if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
-        expected = expected[len(pieces.bos_stripped):]
-    stripped = [{"role": "user", "content": "Ciao!"}]
-    return (render_from_pieces(pieces, padded, True) != expected
-            and render_from_pieces(pieces, stripped, True) == expected)
+    return library_blocks(template) + template
 
 
 def generic_pieces(tok, add_bos: bool) -> RolePieces:
     """The role pieces of a template without a Go template of its own, checked over the Italian suite
     (:class:`ModelError` when re-rendering from them differs from transformers)."""
     pieces = role_pieces(tok, add_bos)
-    for conv in italian_suite.CONVERSATIONS:
+    for conv in _suite_points():
         try:
             expected = _render(tok, conv, True)
         except Exception:
@@ -302,8 +312,6 @@ def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bo
         pieces = generic_pieces(tok, add_bos)
         template, stops = go_template(pieces), stop_tokens(tok, pieces)
         system = system if system is not None else pieces.default_system
-        if trims_contents(tok, pieces):
-            lines += [TRIM_NOTE, ""]
     if '"""' in template:
         raise ModelError('il template contiene """ / the chat template contains """, which a Modelfile cannot quote')
     lines += [f'TEMPLATE """{template}"""', ""]

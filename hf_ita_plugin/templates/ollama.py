@@ -57,13 +57,19 @@ def go_template_source(name: str) -> str | None:
     if not path.is_file():
         return None
     body = _read(path)
+    return library_blocks(body) + body
+
+
+def library_blocks(template: str) -> str:
+    """The ``go/lib`` blocks ``template`` calls (``{{ template "trim" ... }}``), and those they call, to put
+    before it: an Ollama TEMPLATE is one text."""
     lib = _library()
     included: list[str] = []
-    pending = [body]
-    while pending:  # the library blocks called, and the blocks they call
+    pending = [template]
+    while pending:
         for called in _CALL_RE.findall(pending.pop()):
             text = lib.get(called)
             if text is not None and text not in included:
                 included.append(text)
                 pending.append(text)
-    return "".join(included) + body
+    return "".join(included)
