@@ -25,7 +25,8 @@ from transformers.utils import chat_template_utils
 from hf_ita_plugin.errors import HfItaError
 from hf_ita_plugin.config.schema import RunConfig
 from hf_ita_plugin.errors import ModelError
-from hf_ita_plugin.gguf.modelfile import build_adapter_modelfile, build_modelfile, training_system_prompt
+from hf_ita_plugin.gguf.modelfile import (build_adapter_modelfile, build_modelfile, self_check_conversations,
+                                          training_system_prompt)
 from hf_ita_plugin.templates.ollama import families_with_go_template, go_template_source
 from hf_ita_plugin.rundir import RunDir
 from hf_ita_plugin.templates import DEFAULT_SYSTEM_PROMPT, apply_template, get_template, list_templates, validate_messages
@@ -43,7 +44,9 @@ UNICODE_EDGES = [
     {"role": "assistant", "content": "\n\n\u2028Perché sì.\u202f\u205f\x1c"},
     {"role": "user", "content": "\u1680\r\nE poi?\u200b \u200a"},
 ]
-SUITE = {**CONVERSATIONS, "unicode_edges": UNICODE_EDGES}
+# What build_modelfile checks the tokenizer's template over (the Italian suite, also padded) is covered here.
+SUITE = {**CONVERSATIONS, "unicode_edges": UNICODE_EDGES,
+         **{f"self_check_{i}": conv for i, conv in enumerate(self_check_conversations())}}
 
 
 @pytest.fixture(autouse=True)

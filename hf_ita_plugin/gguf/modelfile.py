@@ -193,7 +193,7 @@ def generic_pieces(tok, add_bos: bool) -> RolePieces:
     """The role pieces of a template without a Go template of its own, checked over the Italian suite
     (:class:`ModelError` when re-rendering from them differs from transformers)."""
     pieces = role_pieces(tok, add_bos)
-    for conv in _suite_points():
+    for conv in self_check_conversations():
         try:
             expected = _render(tok, conv, True)
         except Exception:
@@ -254,7 +254,7 @@ class FamilyTemplate:
     stops: list[str]
 
 
-def _suite_points() -> list[list[dict[str, str]]]:
+def self_check_conversations() -> list[list[dict[str, str]]]:
     """The Italian suite's conversations, as given and with whitespace at the edges of every content."""
     padded = [[{**m, "content": f" \n{m['content']}\t "} for m in conv] for conv in italian_suite.CONVERSATIONS]
     return [*italian_suite.CONVERSATIONS, *padded]
@@ -277,7 +277,7 @@ def family_template(tok, add_bos: bool) -> FamilyTemplate | None:
     spec = get_template(name)
     bos, eos = tok.bos_token or "", tok.eos_token or ""
     tokens = {k: v for k, v in (("bos_token", bos), ("eos_token", eos)) if v}
-    for conv in _suite_points():
+    for conv in self_check_conversations():
         try:
             expected = _render(tok, conv, True)
         except Exception:
