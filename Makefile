@@ -19,7 +19,7 @@ LLAMA_CMAKE_ARGS := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null \
   || echo "-DGGML_NATIVE=OFF")
 CMAKE_ARGS ?= $(LLAMA_CMAKE_ARGS)
 LLAMA_CPP ?= llama-cpp-python>=0.3.8
-DEBIAN_TEST_PACKAGES := chromium hunspell-it fortunes-it golang-go
+DEBIAN_TEST_PACKAGES := chromium hunspell-it fortunes-it
 PYTEST_ARGS ?=
 DEMO_OUT ?= outputs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 

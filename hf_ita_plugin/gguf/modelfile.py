@@ -1,9 +1,12 @@
 """Ollama ``Modelfile`` next to each GGUF: FROM, TEMPLATE (Go template), stop tokens, default parameters.
 
-The Go template is derived from the model's own Jinja chat template (the single source of truth):
-the Jinja template is rendered by transformers with marker contents, the text around each role's
-marker becomes that role's prefix/suffix, and the result is checked by re-rendering the suite's
-conversations from those pieces and comparing with transformers.
+A registry family whose format needs per-turn logic, trimming or today's date (Llama 2/3, Gemma, Mistral
+v3/Nemo/Small, Phi-3.5, Qwen3, SmolLM3) has its own Go template (:mod:`hf_ita_plugin.templates.ollama`),
+used when the tokenizer's chat template is that family's (registry text or official text by SHA-256) and
+renders the suite exactly like the family's registry Jinja. Any other template is derived from the model's
+own Jinja chat template (the single source of truth): the Jinja template is rendered by transformers with
+marker contents, the text around each role's marker becomes that role's prefix/suffix, and the result is
+checked by re-rendering the suite's conversations from those pieces and comparing with transformers.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..utils.atomic import write_text
-from ..errors import ModelError
+from ..errors import ModelError, bilingual
+from ..templates.ollama import BOS_PLACEHOLDER, EOS_PLACEHOLDER, go_template_source, library_blocks
 from . import italian_suite
 
 _MARK = {"system": "\x00SYSTEM\x00", "user": "\x00USER\x00", "assistant": "\x00ASSISTANT\x00"}
@@ -31,6 +35,8 @@ class RolePieces:
     fold: tuple[str, str] | None = None
     """Templates without a system role (Gemma, Mistral v1) write the system text inside the first user
     turn: ``(before, after)`` around it, after the user prefix. ``None``: the system has its own block."""
+    trimmed: frozenset[str] = frozenset()
+    """Roles whose content the template strips of edge whitespace (Jinja ``|trim``, Python's str.strip)."""
 
 
 def _render(tok, messages, add_generation_prompt: bool) -> str:
@@ -104,18 +110,37 @@ def role_pieces(tok, add_bos: bool) -> RolePieces:
         prefix={"system": sys_prefix, "user": user_prefix, "assistant": asst_prefix},
         suffix={"system": system_suffix, "user": user_suffix, "assistant": asst_suffix},
         generation_prompt=gen, default_system=default_system, bos_stripped=stripped, fold=fold,
+        trimmed=_trimmed_roles(tok, conv),
     )
+
+
+def _trimmed_roles(tok, conv: list[dict[str, str]]) -> frozenset[str]:
+    """Roles whose marker content, padded with whitespace, renders as if unpadded (the template trims it)."""
+    plain = _render(tok, conv, False)
+    roles = set()
+    for i, message in enumerate(conv):
+        padded = [*conv[:i], {**message, "content": f" \n\u3000{message['content']}\t\u00a0"}, *conv[i + 1:]]
+        try:
+            if _render(tok, padded, False) == plain:
+                roles.add(message["role"])
+        except Exception:
+            continue
+    return frozenset(roles)
 
 
 def render_from_pieces(pieces: RolePieces, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
     """Render ``messages`` the way the generated Go template does (used to self-check it)."""
     if pieces.default_system is not None and (not messages or messages[0]["role"] != "system"):
         messages = [{"role": "system", "content": pieces.default_system}, *messages]
+
+    def text(m: dict[str, str]) -> str:
+        return m["content"].strip() if m["role"] in pieces.trimmed else m["content"]
+
     parts = []
     for i, m in enumerate(messages):
-        content = m["content"]
+        content = text(m)
         if pieces.fold and m["role"] == "user" and i == 1 and messages[0]["role"] == "system":
-            content = pieces.fold[0] + messages[0]["content"] + pieces.fold[1] + content
+            content = pieces.fold[0] + text(messages[0]) + pieces.fold[1] + content
         if pieces.fold and m["role"] == "system":
             content = ""  # written inside the first user turn
         parts.append(pieces.prefix[m["role"]] + content + pieces.suffix[m["role"]])
@@ -131,11 +156,16 @@ def _go_quote(text: str) -> str:
 def go_template(pieces: RolePieces) -> str:
     """Ollama TEMPLATE over ``.Messages`` equivalent to the chat template.
 
-    Written on one line without ``{{-`` trim markers, so whitespace in the role headers is kept exactly.
+    Written on one line without ``{{-`` trim markers (after the ``templates/go/lib`` blocks it calls), so whitespace in the role headers is kept exactly.
     When the chat template writes a system block of its own for conversations without a system message
-    (SmolLM2's default prompt, Llama 3.1's dated header), the TEMPLATE writes it too.
+    (SmolLM2's default prompt), the TEMPLATE writes it too. Contents of the roles the template trims go
+    through the ``trim`` block (Python's str.strip, see ``templates/go/lib``).
     """
     p, s, q = pieces.prefix, pieces.suffix, _go_quote
+
+    def content(role: str, expr: str) -> str:
+        return f'{{{{ template "trim" {expr} }}}}' if role in pieces.trimmed else f"{{{{ {expr} }}}}"
+
     default = ""
     if pieces.default_system is not None:
         default = (
@@ -145,34 +175,34 @@ def go_template(pieces: RolePieces) -> str:
     fold = ""
     if pieces.fold is not None:
         fold = ('{{ if and (eq $i 1) (eq (index $.Messages 0).Role "system") }}'
-                f'{q(pieces.fold[0])}{{{{ (index $.Messages 0).Content }}}}{q(pieces.fold[1])}{{{{ end }}}}')
-    return "".join([
+                f'{q(pieces.fold[0])}{content("system", "(index $.Messages 0).Content")}{q(pieces.fold[1])}{{{{ end }}}}')
+    template = "".join([
         default,
         "{{ range $i, $m := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}",
-        f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{"" if pieces.fold else "{{ $m.Content }}"}{q(s["system"])}',
-        f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{fold}{{{{ $m.Content }}}}{q(s["user"])}',
+        f'{{{{ if eq $m.Role "system" }}}}{q(p["system"])}{"" if pieces.fold else content("system", "$m.Content")}{q(s["system"])}',
+        f'{{{{ else if eq $m.Role "user" }}}}{q(p["user"])}{fold}{content("user", "$m.Content")}{q(s["user"])}',
         f'{{{{ if $last }}}}{q(pieces.generation_prompt)}{{{{ end }}}}',
-        f'{{{{ else if eq $m.Role "assistant" }}}}{q(p["assistant"])}{{{{ $m.Content }}}}{{{{ if not $last }}}}{q(s["assistant"])}{{{{ end }}}}',
+        f'{{{{ else if eq $m.Role "assistant" }}}}{q(p["assistant"])}{content("assistant", "$m.Content")}'
+        f'{{{{ if not $last }}}}{q(s["assistant"])}{{{{ end }}}}',
         "{{ end }}{{ end }}",
     ])
+    return library_blocks(template) + template
 
 
-TRIM_NOTE = ("# Note: the chat template trims leading/trailing whitespace of message contents; Go's text/template "
-             "(Ollama) has no trim function, so such contents render with their whitespace here.")
-
-
-def trims_contents(tok, pieces: RolePieces) -> bool:
-    """Whether the chat template strips whitespace around message contents (the TEMPLATE cannot)."""
-    padded = [{"role": "user", "content": "  Ciao!\n"}]
-    try:
-        expected = _render(tok, padded, True)
-    except Exception:
-        return False
-    if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
-        expected = expected[len(pieces.bos_stripped):]
-    stripped = [{"role": "user", "content": "Ciao!"}]
-    return (render_from_pieces(pieces, padded, True) != expected
-            and render_from_pieces(pieces, stripped, True) == expected)
+def generic_pieces(tok, add_bos: bool) -> RolePieces:
+    """The role pieces of a template without a Go template of its own, checked over the Italian suite
+    (:class:`ModelError` when re-rendering from them differs from transformers)."""
+    pieces = role_pieces(tok, add_bos)
+    for conv in self_check_conversations():
+        try:
+            expected = _render(tok, conv, True)
+        except Exception:
+            continue
+        if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
+            expected = expected[len(pieces.bos_stripped):]
+        if render_from_pieces(pieces, conv, True) != expected:
+            raise ModelError("il template non è traducibile in un TEMPLATE Ollama / the chat template cannot be expressed as an Ollama TEMPLATE (per-turn logic)")
+    return pieces
 
 
 def stop_tokens(tok, pieces: RolePieces) -> list[str]:
@@ -215,6 +245,58 @@ def training_system_prompt(run_dir: str | Path | None) -> str | None:
     return resolve_system_prompt(data.get("system_prompt", "default")) if isinstance(data, dict) else None
 
 
+@dataclass
+class FamilyTemplate:
+    """A registry family's own Go template, filled in for one tokenizer."""
+
+    name: str
+    template: str
+    stops: list[str]
+
+
+def self_check_conversations() -> list[list[dict[str, str]]]:
+    """The Italian suite's conversations, as given and with whitespace at the edges of every content."""
+    padded = [[{**m, "content": f" \n{m['content']}\t "} for m in conv] for conv in italian_suite.CONVERSATIONS]
+    return [*italian_suite.CONVERSATIONS, *padded]
+
+
+def family_template(tok, add_bos: bool) -> FamilyTemplate | None:
+    """The Go template of the registry family whose chat template ``tok`` carries, or ``None`` (foreign
+    template, or a family the generic derivation serves).
+
+    Self-check: over the Italian suite (contents as given and padded with whitespace) the tokenizer's
+    template must render exactly what the family's registry Jinja renders, the text the family's Go
+    template is verified against with Go's own ``text/template`` (``tests/test_modelfile_go.py``);
+    otherwise :class:`ModelError`."""
+    from ..templates import get_template, registry_name_of, render_source
+
+    name = registry_name_of(getattr(tok, "chat_template", None))
+    source = go_template_source(name) if name else None
+    if source is None:
+        return None
+    spec = get_template(name)
+    bos, eos = tok.bos_token or "", tok.eos_token or ""
+    tokens = {k: v for k, v in (("bos_token", bos), ("eos_token", eos)) if v}
+    for conv in self_check_conversations():
+        try:
+            expected = _render(tok, conv, True)
+        except Exception:
+            continue
+        if expected != render_source(spec.inference_source, conv, add_generation_prompt=True, special_tokens=tokens):
+            raise ModelError(bilingual(
+                f"il chat template del tokenizer non rende come la famiglia {name!r} del registro: il suo TEMPLATE "
+                "Ollama non è verificabile",
+                f"the tokenizer's chat template does not render like the registry family {name!r}: its Ollama "
+                "TEMPLATE cannot be verified"))
+    lead = "" if add_bos or not (spec.emits_bos and bos) else _go_quote(bos)
+    template = lead + source.replace(BOS_PLACEHOLDER, _go_quote(bos)).replace(EOS_PLACEHOLDER, _go_quote(eos))
+    stops = []
+    for stop in (*spec.stop, *spec.end_of_turn_for(tok), eos):
+        if stop and stop not in stops:
+            stops.append(stop)
+    return FamilyTemplate(name=name, template=template, stops=stops)
+
+
 def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bos: bool, context_length: int | None = None,
                     system: str | None = None) -> str:
     """Text of an Ollama Modelfile for ``gguf_file`` (referenced by its file name, next to the Modelfile).
@@ -222,29 +304,22 @@ def build_modelfile(gguf_file: str | Path, tok, model_dir: str | Path, *, add_bo
     ``system`` (the prompt the model was trained with, see :func:`training_system_prompt`) becomes the
     ``SYSTEM`` line, which Ollama puts first when a conversation has no system message; without it the
     chat template's own default system text, if any."""
-    pieces = role_pieces(tok, add_bos)
-    for conv in italian_suite.CONVERSATIONS:
-        try:
-            expected = _render(tok, conv, True)
-        except Exception:
-            continue
-        if pieces.bos_stripped and expected.startswith(pieces.bos_stripped):
-            expected = expected[len(pieces.bos_stripped):]
-        if render_from_pieces(pieces, conv, True) != expected:
-            raise ModelError("il template non è traducibile in un TEMPLATE Ollama / the chat template cannot be expressed as an Ollama TEMPLATE (per-turn logic)")
-    template = go_template(pieces)
+    family = family_template(tok, add_bos)
+    lines = [f"FROM ./{Path(gguf_file).name}", ""]
+    if family is not None:
+        template, stops = family.template, family.stops
+    else:
+        pieces = generic_pieces(tok, add_bos)
+        template, stops = go_template(pieces), stop_tokens(tok, pieces)
+        system = system if system is not None else pieces.default_system
     if '"""' in template:
         raise ModelError('il template contiene """ / the chat template contains """, which a Modelfile cannot quote')
-    lines = [f"FROM ./{Path(gguf_file).name}", ""]
-    if trims_contents(tok, pieces):
-        lines += [TRIM_NOTE, ""]
     lines += [f'TEMPLATE """{template}"""', ""]
-    system = system if system is not None else pieces.default_system
     if system:
         if '"""' in system:
             raise ModelError('il prompt di sistema contiene """ / the system prompt contains """, which a Modelfile cannot quote')
         lines += [f'SYSTEM """{system}"""', ""]
-    for stop in stop_tokens(tok, pieces):
+    for stop in stops:
         lines.append(f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}")
     for key, value in _defaults(Path(model_dir), context_length).items():
         lines.append(f"PARAMETER {key} {value}")

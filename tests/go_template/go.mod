@@ -1,3 +1,3 @@
 module hfita/go_template
 
-go 1.19
+go 1.22
