@@ -38,7 +38,7 @@ def test_rows_carry_the_training_system_prompt_and_the_sample():
 
 
 def test_launch_uploads_the_rows_and_starts_autotrain_with_the_secret_only(jobs_hub, mario):
-    run, notes = launch_autotrain(JobsClient(mario), _config(), output_repo="mario/smol-ita-at", flavor="a10g-small")
+    run, _, notes = launch_autotrain(JobsClient(mario), _config(), output_repo="mario/smol-ita-at", flavor="a10g-small")
     data = jobs_hub.files("mario/smol-ita-at-data", repo_type="dataset")["train.jsonl"].decode("utf-8").splitlines()
     assert jobs_hub.repos[("dataset", "mario/smol-ita-at-data")].private
     assert [json.loads(line) for line in data] == autotrain_rows(_config())
@@ -64,10 +64,28 @@ def test_a_refused_launch_leaves_no_dataset_behind(jobs_hub, mario):
 
 
 def test_hub_dataset_is_used_as_is_and_bad_names_are_refused(jobs_hub, mario):
-    run, notes = launch_autotrain(JobsClient(mario), _config("data.train=mario/dialoghi"), output_repo="mario/x-at",
-                                  flavor="a10g-small")
+    run, _, notes = launch_autotrain(JobsClient(mario), _config("data.train=mario/dialoghi"), output_repo="mario/x-at",
+                                     flavor="a10g-small")
     assert yaml.safe_load(decode_autotrain_config(jobs_hub.jobs[run.id].spec["environment"]))["data"]["path"] == "mario/dialoghi"
     assert any("system_prompt" in n for n in notes)  # the user's rows must carry it themselves
     assert not any(kind == "dataset" for kind, _ in jobs_hub.repos)
     with pytest.raises(ConfigError, match="AutoTrain names the repo"):
         build_autotrain_job_spec(_config(), flavor="a10g-small", output_repo="mario/smol_ita.v2", data_repo="mario/d")
+
+
+def test_cli_launch_backend_autotrain(jobs_hub, mario, tmp_path, capsys):
+    from hf_ita_plugin.cli.main import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: smollm2-135m-cpu\n", encoding="utf-8")
+    assert main(["jobs", "launch", str(config), "--backend", "autotrain", "--flavor", "a10g-small",
+                 "--repo", "mario/smol-at", "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["image"] == AUTOTRAIN_IMAGE and "AutoTrain cannot express" in out.err
+    assert not jobs_hub.jobs and not jobs_hub.repos.get(("dataset", "mario/smol-at-data"))
+    assert main(["jobs", "launch", str(config), "--backend", "autotrain", "--flavor", "a10g-small",
+                 "--repo", "mario/smol-at"]) == 0
+    assert "Job AutoTrain avviato / started" in capsys.readouterr().out
+    (job,) = jobs_hub.jobs.values()
+    assert job.spec["labels"][LABEL_BACKEND] == "autotrain" and ("dataset", "mario/smol-at-data") in jobs_hub.repos
+    assert main(["jobs", "launch", str(config), "--backend", "autotrain", "--image", "x/y", "--repo", "mario/a"]) == 2

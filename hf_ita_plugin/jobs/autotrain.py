@@ -120,27 +120,31 @@ BAKED_NOTES = ("data.system_prompt", "data.max_train_examples")
 
 def launch_autotrain(client, config: RunConfig, *, output_repo: str, flavor: str | None = None,
                      data_repo: str | None = None, run_name: str | None = None, via: str = "cli",
-                     timeout: str | None = None, force: bool = False):
+                     timeout: str | None = None, force: bool = False, dry_run: bool = False):
     """Start an AutoTrain job for ``config`` through ``client`` (a :class:`~hf_ita_plugin.jobs.client.JobsClient`).
 
-    ``data_repo``: a Hub dataset with a ``messages`` column; by default ``data.train`` when it is a Hub
-    dataset id, else the run's rows (:func:`autotrain_rows`) are uploaded to the private dataset repo
-    ``OWNER/NAME-data`` first (deleted again if the launch is refused). Returns ``(JobRun, notes)``:
-    the notes list what AutoTrain cannot express of ``config``.
+    A local or bundled ``data.train`` becomes the run's rows (:func:`autotrain_rows`), uploaded to the
+    private dataset repo ``data_repo`` (default ``OUTPUT_REPO-data``) first and deleted again if the
+    launch is refused; a Hub dataset ``data.train`` is used as it is. Returns ``(JobRun, spec, notes)``
+    (``JobRun`` is ``None`` with ``dry_run``): the notes list what AutoTrain cannot express of ``config``.
     """
     output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
     hardware = client.pick_flavor(config, flavor, force=force)
-    client.check_namespace(output_repo)
-    if data_repo is not None or not (is_local_source(config.data.train) or config.data.train == "bundled"):
-        data_repo = data_repo or config.data.train
-        spec, notes = build_autotrain_job_spec(config, flavor=hardware.name, output_repo=output_repo, data_repo=data_repo,
-                                               run_name=run_name, via=via, timeout=timeout)
-        return client.submit(spec), notes
-    data_repo = f"{output_repo}-data"
-    spec, notes = build_autotrain_job_spec(config, flavor=hardware.name, output_repo=output_repo, data_repo=data_repo,
+    hub_data = not (is_local_source(config.data.train) or config.data.train == "bundled")
+    if hub_data and data_repo is not None:
+        raise ConfigError(bilingual(f"--data-repo carica i dati locali, ma data.train è il dataset {config.data.train!r}",
+                                    f"--data-repo uploads local data, but data.train is the Hub dataset {config.data.train!r}"))
+    target = config.data.train if hub_data else (data_repo or f"{output_repo}-data")
+    spec, notes = build_autotrain_job_spec(config, flavor=hardware.name, output_repo=output_repo, data_repo=target,
                                            run_name=run_name, via=via, timeout=timeout)
-    notes = [n for n in notes if not n.startswith(BAKED_NOTES)]
+    if not hub_data:
+        notes = [n for n in notes if not n.startswith(BAKED_NOTES)]
+    if dry_run:
+        return None, spec, notes
+    client.check_namespace(output_repo)
+    if hub_data:
+        return client.submit(spec), spec, notes
     with tempfile.TemporaryDirectory(prefix="hf-ita-autotrain-") as tmp:
         rows = write_autotrain_rows(config, Path(tmp) / "train.jsonl")
-        with client.dataset_for_run(rows, data_repo, private=True):
-            return client.submit(spec), notes
+        with client.dataset_for_run(rows, target, private=True):
+            return client.submit(spec), spec, notes

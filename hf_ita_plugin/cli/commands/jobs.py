@@ -66,6 +66,10 @@ def _add_launch(launch: argparse.ArgumentParser) -> None:
     launch.add_argument("--timeout", default=None, help="maximum duration, e.g. 90m or 8h (default: 8h)")
     launch.add_argument("--dry-run", action="store_true", help="validate and print the job spec, launch nothing")
     launch.add_argument("--follow", action="store_true", help="stream the logs until the job ends")
+    launch.add_argument("--backend", choices=("hf-ita", "autotrain"), default="hf-ita",
+                        help="who trains in the job: hf-ita's recipe (default) or AutoTrain Advanced's own image with "
+                             "the equivalent llm-sft config (local/bundled data uploaded first as a private dataset, "
+                             "the system prompt written into its rows)")
     launch.set_defaults(func=run_launch)
 
 
@@ -89,6 +93,8 @@ def run_launch(args: argparse.Namespace) -> int:
     hardware = client.pick_flavor(config, args.flavor, force=args.force)
     repo = args.repo or f"{client.username}/{Path(config.training.output_dir).name}"
     repo = validate_repo_id(repo, what="--repo")
+    if args.backend == "autotrain":
+        return _launch_autotrain(args, config, client, hardware, repo)
     data_repo = validate_repo_id(args.data_repo, what="--data-repo") if args.data_repo else None
     if data_repo and not is_local_source(config.data.train):
         raise ConfigError(bilingual(f"--data-repo carica un file locale, ma data.train è {config.data.train!r}",
@@ -116,6 +122,36 @@ def run_launch(args: argparse.Namespace) -> int:
     print(f"Job avviato / started: {run.id}  [{hardware.label}]")
     print(f"  {run.url}")
     print(f"  stage: {run.stage_text}   output: {run.repo_url}")
+    if not args.follow:
+        print(f"Segui i log / follow the logs: hf-ita jobs logs {run.id} --follow")
+        return 0
+    return _follow(client, run.id)
+
+
+def _launch_autotrain(args: argparse.Namespace, config, client, hardware, repo: str) -> int:
+    """``jobs launch --backend autotrain``: the run as AutoTrain's llm-sft job (see :mod:`hf_ita_plugin.jobs.autotrain`)."""
+    import sys
+
+    from ...errors import ConfigError, bilingual
+    from ...jobs.autotrain import launch_autotrain
+    from ...jobs.client import cost_line
+
+    if args.package or args.image:
+        raise ConfigError(bilingual("--package/--image non valgono con --backend autotrain (usa l'immagine di AutoTrain)",
+                                    "--package/--image do not apply to --backend autotrain (AutoTrain's own image runs)"))
+    run, spec, notes = launch_autotrain(client, config, output_repo=repo, flavor=hardware.name, data_repo=args.data_repo,
+                                        run_name=args.name, via="cli", timeout=args.timeout, force=args.force,
+                                        dry_run=args.dry_run)
+    note = sys.stderr if args.dry_run else sys.stdout
+    print(f"Hardware: {hardware.label}", file=note)
+    print(f"Costo / cost: {cost_line(hardware, spec.timeout)}", file=note)
+    print("AutoTrain non può esprimere / AutoTrain cannot express:", file=note)
+    for line in notes:
+        print(f"  - {line}", file=note)
+    if run is None:
+        print(json.dumps(spec.describe(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"Job AutoTrain avviato / started: {run.id}  [{hardware.label}]\n  {run.url}\n  output: {run.repo_url} (private)")
     if not args.follow:
         print(f"Segui i log / follow the logs: hf-ita jobs logs {run.id} --follow")
         return 0
