@@ -232,9 +232,10 @@ def vocab_gguf(smol_dir, gguf_fields, tmp_path_factory):
     meta = tokenizer_meta(smol_dir, len(base), tokenizer=base, use_transformers=True)
     folder = tmp_path_factory.mktemp("family-ggufs")
 
-    def write(name: str, tokenizer, label: str | None = None) -> str:
+    def write(name: str, tokenizer, label: str | None = None, template: str | None = None) -> str:
         meta.special_ids = {**meta.special_ids, "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id}
-        return write_vocab_gguf(folder / f"{label or name}.gguf", gguf_fields, meta, get_template(name).inference_source)
+        return write_vocab_gguf(folder / f"{label or name}.gguf", gguf_fields, meta,
+                                template or get_template(name).inference_source)
 
     return write
 
@@ -264,6 +265,16 @@ def test_token_parity_catches_a_gguf_whose_bos_differs(smol_dir, vocab_gguf):
     report = check_gguf_template_parity(vocab_gguf("llama-3", other, "llama-3-with-bos-s"), tok, [CONVERSATIONS["single"]])
     assert report.gguf_bos_token == "<s>" and not report.ok
     assert "text differs at character 1" in report.summary()  # both start with "<"
+
+
+def test_a_gguf_llama_cpp_python_serves_with_a_builtin_format_fails_parity(smol_dir, vocab_gguf):
+    """A template equal to one llama-cpp-python recognises is served by its built-in formatter, not by Jinja."""
+    tok = _family_tokenizer(smol_dir, "chatml")
+    path = vocab_gguf("chatml", tok, "builtin-chatml", template=llama_chat_format.CHATML_CHAT_TEMPLATE)
+    report = check_gguf_template_parity(path, tok, [CONVERSATIONS["single"]])
+    assert report.gguf_chat_format == "chatml" and not report.serves_gguf_template and not report.ok
+    assert "serves the 'chatml' chat format" in report.summary()
+    assert report.to_dict()["gguf_chat_format"] == "chatml"
 
 
 # --------------------------------------------------------------------- token ids, SentencePiece vocabulary

@@ -96,8 +96,9 @@ class ParityReport:
 
     @property
     def serves_gguf_template(self) -> bool:
-        """Whether ``Llama()`` serves the GGUF with its Jinja template (not a built-in format it guessed)."""
-        return self.gguf_chat_format == JINJA_CHAT_FORMAT
+        """Whether ``Llama()`` serves the GGUF with its Jinja template, not a built-in format it guessed from
+        the template text (``None``: a llama-cpp-python that does not say; its Jinja path is assumed)."""
+        return self.gguf_chat_format in (None, JINJA_CHAT_FORMAT)
 
     @property
     def ok(self) -> bool:
