@@ -4,9 +4,12 @@
 used for training) and with llama-cpp-python's ``Jinja2ChatFormatter`` fed with the GGUF's embedded
 ``tokenizer.chat_template`` and its BOS/EOS - then tokenizes each text the way each side does
 (transformers: ``apply_chat_template``; llama-cpp-python's chat handler: ``tokenize(prompt,
-add_bos=False, special=True)``) and compares. Each conversation is checked as a training text
-(no generation prompt) and, when it ends with a reply, as an inference prompt (the conversation
-before that reply, with the generation prompt).
+add_bos=not added_special, special=True)``, and its formatter reports ``added_special``: the
+template writes BOS itself) and compares. The formatter is built as ``Llama.__init__`` builds it
+from GGUF metadata: the template text and the BOS/EOS token texts of the GGUF vocabulary. Each
+conversation is checked as a training text (no generation prompt) and, when it ends with a reply,
+as an inference prompt (the conversation before that reply, with the generation prompt); with
+``both_settings`` every conversation is rendered as given, with and without the generation prompt.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Any
 from ..errors import ModelError, bilingual
 from .registry import strip_generation_markers
 from .render import render
+
+JINJA_CHAT_FORMAT = "chat_template.default"
+"""The chat format llama-cpp-python picks when it serves a GGUF with its own Jinja template (no built-in guess)."""
 
 
 @dataclass
@@ -74,6 +80,7 @@ class ParityReport:
     gguf_bos_token: str
     gguf_eos_token: str
     gguf_add_bos_token: bool | None
+    gguf_chat_format: str | None = None
     results: list[ConversationParity] = field(default_factory=list)
 
     @property
@@ -88,8 +95,15 @@ class ParityReport:
         return strip_generation_markers(self.gguf_template) == strip_generation_markers(self.tokenizer_template)
 
     @property
+    def serves_gguf_template(self) -> bool:
+        """Whether ``Llama()`` serves the GGUF with its Jinja template, not a built-in format it guessed from
+        the template text (``None``: a llama-cpp-python that does not say; its Jinja path is assumed)."""
+        return self.gguf_chat_format in (None, JINJA_CHAT_FORMAT)
+
+    @property
     def ok(self) -> bool:
-        return self.template_found and bool(self.results) and all(r.ok for r in self.results)
+        return (self.template_found and self.serves_gguf_template and bool(self.results)
+                and all(r.ok for r in self.results))
 
     @property
     def failures(self) -> list[ConversationParity]:
@@ -102,6 +116,9 @@ class ParityReport:
         head = (f"parità template / template parity: {len(self.results) - len(self.failures)}/{len(self.results)} "
                 f"rendering identici / identical renderings")
         lines = [head]
+        if not self.serves_gguf_template:
+            lines.append(f"  llama-cpp-python serve il formato {self.gguf_chat_format!r}, non il template del GGUF / "
+                         f"llama-cpp-python serves the {self.gguf_chat_format!r} chat format, not the GGUF's template")
         for r in self.failures:
             kind = "prompt" if r.add_generation_prompt else "training"
             lines.append(f"  conversazione / conversation {r.index} ({kind}): {r.first_difference()}")
@@ -117,6 +134,7 @@ class ParityReport:
             "gguf_bos_token": self.gguf_bos_token,
             "gguf_eos_token": self.gguf_eos_token,
             "gguf_add_bos_token": self.gguf_add_bos_token,
+            "gguf_chat_format": self.gguf_chat_format,
             "renderings": len(self.results),
             "identical": len(self.results) - len(self.failures),
             "failures": [
@@ -145,6 +163,16 @@ def _starts_with_double(ids: list[int], token_id: int | None) -> bool:
     return token_id is not None and token_id >= 0 and len(ids) >= 2 and ids[0] == ids[1] == token_id
 
 
+def _token_text(llama, token_id: int) -> str:
+    """A token's text as ``Llama.__init__`` reads it for the chat formatter (empty when the id is -1)."""
+    if token_id < 0:
+        return ""
+    model = getattr(llama, "_model", None)
+    if model is not None and hasattr(model, "token_get_text"):
+        return model.token_get_text(token_id)
+    return llama.detokenize([token_id], special=True).decode("utf-8", "replace")
+
+
 def _load_tokenizer(tokenizer: Any):
     if isinstance(tokenizer, (str, os.PathLike)):
         from transformers import AutoTokenizer
@@ -156,17 +184,23 @@ def _load_tokenizer(tokenizer: Any):
     return tokenizer
 
 
-def _renderings(conversations: list[list[dict[str, Any]]]):
+def _renderings(conversations: list[list[dict[str, Any]]], both_settings: bool = False):
     for i, messages in enumerate(conversations):
         yield i, messages, False
+        if both_settings:
+            yield i, messages, True
+            continue
         if len(messages) > 1 and messages[-1].get("role") == "assistant":
             yield i, messages[:-1], True
 
 
-def check_gguf_template_parity(gguf_path, tokenizer, conversations: list[list[dict[str, Any]]]) -> ParityReport:
+def check_gguf_template_parity(gguf_path, tokenizer, conversations: list[list[dict[str, Any]]], *,
+                               both_settings: bool = False) -> ParityReport:
     """Compare transformers' and llama.cpp's chat rendering and token ids for ``conversations``.
 
-    ``tokenizer`` is a transformers tokenizer or a path to one. Needs ``llama-cpp-python``
+    ``tokenizer`` is a transformers tokenizer or a path to one; ``both_settings`` renders every
+    conversation with and without the generation prompt (default: training text, plus the prompt
+    before the last reply). Needs ``llama-cpp-python``
     (extra ``gguf``); only the GGUF's vocabulary is loaded, not its weights.
     """
     try:
@@ -189,8 +223,7 @@ def check_gguf_template_parity(gguf_path, tokenizer, conversations: list[list[di
     try:
         metadata = dict(llama.metadata or {})
         bos_id, eos_id = llama.token_bos(), llama.token_eos()
-        bos = llama.detokenize([bos_id], special=True).decode("utf-8", "replace") if bos_id >= 0 else ""
-        eos = llama.detokenize([eos_id], special=True).decode("utf-8", "replace") if eos_id >= 0 else ""
+        bos, eos = _token_text(llama, bos_id), _token_text(llama, eos_id)
         add_bos = metadata.get("tokenizer.ggml.add_bos_token")
         report = ParityReport(
             gguf_path=str(path),
@@ -199,6 +232,7 @@ def check_gguf_template_parity(gguf_path, tokenizer, conversations: list[list[di
             gguf_bos_token=bos,
             gguf_eos_token=eos,
             gguf_add_bos_token=None if add_bos is None else str(add_bos).lower() == "true",
+            gguf_chat_format=getattr(llama, "chat_format", None),
         )
         if not report.template_found:
             return report
@@ -207,14 +241,16 @@ def check_gguf_template_parity(gguf_path, tokenizer, conversations: list[list[di
             for gen in (False, True)
         }
         hf_bos = getattr(tokenizer, "bos_token_id", None)
-        for index, messages, gen in _renderings(conversations):
+        for index, messages, gen in _renderings(conversations, both_settings):
             result = ConversationParity(index=index, add_generation_prompt=gen)
             try:
                 result.hf_text = render(tokenizer, messages, add_generation_prompt=gen)
                 result.hf_ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=gen,
                                                                    tokenize=True)["input_ids"])
-                result.gguf_text = formatters[gen](messages=messages).prompt
-                result.gguf_ids = list(llama.tokenize(result.gguf_text.encode("utf-8"), add_bos=False, special=True))
+                response = formatters[gen](messages=messages)
+                result.gguf_text = response.prompt
+                result.gguf_ids = list(llama.tokenize(result.gguf_text.encode("utf-8"),
+                                                      add_bos=not response.added_special, special=True))
             except Exception as exc:  # a template that fails on one side is a parity failure, reported per row
                 result.error = f"{type(exc).__name__}: {exc}"
             result.hf_double_bos = _starts_with_double(result.hf_ids, hf_bos)
