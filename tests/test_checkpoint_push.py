@@ -1,0 +1,178 @@
+"""No lost runs (issue 14, item 6): checkpoints pushed while training, resume from the Hub, a job
+timeout capped by the token's life. The real huggingface_hub client against the local Hub
+(``hub_server``); the slow test trains the embedded model and sends it a real SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from hf_ita_plugin.cli.main import main as cli_main
+from hf_ita_plugin.config import RunConfig
+from hf_ita_plugin.errors import ConfigError, HubError
+from hf_ita_plugin.hub.checkpoint_pull import pull_checkpoint, pushed_checkpoint
+from hf_ita_plugin.hub.checkpoint_push import CHECKPOINT_BRANCH, TERMINATED_EXIT, CheckpointUploader
+from hf_ita_plugin.jobs.spec import build_job_spec, decode_job_config, forward_sigterm
+from hf_ita_plugin.jobs.token_life import TOKEN_MARGIN_S, cap_timeout, local_token_expiry
+from hf_ita_plugin.rundir import RunDir
+from jobs_server import hub_endpoint, jobs_hub  # noqa: F401 - fixtures
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = "mario/smol-run"
+
+
+def _checkpoint(folder: Path, step: int, *, truncate: bool = False) -> Path:
+    ckpt = folder / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    weights = ckpt / "adapter_model.safetensors"
+    save_file({"lora_A": torch.full((8, 8), float(step)), "lora_B": torch.ones(8, 8)}, str(weights))
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}), encoding="utf-8")
+    (ckpt / "optimizer.pt").write_bytes(os.urandom(2048))
+    if truncate:
+        weights.write_bytes(weights.read_bytes()[:-64])
+    return ckpt
+
+
+@pytest.fixture
+def mario(hub_server, monkeypatch):
+    token = hub_server.add_token("mario", role="write")
+    monkeypatch.setenv("HF_TOKEN", token)
+    return token
+
+
+def _branch_files(hub_server, repo: str = OUT) -> dict[str, bytes]:
+    try:
+        return hub_server.files(repo, CHECKPOINT_BRANCH)
+    except KeyError:
+        return {}
+
+
+# ---------------------------------------------------------------------------------- push & pull
+def test_each_push_is_one_commit_holding_one_whole_checkpoint_and_main_stays_untouched(hub_server, mario, tmp_path, capsys):
+    uploader = CheckpointUploader(OUT, config_yaml="preset: smollm2-135m-cpu\n", private=True)
+    (tmp_path / "eval_before.json").write_text('{"response_loss": 2.5}', encoding="utf-8")
+    uploader.upload(_checkpoint(tmp_path, 2), 2, eval_before=tmp_path / "eval_before.json")
+    uploader.upload(_checkpoint(tmp_path, 4), 4, eval_before=tmp_path / "eval_before.json")
+    files = _branch_files(hub_server)
+    assert sorted(f for f in files if f != ".gitattributes") == [
+        "checkpoints/checkpoint-4/adapter_model.safetensors", "checkpoints/checkpoint-4/optimizer.pt",
+        "checkpoints/checkpoint-4/trainer_state.json", "checkpoints/eval_before.json", "run_config.yaml"]
+    assert files["checkpoints/checkpoint-4/optimizer.pt"] == (tmp_path / "checkpoint-4" / "optimizer.pt").read_bytes()
+    assert set(hub_server.files(OUT, "main")) == {".gitattributes"}  # hf-ita push still finds a repo of its own
+    assert hub_server.repos[("model", OUT)].private
+    commits = len(hub_server.commit_log(OUT, CHECKPOINT_BRANCH))
+
+    # a half-written checkpoint (weights cut short) is never pushed: no commit at all
+    with pytest.raises(HubError, match="incomplete checkpoint"):
+        uploader.upload(_checkpoint(tmp_path, 6, truncate=True), 6)
+    assert len(hub_server.commit_log(OUT, CHECKPOINT_BRANCH)) == commits
+    assert "checkpoints/checkpoint-4/trainer_state.json" in _branch_files(hub_server)
+    assert mario not in capsys.readouterr().out
+
+
+def test_pull_puts_the_pushed_checkpoint_in_a_new_run_folder(hub_server, mario, tmp_path):
+    from huggingface_hub import HfApi
+
+    with pytest.raises(HubError, match="repo not found"):
+        pushed_checkpoint(OUT)
+    HfApi(endpoint=hub_server.url).create_repo(OUT)
+    with pytest.raises(HubError, match="nothing to resume"):
+        pushed_checkpoint(OUT)
+    CheckpointUploader(OUT, config_yaml="preset: smollm2-135m-cpu\n").upload(_checkpoint(tmp_path / "src", 4), 4)
+    pushed = pushed_checkpoint(OUT)
+    assert pushed.step == 4 and pushed.config_yaml == "preset: smollm2-135m-cpu\n"
+    got = pull_checkpoint(OUT, tmp_path / "run")
+    assert got == RunDir(tmp_path / "run").latest_checkpoint() and got.name == "checkpoint-4"
+    for name in ("adapter_model.safetensors", "optimizer.pt", "trainer_state.json"):
+        assert (got / name).read_bytes() == (tmp_path / "src" / "checkpoint-4" / name).read_bytes()
+    assert RunDir(tmp_path / "run").is_ours()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch folder left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.md").write_text("mine", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not empty"):
+        pull_checkpoint(OUT, tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.md"]
+
+
+# ---------------------------------------------------------------------------------- the job
+def test_job_trains_with_checkpoint_pushes_and_resume_pulls_first():
+    config = RunConfig.from_preset("smollm2-135m-cpu")
+    script = build_job_spec(config, flavor="t4-small", output_repo=OUT, package="hf-ita-plugin").command[-1]
+    assert "--push-checkpoints-to mario/smol-run --push-private" in script and "--resume-from-hub" not in script
+    assert "trap 'kill -TERM \"$child\"" in script and script.index("hf-ita train") < script.index("hf-ita push")
+    resumed = build_job_spec(config, flavor="t4-small", output_repo=OUT, package="hf-ita-plugin", private=False,
+                             resume=True).command[-1]
+    assert "--push-checkpoints-to mario/smol-run --resume-from-hub mario/smol-run" in resumed
+
+
+def test_job_shell_forwards_sigterm_and_waits_for_the_last_push(tmp_path):
+    """The container's PID 1 is the job's bash, which forwards no signal by itself."""
+    child = ("import signal, sys, time\n"
+             "def stop(*_):\n    time.sleep(1.0); print('pushed', flush=True); sys.exit(143)\n"
+             "signal.signal(signal.SIGTERM, stop)\nprint('training', flush=True)\ntime.sleep(60)\n")
+    (tmp_path / "child.py").write_text(child, encoding="utf-8")
+    script = "\n".join(["set -euo pipefail", *forward_sigterm(f"{sys.executable} {tmp_path / 'child.py'}"), "echo after"])
+    proc = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "training\n"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and out == "pushed\n"  # waited for the child; `hf-ita push` never ran
+
+
+# ---------------------------------------------------------------------------------- token life
+def test_timeout_is_capped_by_the_tokens_life_and_says_so():
+    now = 1_800_000_000.0
+    assert cap_timeout(None, None, now=now).timeout == "8h"  # expiry unknown: nothing capped
+    assert not cap_timeout("8h", now + 9 * 3600, now=now).capped
+    choice = cap_timeout(None, now + 8 * 3600, now=now)  # the Space's 8 h sign-in, the 8 h default timeout
+    assert choice.capped and choice.seconds == 8 * 3600 - TOKEN_MARGIN_S and choice.timeout == "465m"
+    assert "timeout ridotto a 7 h 45 min" in choice.note and "timeout capped to 7 h 45 min" in choice.note
+    assert "token" in choice.note
+    with pytest.raises(ConfigError, match="too soon"):
+        cap_timeout("1h", now + 20 * 60, now=now)
+
+
+def test_cli_reads_the_expiry_of_a_browser_login_only(hub_server, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    from huggingface_hub.utils._auth import _save_token  # what `hf auth login` writes
+
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
+    _save_token("hf_oauth_abc", "oauth-mario", refresh_token="r", expires_at=1_800_000_000)
+    _save_token("hf_classic", "classic")
+    assert local_token_expiry("hf_oauth_abc") == 1_800_000_000
+    assert local_token_expiry("hf_classic") is None
+    monkeypatch.setenv("HF_TOKEN", "hf_oauth_abc")  # from the environment: the expiry is not known
+    assert local_token_expiry() is None
+
+
+# ---------------------------------------------------------------------------------- CLI launch --resume
+def test_cli_launch_resume_uses_the_pushed_config(jobs_hub, hub_endpoint, monkeypatch, tmp_path, capsys):
+    token = hub_endpoint.server.add_token("mario", role="write")
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("HF_ITA_PACKAGE_SPEC", "hf-ita-plugin")
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=hub_endpoint.server.url).create_repo(OUT, private=True)
+    assert cli_main(["launch", "--resume", "--repo", OUT, "--flavor", "t4-small"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err and not jobs_hub.jobs  # nothing launched
+    config = RunConfig.from_preset("smollm2-135m-cpu", ["training.max_steps=9"])
+    CheckpointUploader(OUT, config_yaml=config.to_yaml(), private=True).upload(_checkpoint(tmp_path, 4), 4)
+    assert cli_main(["launch", "--resume", str(tmp_path / "x.yaml"), "--repo", OUT]) == 2
+    assert "--resume uses the config pushed" in capsys.readouterr().err
+    assert cli_main(["launch", "--resume", "--repo", OUT, "--flavor", "t4-small", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    spec = json.loads(captured.out)
+    assert "checkpoint-4" in captured.err and spec["private"] is True
+    assert f"--resume-from-hub {OUT}" in spec["command"][-1]
+    assert cli_main(["launch", "--resume", "--repo", OUT, "--flavor", "t4-small"]) == 0
+    (job,) = jobs_hub.jobs.values()
+    assert decode_job_config(job.spec["environment"]).training.max_steps == 9  # the run's own config
