@@ -176,3 +176,66 @@ def test_cli_launch_resume_uses_the_pushed_config(jobs_hub, hub_endpoint, monkey
     assert cli_main(["launch", "--resume", "--repo", OUT, "--flavor", "t4-small"]) == 0
     (job,) = jobs_hub.jobs.values()
     assert decode_job_config(job.spec["environment"]).training.max_steps == 9  # the run's own config
+
+
+# ---------------------------------------------------------------------------------- a real run, a real SIGTERM
+TINY = ["data.max_train_examples=8", "data.max_eval_examples=3", "training.max_seq_length=256",
+        "training.per_device_batch_size=4", "training.eval_steps=100", "training.logging_steps=1",
+        "training.warmup_ratio=0.0", "evaluation.bpb_max_chars=600", "evaluation.max_length=256",
+        "evaluation.answer_quality=false", "training.save_steps=100", "training.push_checkpoint_steps=2",
+        "training.max_steps=6"]
+
+
+def _train_args(cfg: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "hf_ita_plugin.cli", "train", str(cfg), "--output-dir", str(out),
+            "--push-checkpoints-to", OUT, *extra, *[a for item in TINY for a in ("--set", item)]]
+
+
+def _no_token_in(token: str, texts: list[str], folders: list[Path]) -> None:
+    assert not [t for t in texts if token in t]
+    leaks = [p for folder in folders for p in folder.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert not leaks, leaks
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_leaves_the_last_checkpoint_on_the_hub_and_resume_finishes(hub_server, mario, tmp_path):
+    import shlex
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(RunConfig.from_preset("smollm2-135m-cpu").to_yaml(), encoding="utf-8")
+    out, resumed = tmp_path / "run", tmp_path / "resumed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # the job's own shell lines: SIGTERM goes to bash (the container's PID 1), as HF Jobs send it
+    script = "\n".join(["set -euo pipefail", *forward_sigterm(shlex.join(_train_args(cfg, out)))])
+    log = tmp_path / "job.log"
+    with open(log, "w", encoding="utf-8") as sink:
+        proc = subprocess.Popen(["bash", "-c", script], env=env, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.time() + 900
+        while proc.poll() is None and time.time() < deadline:
+            if "checkpoints/checkpoint-2/trainer_state.json" in _branch_files(hub_server):
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.2)
+        rc = proc.wait(timeout=900)
+    text = log.read_text(encoding="utf-8")
+    assert rc == TERMINATED_EXIT, text[-3000:]
+    assert "SIGTERM" in text and "Traceback" not in text
+    step = pushed_checkpoint(OUT).step
+    assert 2 < step < 6, text[-3000:]  # the checkpoint of the step SIGTERM interrupted, pushed before exiting
+    assert [p for p in _branch_files(hub_server) if p.startswith("checkpoints/checkpoint-")] and all(
+        p.startswith(f"checkpoints/checkpoint-{step}/") for p in _branch_files(hub_server) if "/checkpoint-" in p)
+    assert not RunDir(out).is_finished()  # interrupted, not finished: `hf-ita push` would not run
+    state = json.loads(_branch_files(hub_server)[f"checkpoints/checkpoint-{step}/trainer_state.json"])
+    before = [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
+    assert [s for s, _ in before] == list(range(1, step + 1))
+
+    proc = subprocess.run(_train_args(cfg, resumed, "--resume-from-hub", OUT), env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"hf-ita: resuming from checkpoint-{step}" in proc.stdout
+    metrics = json.loads(RunDir(resumed).metrics_path.read_text(encoding="utf-8"))
+    assert metrics["train"]["steps"] == 6 and metrics["train"]["resumed"]
+    history = [(h["step"], h["loss"]) for h in metrics["loss_history"] if "loss" in h]
+    assert history[:step] == before and [s for s, _ in history] == list(range(1, 7))  # continued, not restarted
+    assert pushed_checkpoint(OUT).step == 6
+    _no_token_in(mario, [text, proc.stdout, proc.stderr], [out, resumed])
