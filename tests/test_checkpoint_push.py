@@ -239,3 +239,24 @@ def test_sigterm_mid_run_leaves_the_last_checkpoint_on_the_hub_and_resume_finish
     assert history[:step] == before and [s for s, _ in history] == list(range(1, 7))  # continued, not restarted
     assert pushed_checkpoint(OUT).step == 6
     _no_token_in(mario, [text, proc.stdout, proc.stderr], [out, resumed])
+
+
+def test_cli_launch_caps_the_timeout_of_a_browser_login(jobs_hub, hub_endpoint, monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+    from huggingface_hub.utils._auth import _save_token
+
+    token = "hf_oauth_mario_expiring"
+    hub_endpoint.server.add_named_token(token, "mario")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_ITA_PACKAGE_SPEC", "hf-ita-plugin")
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    (tmp_path / "token").write_text(token, encoding="utf-8")
+    _save_token(token, "oauth-mario", expires_at=int(time.time()) + 2 * 3600)  # `hf auth login` in a browser
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("preset: smollm2-135m-cpu\n", encoding="utf-8")
+    assert cli_main(["launch", str(cfg), "--repo", OUT, "--flavor", "t4-small", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    spec = json.loads(captured.out)
+    assert spec["timeout"] in ("104m", "105m") and "timeout capped to 1 h 4" in captured.err
+    assert "timeout ridotto a 1 h 4" in captured.err and token not in captured.out + captured.err

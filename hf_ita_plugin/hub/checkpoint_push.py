@@ -197,7 +197,7 @@ class _Worker:
 
 
 class CheckpointPushCallback(TrainerCallback):
-    """Push the run's newest complete checkpoint to ``repo_id`` every ``every_steps`` steps and on SIGTERM.
+    """Push the run's newest complete checkpoint to ``repo_id`` every N steps, at the last step and on SIGTERM.
 
     ``config`` is the run's :class:`~hf_ita_plugin.config.RunConfig`: its ``training.output_dir`` says
     where the checkpoints are, ``training.push_checkpoint_steps`` (else ``save_steps``) how often
@@ -242,8 +242,8 @@ class CheckpointPushCallback(TrainerCallback):
         if self._worker is None:
             return
         step = state.global_step
-        if self._terminating or step % self.every == 0:
-            self._submit(step)
+        if self._terminating or step % self.every == 0 or step >= state.max_steps:  # the last one too: the final
+            self._submit(step)                                                   # evaluation may outlast the timeout
         if self._terminating:
             self._exit_after_push(step)
 
