@@ -103,6 +103,59 @@ def test_pull_puts_the_pushed_checkpoint_in_a_new_run_folder(hub_server, mario, 
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.md"]
 
 
+def _callback_run(tmp_path: Path, every: int | None = 2):
+    """A CheckpointPushCallback driven by transformers' own TrainerState/TrainerControl, as the Trainer drives it."""
+    from transformers import TrainerControl, TrainerState
+
+    from hf_ita_plugin.hub.checkpoint_push import CheckpointPushCallback
+
+    config = RunConfig.from_preset("smollm2-135m-cpu", [f"training.output_dir={tmp_path / 'run'}", "training.save_steps=50",
+                                                        "training.max_steps=10"]
+                                   + ([f"training.push_checkpoint_steps={every}"] if every else []))
+    callback = CheckpointPushCallback(OUT, config)
+    state, control = TrainerState(max_steps=10), TrainerControl()
+    callback.on_train_begin(None, state, control)
+    return callback, state, control, RunDir(config.training.output_dir).checkpoints_dir
+
+
+def _step(callback, state, control, ckpt_dir: Path, step: int):
+    state.global_step = step
+    control = callback.on_step_end(None, state, control)
+    if control.should_save:  # what the Trainer does: write the checkpoint, then tell the callbacks
+        _checkpoint(ckpt_dir, step)
+        callback.on_save(None, state, control)
+    return control
+
+
+def test_a_failed_push_never_stops_training_and_the_next_one_is_tried(hub_server, mario, tmp_path, capsys):
+    callback, state, control, ckpt_dir = _callback_run(tmp_path)
+    hub_server.inject_fault("commit", 403)
+    assert not _step(callback, state, control, ckpt_dir, 1).should_save
+    assert _step(callback, state, control, ckpt_dir, 2).should_save  # a save forced every 2 steps (save_steps is 50)
+    callback._worker.drain()
+    assert callback.pushed == [] and "checkpoint-2 non inviato / not pushed" in capsys.readouterr().out
+    control = _step(callback, state, control, ckpt_dir, 3)
+    _step(callback, state, control, ckpt_dir, 4)
+    callback.on_train_end(None, state, control)
+    assert callback.pushed == [4] and pushed_checkpoint(OUT).step == 4
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored at the end
+    assert mario not in capsys.readouterr().out
+
+
+def test_sigterm_saves_pushes_and_exits_at_the_end_of_the_step(hub_server, mario, tmp_path, capsys):
+    callback, state, control, ckpt_dir = _callback_run(tmp_path, every=None)  # pushes only with save_steps (50)
+    _step(callback, state, control, ckpt_dir, 1)
+    os.kill(os.getpid(), signal.SIGTERM)  # mid-step: the handler only takes note
+    assert not any(ckpt_dir.glob("checkpoint-*"))
+    with pytest.raises(SystemExit) as exited:
+        control = _step(callback, state, control, ckpt_dir, 2)
+    assert exited.value.code == TERMINATED_EXIT and control.should_training_stop
+    assert callback.pushed == [2] and pushed_checkpoint(OUT).step == 2
+    assert "stopped at step 2, checkpoint on the Hub" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert not [p for p in ckpt_dir.iterdir() if p.name.startswith(".")]  # the snapshot is gone
+
+
 # ---------------------------------------------------------------------------------- the job
 def test_job_trains_with_checkpoint_pushes_and_resume_pulls_first():
     config = RunConfig.from_preset("smollm2-135m-cpu")
