@@ -39,6 +39,7 @@ from hf_ita_plugin.config import RunConfig, list_presets
 from hf_ita_plugin.errors import ConfigError, HfItaError
 from hf_ita_plugin.utils.env import apply_runtime_defaults
 from hf_ita_plugin.jobs.client import JobRun, JobsClient, cost_line, validate_job_id, validate_repo_id
+from hf_ita_plugin.jobs.token_life import cap_timeout
 
 DEFAULT_PRESET = "qwen2.5-7b"
 DATA_HUB, DATA_UPLOAD, DATA_BUNDLED = "Dataset del Hub (Hub dataset)", "Carica un file (upload)", "Dati italiani inclusi (bundled)"
@@ -91,6 +92,11 @@ def _err(exc: BaseException | str, hint: str | None = None) -> str:
 
 def _token_of(oauth_token: gr.OAuthToken | None) -> str | None:
     return oauth_token.token if oauth_token is not None and oauth_token.token else None
+
+
+def _timeout_for(oauth_token: gr.OAuthToken | None):
+    """The default timeout, capped to the sign-in token's life (``hf_oauth_expiration_minutes``)."""
+    return cap_timeout(None, getattr(oauth_token, "expires_at", None))
 
 
 class SpaceBackend:
@@ -225,6 +231,7 @@ class SpaceBackend:
             if visibility not in (VIS_PRIVATE, VIS_PUBLIC):
                 raise ConfigError(f"visibilità sconosciuta / unknown visibility {visibility!r}")
             hardware = client.pick_flavor(config, flavor or None)  # no CPU flavor for a non-embedded model
+            timeout = _timeout_for(oauth_token)
             client.check_namespace(output_repo)
             if data_source == DATA_HUB and not client.dataset_exists(config.data.train):
                 raise ConfigError(f"dataset {config.data.train!r} non trovato o non accessibile / not found or not "
@@ -237,10 +244,33 @@ class SpaceBackend:
                 if data_source == DATA_UPLOAD:
                     config = config.with_overrides([f"data.train={repo}"])
                 run = client.launch(config, flavor=hardware.name, output_repo=output_repo,
-                                    private=visibility == VIS_PRIVATE, via="space")
+                                    private=visibility == VIS_PRIVATE, via="space", timeout=timeout.timeout)
         except HfItaError as exc:
             return _err(exc), "", ""
-        message = _ok(f"Job avviato / started on {hardware.label} — {cost_line(hardware, None)}")
+        return self._started(run, hardware, timeout, output_repo)
+
+    def resume(self, job_id: str, oauth_token) -> tuple[str, str, str]:
+        """Relaunch a canceled or failed run from the checkpoint it last pushed (its config, hardware, repo)."""
+        try:
+            client = self.client(oauth_token)
+            run = client.status(validate_job_id(job_id))
+            if run.stage not in ("CANCELED", "ERROR") or not run.output_repo:
+                raise ConfigError(f"si riprende solo un job annullato o fallito, questo è {run.stage} / only a canceled "
+                                  f"or failed run can be resumed, this one is {run.stage}")
+            config, step, private = client.resume_config(run.output_repo)
+            hardware = client.pick_flavor(config, run.flavor, force=True)  # the hardware it ran on
+            timeout = _timeout_for(oauth_token)
+            new = client.launch(config, flavor=hardware.name, output_repo=run.output_repo, private=private, via="space",
+                                timeout=timeout.timeout, force=True, resume=True)
+        except HfItaError as exc:
+            return _err(exc), "", ""
+        return self._started(new, hardware, timeout, run.output_repo, f"checkpoint-{step}")
+
+    @staticmethod
+    def _started(run: JobRun, hardware, timeout, output_repo: str, resumed: str | None = None) -> tuple[str, str, str]:
+        what = f"Ripreso da / resumed from {resumed}" if resumed else "Job avviato / started"
+        message = _ok(f"{what} on {hardware.label} — {cost_line(hardware, timeout.timeout)}"
+                      + (f" — ⏱️ {timeout.note}" if timeout.note else ""))
         return message, run.id, f"[{run.id}]({run.url}) → `{output_repo}`"
 
     def status(self, job_id: str, oauth_token) -> tuple[str, str, bool]:
@@ -468,6 +498,7 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
                     job_id = gr.Textbox(label="ID del job / job id", elem_id="job-id", scale=3)
                     follow_btn = gr.Button("Segui / Follow", scale=1, elem_id="follow")
                     cancel_btn = gr.Button("🛑 Annulla / Cancel", variant="stop", scale=1, elem_id="cancel")
+                    resume_btn = gr.Button("🔁 Riprendi / Resume", scale=1, elem_id="resume")
                 job_link = gr.Markdown(elem_id="job-link")
                 stage = gr.Markdown(elem_id="stage")
                 published = gr.Markdown(elem_id="published")
@@ -582,9 +613,16 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
 
         runs_outputs = [runs, runs_msg, chat_source]
 
-        launch_event.then(on_status, [job_id], [stage, published, timer], api_name=False).then(
-            on_runs, None, runs_outputs, api_name=False).then(
-            on_follow, [job_id], [logs], concurrency_limit=None, api_name=False)
+        def on_resume(jid, oauth_token: gr.OAuthToken | None):  # a canceled/failed run, from its last checkpoint
+            msg, new_id, link = backend.resume(jid, oauth_token)
+            return msg, new_id or jid, link, "", "", "", gr.Timer(active=bool(new_id))
+
+        resume_event = resume_btn.click(on_resume, [job_id], [launch_msg, job_id, job_link, stage, published, logs, timer],
+                                        api_name="resume")
+        for event in (launch_event, resume_event):
+            event.then(on_status, [job_id], [stage, published, timer], api_name=False).then(
+                on_runs, None, runs_outputs, api_name=False).then(
+                on_follow, [job_id], [logs], concurrency_limit=None, api_name=False)
         timer.tick(on_status, [job_id], [stage, published, timer], api_name="status").then(
             on_runs, None, runs_outputs, api_name=False)  # the table follows the stage shown above it
         follow_btn.click(on_status, [job_id], [stage, published, timer], api_name=False).then(

@@ -96,6 +96,10 @@ def test_rehearsal_job_installs_the_uploaded_wheel_trains_and_publishes(jobs_hub
     files = jobs_hub.files(REPO)
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "metrics.json"} <= set(files)
     assert json.loads(files["metrics.json"])["template"] == "smollm2"
+    # the job pushed its last checkpoint on the side branch while training (`hf-ita launch --resume` reads it)
+    assert "checkpoint-2 inviato / pushed" in logs
+    assert "checkpoints/checkpoint-2/trainer_state.json" in jobs_hub.files(REPO, "hf-ita-checkpoints")
+    assert not [f for f in files if f.startswith("checkpoints/")]  # main holds only what `hf-ita push` published
     job_s = time.monotonic() - started
 
     cli_env = {**os.environ, "HF_ENDPOINT": jobs_hub.url, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1",

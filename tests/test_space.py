@@ -122,7 +122,10 @@ def test_launch_status_logs_cancel(fresh, capfd):
     client = fresh.client()
     msg, job_id, link, *_ = client.predict(**launch_args(fresh.module, epochs=2, lr=1e-4, lora_r=8, fl="l4x1"),
                                            api_name="/launch")
-    assert msg.startswith("✅") and "l4x1" in msg and "$0.80/h" in msg and "at most $6.40" in msg
+    # the 8 h default timeout is capped by the 8 h sign-in token (minus 15 min to push the last checkpoint)
+    # (a few seconds of the token's life went by since sign-in: 7 h 44 min once rounded down to minutes)
+    assert msg.startswith("✅") and "l4x1" in msg and "$0.80/h" in msg and re.search(r"at most \$6\.(19|20)", msg)
+    assert re.search(r"timeout capped to 7 h 4[45] min", plain(msg)) and "timeout ridotto a 7 h 4" in plain(msg)
     job = fresh.server.jobs[job_id]
     assert f"/jobs/mario/{job_id}" in link
 
@@ -362,3 +365,36 @@ def test_private_chat_model_needs_its_owner(fresh):
     _, _, status = fresh.client(signed_in=False).predict("Ciao", [], "mario/privato-gguf", "", 0.0, 40, 0.9, 1.0, 4,
                                                          api_name="/chat")
     assert status.startswith("❌") and "not found" in plain(status)
+
+
+def test_canceled_run_resumes_from_its_pushed_checkpoint(fresh, tmp_path, monkeypatch):
+    from hf_ita_plugin.hub.checkpoint_push import CheckpointUploader
+    from test_checkpoint_push import _checkpoint
+
+    fresh.server.queue_scenario(JobScenario(scheduling_s=0.1, log_lines=["passo"] * 2000, line_interval_s=0.05,
+                                            cancel_delay_s=0.1))
+    client = fresh.client()
+    msg, job_id, *_ = client.predict(**launch_args(fresh.module, fl="l4x1", out_repo="mario/resumable"), api_name="/launch")
+    assert msg.startswith("✅") and 464 * 60 <= fresh.server.jobs[job_id].spec["timeoutSeconds"] <= 465 * 60
+    fresh.server.wait_for_stage(job_id, ("RUNNING",))
+    msg, shown, *_ = client.predict(job_id, api_name="/resume")
+    assert msg.startswith("❌") and "only a canceled or failed run can be resumed" in plain(msg) and shown == job_id
+    client.predict(job_id, api_name="/cancel")
+    fresh.server.wait_for_stage(job_id, ("CANCELED",))
+    msg, *_ = client.predict(job_id, api_name="/resume")  # the run pushed nothing: nothing launched
+    assert msg.startswith("❌") and list(fresh.server.jobs) == [job_id]
+
+    # what `hf-ita train --push-checkpoints-to` in the job did before the cancel, with the job's token
+    launched = decode_job_config(fresh.server.jobs[job_id].spec["environment"])
+    monkeypatch.setenv("HF_TOKEN", GRADIO_MOCK_OAUTH_TOKEN)
+    CheckpointUploader("mario/resumable", config_yaml=launched.to_yaml(), private=True).upload(_checkpoint(tmp_path, 4), 4)
+    monkeypatch.undo()
+    msg, new_id, link, *_ = client.predict(job_id, api_name="/resume")
+    assert msg.startswith("✅") and "resumed from checkpoint-4" in plain(msg) and "timeout capped" in plain(msg)
+    assert new_id != job_id and "mario/resumable" in link
+    spec = fresh.server.jobs[new_id].spec
+    assert spec["flavor"] == "l4x1" and spec["timeoutSeconds"] <= 465 * 60 and spec["labels"]["hf-ita-via"] == "space"
+    script = spec["command"][-1]
+    assert "--resume-from-hub mario/resumable" in script and "--repo mario/resumable --private" in script
+    assert decode_job_config(spec["environment"]).to_dict() == launched.to_dict()
+    assert spec["secrets"] == {"HF_TOKEN": GRADIO_MOCK_OAUTH_TOKEN}

@@ -118,6 +118,9 @@ class TrainingConfig:
     eval_steps: int = 50
     save_steps: int = 50
     save_total_limit: int = 2
+    push_checkpoint_steps: int | None = None
+    """With ``hf-ita train --push-checkpoints-to`` (every HF Job): push a checkpoint every this many steps
+    (a save is forced there); ``null``: every saved checkpoint (``save_steps``)."""
     logging_steps: int = 5
     seed: int = 42
     report_to: str = "none"
@@ -420,6 +423,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "training.save_steps": (1, None),
     "training.logging_steps": (1, None),
     "training.save_total_limit": (1, None),
+    "training.push_checkpoint_steps": (1, None),
     "evaluation.max_length": (16, 131072),
     "evaluation.answer_prompts": (1, 80),
     "evaluation.answer_max_new_tokens": (8, 1024),

@@ -163,16 +163,38 @@ class JobsClient:
     # ------------------------------------------------------------------ launch & follow
     def launch(self, config: RunConfig, *, flavor: str | None = None, output_repo: str, private: bool = True,
                run_name: str | None = None, via: str = "cli", package: str | None = None,
-               image: str | None = None, timeout: str | None = None, force: bool = False) -> JobRun:
+               image: str | None = None, timeout: str | None = None, force: bool = False,
+               resume: bool = False) -> JobRun:
         """Validate and start a run; returns the job as the Hub reports it (usually SCHEDULING).
 
         ``flavor=None`` picks the cheapest GPU flavor that fits ``model.gpu_memory_gb``; a CPU flavor
-        for a non-embedded model needs ``force`` (see :meth:`pick_flavor`).
+        for a non-embedded model needs ``force`` (see :meth:`pick_flavor`). ``resume``: the job first
+        downloads the checkpoint ``output_repo``'s ``hf-ita-checkpoints`` branch holds and continues
+        from it (``config`` and ``private`` from :meth:`resume_config`).
         """
         hardware = self.pick_flavor(config, flavor, force=force)
         spec = build_job_spec(config, flavor=hardware.name, output_repo=output_repo, private=private,
-                              run_name=run_name, via=via, package=package, image=image, timeout=timeout)
+                              run_name=run_name, via=via, package=package, image=image, timeout=timeout, resume=resume)
         return self.submit(spec)
+
+    def resume_config(self, output_repo: str) -> tuple[RunConfig, int, bool]:
+        """What resuming ``output_repo`` launches: the run config pushed with its last checkpoint (the one
+        the run trained with, not a file on this machine), that checkpoint's step, and whether the repo
+        is private. HubError/JobsError when there is nothing to resume."""
+        import yaml
+
+        from ..hub.checkpoint_pull import pushed_checkpoint
+        from ..hub.checkpoint_push import CHECKPOINT_BRANCH
+
+        output_repo = validate_repo_id(output_repo, what="--repo")
+        pushed = pushed_checkpoint(output_repo, token=self._resolved_token(), endpoint=self.endpoint)
+        where = f"{output_repo}@{CHECKPOINT_BRANCH}/run_config.yaml"
+        if pushed.config_yaml is None:
+            raise JobsError(f"{where}: configurazione del run mancante / run config missing: cannot resume")
+        config = RunConfig.from_dict(yaml.safe_load(pushed.config_yaml), source=where)
+        with self._hub_errors(f"verifica del repo / repo check {output_repo}"):
+            private = bool(self._api.repo_info(output_repo).private)
+        return config, pushed.step, private
 
     def check_namespace(self, repo_id: str) -> None:
         """ConfigError unless this account may write to ``repo_id``'s namespace (before anything is sent)."""

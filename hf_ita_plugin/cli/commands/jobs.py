@@ -50,7 +50,10 @@ _LAUNCH_DESCRIPTION = ("Start an HF Job that installs hf-ita, trains with CONFIG
 
 def _add_launch(launch: argparse.ArgumentParser) -> None:
     """The arguments of ``hf-ita jobs launch`` (and of its alias ``hf-ita launch``)."""
-    launch.add_argument("config", help="YAML config file (the same one `hf-ita train` takes)")
+    launch.add_argument("config", nargs="?", help="YAML config file (the same one `hf-ita train` takes); none with --resume")
+    launch.add_argument("--resume", action="store_true",
+                        help="continue the run whose checkpoint --repo's hf-ita-checkpoints branch holds (pushed every "
+                        "training.push_checkpoint_steps steps and at timeout/cancel), with the config pushed with it")
     launch.add_argument("--flavor", help="hardware flavor, e.g. a10g-small (see `hf-ita jobs hardware`); default: the "
                         "cheapest GPU flavor with the model.gpu_memory_gb the config declares")
     launch.add_argument("--force", action="store_true",
@@ -63,7 +66,9 @@ def _add_launch(launch: argparse.ArgumentParser) -> None:
                         help="upload a local data.train file to this private dataset repo and train from it")
     launch.add_argument("--package", help="pip requirement installed in the job (default: this release, or $HF_ITA_PACKAGE_SPEC)")
     launch.add_argument("--image", help="Docker image with CUDA + PyTorch (default: a pytorch/pytorch CUDA runtime image)")
-    launch.add_argument("--timeout", default=None, help="maximum duration, e.g. 90m or 8h (default: 8h)")
+    launch.add_argument("--timeout", default=None, help="maximum duration, e.g. 90m or 8h (default: 8h); capped to the "
+                        "life left to your token when it is known (a `hf auth login` browser login records it; an "
+                        "HF_TOKEN or a classic access token does not, and is not capped)")
     launch.add_argument("--dry-run", action="store_true", help="validate and print the job spec, launch nothing")
     launch.add_argument("--follow", action="store_true", help="stream the logs until the job ends")
     launch.add_argument("--backend", choices=("hf-ita", "autotrain"), default="hf-ita",
@@ -88,22 +93,43 @@ def run_launch(args: argparse.Namespace) -> int:
     from ...errors import ConfigError, bilingual
     from ...jobs.client import build_job_spec, cost_line, is_local_source, timeout_cost_usd, validate_repo_id
 
-    config = RunConfig.from_yaml(args.config, args.overrides)
+    from ...jobs.token_life import cap_timeout, local_token_expiry
+
+    note = sys.stderr if args.dry_run else sys.stdout  # a dry run's stdout is the JSON spec alone
     client = _client()
+    if args.resume:
+        if args.config or args.overrides or args.data_repo or args.public:
+            raise ConfigError(bilingual("--resume usa la configurazione inviata con l'ultimo checkpoint",
+                                        "--resume uses the config pushed with the last checkpoint: pass no CONFIG, "
+                                        "--set, --data-repo or --public"))
+        repo = validate_repo_id(args.repo, what="--resume --repo")
+        config, step, private = client.resume_config(repo)
+        print(f"Ripresa / resume: checkpoint-{step} di / of {repo} (hf-ita-checkpoints)", file=note)
+    else:
+        if not args.config:
+            raise ConfigError(bilingual("manca il file di configurazione", "missing CONFIG (a YAML file)"),
+                              hint="hf-ita launch CONFIG, or hf-ita launch --resume --repo OWNER/NAME")
+        config = RunConfig.from_yaml(args.config, args.overrides)
+        private = not args.public
     hardware = client.pick_flavor(config, args.flavor, force=args.force)
     repo = args.repo or f"{client.username}/{Path(config.training.output_dir).name}"
     repo = validate_repo_id(repo, what="--repo")
+    timeout = cap_timeout(args.timeout, local_token_expiry())
+    if timeout.note:
+        print(timeout.note, file=note)
     if args.backend == "autotrain":
-        return _launch_autotrain(args, config, client, hardware, repo)
+        if args.resume:
+            raise ConfigError(bilingual("--resume riprende i run di hf-ita, non quelli di AutoTrain",
+                                        "--resume continues hf-ita runs, not AutoTrain ones"))
+        return _launch_autotrain(args, config, client, hardware, repo, timeout.timeout)
     data_repo = validate_repo_id(args.data_repo, what="--data-repo") if args.data_repo else None
     if data_repo and not is_local_source(config.data.train):
         raise ConfigError(bilingual(f"--data-repo carica un file locale, ma data.train è {config.data.train!r}",
                                     f"--data-repo uploads a local data.train file, but data.train is "
                                     f"{config.data.train!r}"))
     checked = config.with_overrides([f"data.train={data_repo}"]) if data_repo else config
-    spec = build_job_spec(checked, flavor=hardware.name, output_repo=repo, private=not args.public, run_name=args.name,
-                          via="cli", package=args.package, image=args.image, timeout=args.timeout)
-    note = sys.stderr if args.dry_run else sys.stdout  # a dry run's stdout is the JSON spec alone
+    spec = build_job_spec(checked, flavor=hardware.name, output_repo=repo, private=private, run_name=args.name,
+                          via="cli", package=args.package, image=args.image, timeout=timeout.timeout, resume=args.resume)
     print(f"Hardware: {hardware.label}" + ("" if args.flavor else " (default: the cheapest GPU that fits)"), file=note)
     print(f"Costo / cost: {cost_line(hardware, spec.timeout)}", file=note)
     if args.dry_run:
@@ -128,7 +154,7 @@ def run_launch(args: argparse.Namespace) -> int:
     return _follow(client, run.id)
 
 
-def _launch_autotrain(args: argparse.Namespace, config, client, hardware, repo: str) -> int:
+def _launch_autotrain(args: argparse.Namespace, config, client, hardware, repo: str, timeout: str | None) -> int:
     """``jobs launch --backend autotrain``: the run as AutoTrain's llm-sft job (see :mod:`hf_ita_plugin.jobs.autotrain`)."""
     import sys
 
@@ -140,7 +166,7 @@ def _launch_autotrain(args: argparse.Namespace, config, client, hardware, repo: 
         raise ConfigError(bilingual("--package/--image non valgono con --backend autotrain (usa l'immagine di AutoTrain)",
                                     "--package/--image do not apply to --backend autotrain (AutoTrain's own image runs)"))
     run, spec, notes = launch_autotrain(client, config, output_repo=repo, flavor=hardware.name, data_repo=args.data_repo,
-                                        run_name=args.name, via="cli", timeout=args.timeout, force=args.force,
+                                        run_name=args.name, via="cli", timeout=timeout, force=args.force,
                                         dry_run=args.dry_run)
     note = sys.stderr if args.dry_run else sys.stdout
     print(f"Hardware: {hardware.label}", file=note)

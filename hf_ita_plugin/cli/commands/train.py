@@ -14,6 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   description="Fine-tune a model with the ItalianSFT QLoRA recipe.")
     train.add_argument("config", help="YAML config file (see examples/)")
     _add_common(train)
+    _add_hub(train)
     train.set_defaults(func=run_train)
 
     quick = subparsers.add_parser(
@@ -35,6 +36,29 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add_set(parser)
 
 
+def _add_hub(parser: argparse.ArgumentParser) -> None:
+    hub = parser.add_argument_group("checkpoints on the Hub (what an HF Job launched by hf-ita does)")
+    hub.add_argument("--push-checkpoints-to", metavar="OWNER/NAME", help="push the newest complete checkpoint to "
+                     "this repo's hf-ita-checkpoints branch every training.push_checkpoint_steps steps and on SIGTERM "
+                     "(token: HF_TOKEN or your login)")
+    hub.add_argument("--push-private", action="store_true", help="create that repo private if it does not exist")
+    hub.add_argument("--resume-from-hub", metavar="OWNER/NAME", help="download the checkpoint this repo's "
+                     "hf-ita-checkpoints branch holds into the (new) OUTPUT_DIR and continue from it (implies --resume)")
+
+
+def _with_hub(recipe, args: argparse.Namespace) -> bool:
+    """Attach the Hub options to ``recipe``; returns whether training resumes (a pulled checkpoint)."""
+    if args.resume_from_hub:
+        from ...hub.checkpoint_pull import pull_checkpoint
+
+        pull_checkpoint(args.resume_from_hub, recipe.config.training.output_dir)
+    if args.push_checkpoints_to:
+        from ...hub.checkpoint_push import CheckpointPushCallback
+
+        recipe.callbacks.append(CheckpointPushCallback(args.push_checkpoints_to, recipe.config, private=args.push_private))
+    return bool(args.resume_from_hub) or args.resume
+
+
 def _overrides(args: argparse.Namespace) -> list[str]:
     extra = [f"training.output_dir={args.output_dir}"] if args.output_dir else []
     return list(args.overrides) + extra
@@ -43,7 +67,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     from ...training.recipe import ItalianSFT
 
-    ItalianSFT.from_yaml(args.config, _overrides(args)).train(resume=args.resume)
+    recipe = ItalianSFT.from_yaml(args.config, _overrides(args))
+    recipe.train(resume=_with_hub(recipe, args))
     return 0
 
 
