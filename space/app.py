@@ -60,6 +60,9 @@ HYPERPARAMETERS: dict[str, tuple[str, float, float]] = {
     "grad_accum": ("training.gradient_accumulation_steps", 1, 128),
 }
 _INT_PARAMS = {"lora_r", "lora_alpha", "max_seq_length", "batch_size", "grad_accum"}
+NO_EVALUATION = ("data.eval=null", "evaluation.before_after=false", "evaluation.bpb_text=null",
+                 "evaluation.response_loss=false", "evaluation.answer_quality=false")
+"""Overrides when the "evaluate" box is unticked: no held-out measurement before or after (a shorter, cheaper job)."""
 
 
 def _ok(text: str) -> str:
@@ -173,7 +176,7 @@ class SpaceBackend:
         return f"{client.username}/hf-ita-data-{digest}"
 
     def build_config(self, preset: str, model_id: str, data_source: str, dataset_id: str, values: dict[str, Any],
-                     max_steps: Any) -> RunConfig:
+                     max_steps: Any, evaluate: bool = True) -> RunConfig:
         """The RunConfig the form describes, every value checked with a message naming the field."""
         if preset not in list_presets():
             raise ConfigError(f"preset sconosciuto / unknown preset {preset!r}", hint=", ".join(list_presets()))
@@ -203,6 +206,8 @@ class SpaceBackend:
         if steps == 0 or steps < -1 or steps > 100_000:
             raise ConfigError(f"max_steps = {steps}: usa -1 (epoche) o da 1 a 100000 / use -1 (epochs) or 1..100000")
         overrides.append(f"training.max_steps={steps}")
+        if not evaluate:
+            overrides.extend(NO_EVALUATION)
         dataset_id = (dataset_id or "").strip()
         if data_source == DATA_HUB:
             try:
@@ -221,12 +226,12 @@ class SpaceBackend:
 
     # ------------------------------------------------------------------ train: actions
     def launch(self, preset, model_id, data_source, dataset_id, upload_path, uploaded_repo, values, max_steps, flavor,
-               output_repo, visibility, oauth_token) -> tuple[str, str, str]:
+               output_repo, visibility, oauth_token, evaluate: bool = True) -> tuple[str, str, str]:
         """Returns (message, job id, link markdown)."""
         try:
             client = self.client(oauth_token)
             client.whoami()  # signed out: say so first, before any other check
-            config = self.build_config(preset, model_id, data_source, dataset_id, values, max_steps)
+            config = self.build_config(preset, model_id, data_source, dataset_id, values, max_steps, evaluate)
             output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
             if visibility not in (VIS_PRIVATE, VIS_PUBLIC):
                 raise ConfigError(f"visibilità sconosciuta / unknown visibility {visibility!r}")
@@ -485,6 +490,9 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
                                                               label="Accumulo gradiente / grad. accumulation (1–128)", precision=0)
                             max_steps = gr.Number(-1, label="Passi max / max steps (-1 = epoche / epochs)", precision=0,
                                                   elem_id="max-steps")
+                        evaluate = gr.Checkbox(True, label="Valuta prima e dopo sui dati di verifica (job più lungo) / "
+                                                           "evaluate before and after on held-out data (longer job)",
+                                               elem_id="evaluate")
                         gr.Markdown("### 4. Hardware e output")
                         flavor = gr.Dropdown(hardware, value=backend.default_flavor(default_preset), allow_custom_value=True,
                                              label="Hardware (prezzo orario / price per hour)", elem_id="flavor")
@@ -589,14 +597,14 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
         dataset_id.input(on_dataset_typed, [dataset_id], [data_source], api_name=False)
 
         def on_launch(preset_name, model, source, ds_id, up_path, up_repo, epochs, lr, lora_r, lora_alpha, seq_len,
-                      batch, accum, steps, fl, out_repo, vis, oauth_token: gr.OAuthToken | None):
+                      batch, accum, steps, fl, out_repo, vis, evaluate, oauth_token: gr.OAuthToken | None):
             values = dict(zip(numbers, (epochs, lr, lora_r, lora_alpha, seq_len, batch, accum)))
             msg, jid, link = backend.launch(preset_name, model, source, ds_id, up_path, up_repo, values, steps, fl,
-                                            out_repo, vis, oauth_token)
+                                            out_repo, vis, oauth_token, evaluate)
             return msg, jid, link, "", "", "", gr.Timer(active=bool(jid))
 
         launch_inputs = [preset, model_id, data_source, dataset_id, upload, uploaded_repo, *numbers.values(), max_steps,
-                         flavor, output_repo, visibility]
+                         flavor, output_repo, visibility, evaluate]
         launch_event = launch_btn.click(on_launch, launch_inputs,
                                         [launch_msg, job_id, job_link, stage, published, logs, timer], api_name="launch")
 

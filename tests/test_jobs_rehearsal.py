@@ -1,22 +1,18 @@
 """A rehearsal of a real HF Job, end to end, on this machine (slow).
 
 The local Jobs server runs the job's actual command list as a subprocess, in a fresh virtualenv
-standing in for the job image: the packages the image would carry (torch, transformers, peft,
-bitsandbytes...) come from the shared environment through a ``.pth`` file pointing at a filtered
-copy of its site-packages, but hf-ita itself is NOT there: the job must install it from the wheel
-the launcher uploaded to the local Hub, by its resolve URL. No network, so pip runs with
-``PIP_NO_INDEX=1`` (every dependency is already satisfied). The token reaches the job only as its
-``HF_TOKEN`` secret. Then ``hf-ita pull`` and ``hf-ita gguf convert`` of the pushed repo must work.
+standing in for the job image (:mod:`job_image`): the packages the image would carry are there, but
+hf-ita itself is NOT: the job must install it from the wheel the launcher uploaded to the local Hub,
+by its resolve URL. The token reaches the job only as its ``HF_TOKEN`` secret. Then ``hf-ita pull``
+and ``hf-ita gguf convert`` of the pushed repo must work.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -24,47 +20,23 @@ import pytest
 
 from hf_ita_plugin.config import RunConfig
 from hf_ita_plugin.jobs.client import JobsClient, build_job_spec
-from jobs_server import JobScenario, hub_endpoint, jobs_hub  # noqa: F401 - fixtures
+from jobs_server import hub_endpoint, jobs_hub  # noqa: F401 - fixtures
 
+pytest_plugins = ("job_image",)  # its image venv fixture, built once per session for both job rehearsals
 pytestmark = pytest.mark.slow
 REPO = "mario/smol-ita-rehearsal"
 
 
-def _image_venv(root: Path) -> Path:
-    """A fresh virtualenv (no system site-packages) that sees the shared environment's packages
-    except hf-ita: a folder of links to every site-packages entry but hf_ita_plugin's, named by a .pth."""
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True)
-    shared = Path(sysconfig.get_paths()["purelib"])
-    carried = root / "image-site-packages"
-    carried.mkdir()
-    for entry in shared.iterdir():
-        if entry.name.lower().startswith(("hf_ita_plugin", "__editable__", "pip")) or entry.suffix == ".pth":
-            continue
-        (carried / entry.name).symlink_to(entry)
-    venv_site = next((root / "lib").glob("python3*/site-packages"))
-    for own in venv_site.iterdir():  # ensurepip's old setuptools would shadow the one torch asks for
-        if own.name.startswith(("setuptools", "_distutils_hack", "distutils-precedence")):
-            shutil.rmtree(own) if own.is_dir() else own.unlink()
-    (venv_site / "image-packages.pth").write_text(f"{carried}\n", encoding="utf-8")
-    return root / "bin"
-
-
-def test_rehearsal_job_installs_the_uploaded_wheel_trains_and_publishes(jobs_hub, hub_endpoint, tmp_path,
+def test_rehearsal_job_installs_the_uploaded_wheel_trains_and_publishes(jobs_hub, hub_endpoint, job_image, tmp_path,
                                                                         monkeypatch):
     started = time.monotonic()
     token = jobs_hub.add_token("mario")
     monkeypatch.setenv("HF_TOKEN", token)
-    bin_dir = _image_venv(tmp_path / "image")
     home = tmp_path / "home"
-    home.mkdir()
-    image_env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin", "HOME": str(home), "HF_HOME": str(home / "hf"),
-                 "HF_ENDPOINT": jobs_hub.url, "HF_HUB_DISABLE_XET": "1", "PIP_NO_INDEX": "1",
-                 "PIP_DISABLE_PIP_VERSION_CHECK": "1", "TMPDIR": str(tmp_path), "LANG": "C.UTF-8"}
-    before = subprocess.run([str(bin_dir / "python"), "-c", "import hf_ita_plugin"], env=image_env,
-                            cwd=tmp_path, capture_output=True, text=True)
+    image_env = job_image.env(jobs_hub.url, tmp_path)
+    before = job_image.run_python("import hf_ita_plugin", image_env, tmp_path)
     assert before.returncode != 0 and "No module named 'hf_ita_plugin'" in before.stderr
-    assert subprocess.run([str(bin_dir / "python"), "-c", "import torch, transformers, peft, bitsandbytes"],
-                          env=image_env, cwd=tmp_path, capture_output=True).returncode == 0
+    assert job_image.run_python("import torch, transformers, peft, bitsandbytes", image_env, tmp_path).returncode == 0
 
     config = RunConfig.from_preset("smollm2-135m-cpu", [
         "training.max_steps=2", "training.per_device_batch_size=2", "training.max_seq_length=256",
@@ -73,7 +45,7 @@ def test_rehearsal_job_installs_the_uploaded_wheel_trains_and_publishes(jobs_hub
     ])
     spec = build_job_spec(config, flavor="cpu-basic", output_repo=REPO, workdir=str(tmp_path / "job"))
     assert spec.wheel is not None and "resolve/main/wheels/" in spec.command[-1]
-    jobs_hub.queue_scenario(JobScenario(scheduling_s=0.1, execute_env=image_env, execute_cwd=str(tmp_path)))
+    jobs_hub.queue_scenario(job_image.scenario(jobs_hub.url, tmp_path, scheduling_s=0.1))
     client = JobsClient()
     run = client.submit(spec)
     job = jobs_hub.wait_for_stage(run.id, ("COMPLETED", "ERROR", "CANCELED"), timeout=1500)
@@ -82,15 +54,13 @@ def test_rehearsal_job_installs_the_uploaded_wheel_trains_and_publishes(jobs_hub
     assert token not in logs
     assert "Successfully installed hf-ita-plugin-0.1.0" in logs  # from the wheel URL, nothing else
     assert jobs_hub.count("resolve", "GET", repo_id="mario/hf-ita-wheels") >= 1
-    installed = subprocess.run([str(bin_dir / "python"), "-c", "import hf_ita_plugin; print(hf_ita_plugin.__file__)"],
-                               env=image_env, cwd=tmp_path, capture_output=True, text=True)
-    assert installed.stdout.startswith(str(tmp_path / "image" / "lib")), installed  # the wheel, in the image venv
+    installed = job_image.run_python("import hf_ita_plugin; print(hf_ita_plugin.__file__)", image_env, tmp_path)
+    assert installed.stdout.startswith(str(job_image.root / "lib")), installed  # the wheel, in the image venv
     # code installed from that wheel (a job, a deployed Space) launches its own jobs with the same URL
-    relaunch = subprocess.run([str(bin_dir / "python"), "-c",
-                               "from hf_ita_plugin.config import RunConfig; from hf_ita_plugin.jobs.spec import "
-                               "build_job_spec; s = build_job_spec(RunConfig.from_preset('smollm2-135m-cpu'), "
-                               "flavor='cpu-basic', output_repo='luigi/x'); print(s.wheel, s.command[-1])"],
-                              env=image_env, cwd=tmp_path, capture_output=True, text=True)
+    relaunch = job_image.run_python("from hf_ita_plugin.config import RunConfig; from hf_ita_plugin.jobs.spec import "
+                                    "build_job_spec; s = build_job_spec(RunConfig.from_preset('smollm2-135m-cpu'), "
+                                    "flavor='cpu-basic', output_repo='luigi/x'); print(s.wheel, s.command[-1])",
+                                    image_env, tmp_path)
     wheel_url = f"{jobs_hub.url}/mario/hf-ita-wheels/resolve/main/{spec.wheel.path_in_repo}"
     assert relaunch.stdout.startswith("None ") and f"'hf-ita-plugin[gpu] @ {wheel_url}'" in relaunch.stdout, relaunch
     files = jobs_hub.files(REPO)

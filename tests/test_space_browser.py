@@ -8,6 +8,7 @@ Debian's browser is used through ``executable_path``). Screenshots are kept as t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from jobs_server import GRADIO_MOCK_OAUTH_TOKEN, JobScenario, JobsHubServer, point_hub_client_at
 from test_space import SPACE_DIR, load_space_module
 
+pytest_plugins = ("job_image",)  # its image venv fixture, built once per session for both job rehearsals
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORT = {"width": 1280, "height": 900}
 """A laptop screen: what must be seen (status, errors, newest log lines) is checked inside it."""
@@ -280,3 +282,67 @@ def test_first_start_without_a_hub_login(page, tmp_path, artifacts):
             proc.terminate()
             proc.wait(timeout=30)
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+def _pick(page, dropdown, option) -> None:
+    """Choose ``option`` (a name or a pattern) in a Gradio dropdown, as a user does: open it, click the option."""
+    dropdown.click()
+    page.get_by_role("option", name=option, exact=isinstance(option, str)).click()
+
+
+def test_rehearsal_launched_from_the_space_completes_and_links_its_repo(app_url, page, artifacts, job_image, tmp_path):
+    """A signed-in user launches the embedded model on bundled data, a CPU flavor, 2 steps, no evaluation;
+    the local Jobs server really runs the job's command in the image stand-in (it installs the wheel,
+    trains, pushes); the page reaches COMPLETED, links the pushed repo and shows the newest log lines."""
+    url, server = app_url
+    started = time.monotonic()
+    server.queue_scenario(job_image.scenario(server.url, tmp_path, scheduling_s=0.1))
+    page.goto(url + "/login/huggingface")
+    page.wait_for_function(_js_text_includes("#who", "signed in as mario"))
+    _pick(page, page.get_by_label("Preset", exact=True), "smollm2-135m-cpu")
+    repo = "mario/smollm2-135m-cpu-ita"
+    page.wait_for_function(f"""() => {{ const e = document.querySelector('#output-repo textarea, #output-repo input');
+        return !!e && e.value === {repo!r}; }}""")  # the preset's own defaults are in: now change them
+    _pick(page, page.locator("#flavor input"), re.compile(r"^cpu-basic "))
+    assert page.input_value("#flavor input").startswith("cpu-basic ")
+    for field, value in ((page.locator("#max-steps input"), "2"), (page.get_by_label("Batch (1–128)", exact=True), "2")):
+        field.fill(value)
+        field.press("Enter")
+    page.locator("#evaluate input[type=checkbox]").uncheck()
+    assert page.get_by_label("Dati italiani inclusi (bundled)").is_checked()
+    page.screenshot(path=str(artifacts / "9-rehearsal-form.png"), full_page=True)
+
+    page.click("#launch")
+    page.wait_for_function(_js_text_includes("#launch-msg", "Job avviato / started"), timeout=300_000)
+    job = next(j for j in server.jobs.values() if j.labels.get("hf-ita-repo") == repo.replace("/", "--"))
+    assert job.spec["flavor"] == "cpu-basic" and job.spec["secrets"] == {"HF_TOKEN": GRADIO_MOCK_OAUTH_TOKEN}
+    from hf_ita_plugin.jobs.client import decode_job_config
+
+    config = decode_job_config(job.spec["environment"])
+    assert config.model.name_or_path is None and config.data.train == "bundled"  # embedded model, bundled data
+    assert config.training.max_steps == 2 and config.training.per_device_batch_size == 2
+    assert not config.evaluation.before_after and config.data.eval is None
+    page.wait_for_function("""() => ['COMPLETED', 'ERROR', 'CANCELED'].some(
+        s => (document.querySelector('#stage') || {innerText: ''}).innerText.includes(s))""", timeout=1_200_000)
+    logs = "\n".join(line for _, line in job.logs)
+    assert "COMPLETED" in page.inner_text("#stage"), logs[-4000:]
+    job_s = time.monotonic() - started
+    assert "Successfully installed hf-ita-plugin-0.1.0" in logs and GRADIO_MOCK_OAUTH_TOKEN not in logs
+
+    # the published repo is linked, at the local Hub, and holds the adapter the job pushed
+    page.wait_for_selector(f"#published a[href='{server.url}/{repo}']")
+    files = server.files(repo)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(files), sorted(files)
+    # the live log box ends with the job's newest lines (the push) and is scrolled to them
+    newest = job.logs[-1][1].strip()
+    page.wait_for_function(f"""() => {{ const t = document.querySelector('#logs textarea');
+        return !!t && t.value.trimEnd().endsWith({newest!r}); }}""")
+    shown = page.input_value("#logs textarea").rstrip().splitlines()
+    assert any("pubblicato / published" in line for line in shown[-8:]), shown[-8:]  # the push, on screen
+    time.sleep(0.5)
+    page.locator("#logs").scroll_into_view_if_needed()
+    assert newest_log_line_visible(page) and in_viewport(page, "#logs textarea")
+    page.wait_for_function(_js_text_includes("#runs", "Completato / completed"))
+    assert page.query_selector(f"#runs a[href='{server.url}/{repo}']")
+    page.screenshot(path=str(artifacts / "10-rehearsal-completed.png"))
+    print(f"\nrehearsal from the Space: job {job_s:.0f} s, test {time.monotonic() - started:.0f} s")
