@@ -33,6 +33,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUTPUT_DIR "
                         "(from step 0 when a crash left none complete; a finished run is not resumed: exit 2)")
     add_set(parser)
+    parser.add_argument("--num-processes", type=int, default=None, metavar="N",
+                        help="train with N processes through accelerate: one per GPU, or N CPU processes (gloo); "
+                             "the global batch is per-device batch x N x gradient accumulation")
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -43,15 +46,37 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     from ...training.recipe import ItalianSFT
 
-    ItalianSFT.from_yaml(args.config, _overrides(args)).train(resume=args.resume)
-    return 0
+    recipe = ItalianSFT.from_yaml(args.config, _overrides(args))
+    return _launch(recipe, args, ["train", args.config])
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
     from ...training.recipe import ItalianSFT
 
-    ItalianSFT.from_preset(QUICKSTART_PRESET, _overrides(args)).train(resume=args.resume)
-    return 0
+    recipe = ItalianSFT.from_preset(QUICKSTART_PRESET, _overrides(args))
+    return _launch(recipe, args, ["quickstart"])
+
+
+def _launch(recipe, args: argparse.Namespace, command: list[str]) -> int:
+    """Train here, or (``--num-processes N`` > 1, not already inside a launched run) the same command again
+    under ``accelerate launch`` with N processes."""
+    from ...training import distributed
+
+    n = args.num_processes
+    if n is None or distributed.is_distributed() or n == 1:
+        if n is not None and distributed.is_distributed() and n != distributed.world_size():
+            from ...errors import ConfigError, bilingual
+
+            raise ConfigError(bilingual(f"--num-processes {n} ma il run è stato lanciato con {distributed.world_size()} "
+                                        "processi", f"--num-processes {n} but this run was launched with "
+                                        f"{distributed.world_size()} processes", where="--num-processes"),
+                              hint="drop --num-processes when you launch with accelerate launch yourself")
+        recipe.train(resume=args.resume)
+        return 0
+    distributed.check_plan(recipe.config, n)  # readable errors before any process starts
+    argv = [*command, *(["--output-dir", args.output_dir] if args.output_dir else []),
+            *(["--resume"] if args.resume else []), *[a for item in args.overrides for a in ("--set", item)]]
+    return distributed.launch(argv, n)
 
 
 def run_presets(args: argparse.Namespace) -> int:
