@@ -171,7 +171,8 @@ class JobsClient:
         """
         hardware = self.pick_flavor(config, flavor, force=force)
         spec = build_job_spec(config, flavor=hardware.name, output_repo=output_repo, private=private,
-                              run_name=run_name, via=via, package=package, image=image, timeout=timeout)
+                              run_name=run_name, via=via, package=package, image=image, timeout=timeout,
+                              gpus=hardware.gpu_count)
         return self.submit(spec)
 
     def check_namespace(self, repo_id: str) -> None:
