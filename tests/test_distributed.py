@@ -61,7 +61,7 @@ def test_plans_that_work():
         "distributed.strategy=fsdp", "evaluation.before_after=false", "quantization.compute_dtype=bfloat16"]), 4, gpus=8)
 
 
-def test_global_batch_and_trainer_arguments(monkeypatch):
+def test_global_batch_and_trainer_arguments(monkeypatch, tmp_path):
     cfg = RunConfig.from_preset("mistral-7b", ["training.per_device_batch_size=3", "training.gradient_accumulation_steps=5",
                                                "distributed.strategy=fsdp", "distributed.fsdp_sharding=shard_grad_op"])
     assert distributed.global_batch(cfg, 4) == 60
@@ -70,8 +70,17 @@ def test_global_batch_and_trainer_arguments(monkeypatch):
     assert distributed.trainer_arguments(cfg) == {}  # one process: nothing changes
     monkeypatch.setenv("WORLD_SIZE", "4")
     args = distributed.trainer_arguments(cfg)
-    assert args["fsdp"] == "shard_grad_op auto_wrap" and args["ddp_find_unused_parameters"] is False
-    assert args["fsdp_config"]["use_orig_params"] is False and args["fsdp_config"]["cpu_ram_efficient_loading"] is True
+    assert args["fsdp"] is True and args["ddp_find_unused_parameters"] is False
+    fsdp = args["fsdp_config"]
+    assert fsdp["version"] == 1 and fsdp["reshard_after_forward"] == "shard_grad_op"
+    assert fsdp["use_orig_params"] is False and fsdp["cpu_ram_efficient_loading"] is True
+    # transformers takes these arguments as they are (its own validation, CPU arguments here)
+    from trl import SFTConfig
+
+    monkeypatch.delenv("WORLD_SIZE")
+    args.pop("use_cpu")
+    built = SFTConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, **args)
+    assert built.fsdp_config["use_orig_params"] is False and built.fsdp_config["reshard_after_forward"] == "shard_grad_op"
 
 
 def test_launch_command_reruns_the_same_cli_under_accelerate():

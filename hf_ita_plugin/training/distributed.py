@@ -203,20 +203,26 @@ def batch_line(config: RunConfig, processes: int | None = None) -> str:
 
 
 def trainer_arguments(config: RunConfig) -> dict[str, Any]:
-    """Extra ``TrainingArguments`` for a multi-process run: DDP, or FSDP with peft's FSDP-QLoRA settings
-    (``use_orig_params=False``, ``cpu_ram_efficient_loading``; the auto-wrap policy is peft's, set by
-    transformers for a peft model). Empty for one process."""
+    """Extra ``TrainingArguments`` for a multi-process run; empty for one process.
+
+    DDP, or FSDP with the settings peft documents for FSDP-QLoRA: FSDP1 (``version: 1``) with
+    ``use_orig_params=False`` (trainable LoRA and frozen base weights wrapped apart by peft's auto-wrap
+    policy, which transformers sets for a peft model), ``cpu_ram_efficient_loading`` and
+    ``sync_module_states`` (rank 0 loads, the others receive their shards). CPU offload stays off.
+    """
     if not is_distributed():
         return {}
     args: dict[str, Any] = {"ddp_find_unused_parameters": False, "use_cpu": _gpu_count() == 0}
     d = config.distributed
     if d.strategy == "fsdp":
-        args["fsdp"] = f"{d.fsdp_sharding} auto_wrap"
+        args["fsdp"] = True
         args["fsdp_config"] = {
+            "version": 1,
+            "reshard_after_forward": d.fsdp_sharding,  # FSDP1: the sharding strategy's name
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "cpu_ram_efficient_loading": True,
             "sync_module_states": True,
             "use_orig_params": False,
-            "offload_params": False,
             "activation_checkpointing": d.activation_checkpointing,
             "state_dict_type": "SHARDED_STATE_DICT",
         }
