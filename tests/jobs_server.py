@@ -77,6 +77,7 @@ HARDWARE = [
     ("a10g-large", "Nvidia A10G - large", "12 vCPU", "46 GB", ("A10G", "24 GB", "1"), 25000),
     ("a100-large", "Nvidia A100 - large", "12 vCPU", "142 GB", ("A100", "80 GB", "1"), 41667),
     ("h200", "Nvidia H200", "23 vCPU", "256 GB", ("H200", "141 GB", "1"), 83333),
+    ("a100x4", "4x Nvidia A100", "48 vCPU", "568 GB", ("A100", "320 GB", "4"), 166667),
 ]
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")

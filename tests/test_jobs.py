@@ -315,6 +315,27 @@ def test_cli_hardware(jobs_hub, mario, capsys):
     assert "a10g-small" in out and "$1.00/h" in out and "h200" in out
 
 
+def test_multi_gpu_flavor_trains_one_process_per_gpu(jobs_hub, mario, config_file, capsys):
+    client = JobsClient(mario)
+    hardware = {h.name: h for h in client.hardware()}
+    assert hardware["a100x4"].gpu_count == 4 and hardware["a100x4"].gpu_memory_gb == 80
+    assert "4 GPU (4 processi / processes)" in hardware["a100x4"].label
+    assert hardware["t4-small"].gpu_count == 1 and " 1 GPU " in hardware["t4-small"].label
+    assert hardware["cpu-basic"].gpu_count == 0 and "GPU" not in hardware["cpu-basic"].label
+    train = f"hf-ita train {JOB_WORKDIR}/config.yaml --output-dir {JOB_WORKDIR}/run"
+    many = client.launch(RunConfig.from_yaml(config_file), flavor="a100x4", output_repo="mario/smol-ita")
+    one = client.launch(RunConfig.from_yaml(config_file), flavor="t4-small", output_repo="mario/smol-ita")
+    script_many, script_one = (jobs_hub.jobs[run.id].spec["command"][-1] for run in (many, one))
+    assert f"{train} --num-processes 4\n" in script_many
+    assert f"{train}\n" in script_one and "--num-processes" not in script_one
+    assert cli_main(["jobs", "hardware"]) == 0
+    assert "a100x4 · 4x Nvidia A100 320 GB · 4 GPU (4 processi / processes)" in capsys.readouterr().out
+    assert cli_main(["jobs", "launch", str(config_file), "--flavor", "a100x4", "--repo", "mario/x", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "Hardware: a100x4" in captured.err and "4 GPU" in captured.err
+    assert "--num-processes 4" in json.loads(captured.out)["command"][-1]
+
+
 def test_config_env_is_plain_base64_yaml(config_file):
     spec = build_job_spec(RunConfig.from_yaml(config_file), flavor="cpu-basic", output_repo="mario/x")
     parsed = yaml.safe_load(base64.b64decode(spec.env[CONFIG_ENV]))

@@ -217,6 +217,15 @@ def test_default_hardware_is_the_cheapest_gpu_that_fits(fresh):
     assert fresh.server.jobs[job_id].spec["flavor"] == "l4x1"
 
 
+def test_flavor_dropdown_shows_gpu_count_and_a_multi_gpu_flavor_trains_per_gpu(fresh):
+    choices = dict((value, label) for label, value in fresh.app.backend.hardware_choices())
+    assert "4 GPU (4 processi / processes)" in choices["a100x4"] and " 1 GPU " in choices["t4-small"]
+    msg, job_id, *_ = fresh.client().predict(**launch_args(fresh.module, preset_name="mistral-7b", fl="a100x4"),
+                                             api_name="/launch")
+    assert msg.startswith("✅") and "4 GPU" in msg
+    assert "--num-processes 4" in fresh.server.jobs[job_id].spec["command"][-1]
+
+
 def test_completed_run_links_the_published_repo(fresh):
     fresh.server.queue_scenario(JobScenario(on_complete=publish_like_the_job(fresh.server)))
     client = fresh.client()

@@ -1,7 +1,7 @@
 """The run configuration: one typed schema shared by YAML files, the CLI and the Python API.
 
 A config is a tree of dataclasses (:class:`RunConfig` with ``model``, ``quantization``, ``lora``,
-``data``, ``training`` and ``evaluation`` sections). YAML files mirror that tree; a YAML file may
+``data``, ``training``, ``evaluation`` and ``distributed`` sections). YAML files mirror that tree; a YAML file may
 start from a packaged preset with ``preset: NAME``; ``--set section.key=value`` overrides any leaf.
 Every problem is reported as a :class:`~hf_ita_plugin.errors.ConfigError` naming the key, the file
 and the allowed values.
@@ -59,6 +59,9 @@ class QuantizationConfig:
     double_quant: bool = True
     compute_dtype: ComputeDtype = "auto"
     """``auto``: bfloat16 where the hardware supports it, float32 on CPU."""
+    quant_storage: Literal["auto", "uint8", "bfloat16", "float16", "float32"] = "auto"
+    """dtype the packed 4-bit weights are stored in: ``auto`` is ``uint8``, or the compute dtype under FSDP
+    (which shards only float tensors of one dtype)."""
 
 
 @dataclass
@@ -145,6 +148,18 @@ class EvaluationConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """How ``hf-ita train --num-processes N`` (or ``accelerate launch``) spreads a run over processes."""
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """``ddp``: every process holds the whole (4-bit) model; ``fsdp``: weights sharded across GPUs
+    (FSDP-QLoRA; GPU only)."""
+    fsdp_sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = "full_shard"
+    activation_checkpointing: bool = False
+    """FSDP only: recompute activations per wrapped block (FSDP's own, instead of ``training.gradient_checkpointing``)."""
+
+
+@dataclass
 class RunConfig:
     """A whole fine-tuning run."""
 
@@ -154,6 +169,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -460,6 +476,8 @@ def _check_ranges(obj: Any, *, path: str, source: str) -> None:
                                     "padding_free o padded",
                                     f"data.curriculum {obj.data.curriculum!r} needs training.batching padding_free "
                                     "or padded", where=_blame(source, "data.curriculum", "training.batching")), hint="packing regroups sequences across the whole dataset and loses the phase order")
+    if path == "":
+        _check_distributed(obj, source)
     if path == "training" and (obj.max_steps == 0 or obj.max_steps < -1):
         raise ConfigError(bilingual("training.max_steps deve essere -1 (usa num_epochs) o un numero positivo di passi",
                                     "training.max_steps must be -1 (use num_epochs) or a positive number of steps, "
@@ -487,3 +505,31 @@ def _check_training(obj: "TrainingConfig", source: str) -> None:
                                     if obj.output_dir.strip() else "training.output_dir is empty",
                                     where=_blame(source, "training.output_dir")),
                           hint="choose a new folder path for --output-dir / training.output_dir")
+
+
+def _check_distributed(obj: "RunConfig", source: str) -> None:
+    """Combinations of ``distributed`` with other sections that cannot work, whatever the hardware."""
+    d, q = obj.distributed, obj.quantization
+    if d.strategy != "fsdp":
+        if d.activation_checkpointing:
+            raise ConfigError(bilingual("distributed.activation_checkpointing vale solo con strategy fsdp",
+                                        "distributed.activation_checkpointing applies to strategy fsdp only",
+                                        where=_blame(source, "distributed.activation_checkpointing")),
+                              hint="with ddp use training.gradient_checkpointing")
+        return
+    wrong_storage = q.quant_storage == "uint8" or (q.compute_dtype != "auto" and q.quant_storage not in ("auto", q.compute_dtype))
+    if q.mode != "none" and wrong_storage:
+        raise ConfigError(bilingual(f"FSDP con pesi a 4 bit richiede quantization.quant_storage uguale al compute dtype "
+                                    f"({q.compute_dtype}), non {q.quant_storage}",
+                                    f"FSDP with 4-bit weights needs quantization.quant_storage equal to the compute dtype "
+                                    f"({q.compute_dtype}), got {q.quant_storage}",
+                                    where=_blame(source, "quantization.quant_storage", "distributed.strategy")),
+                          hint="set quantization.quant_storage: auto (FSDP shards only float tensors of one dtype)")
+    if d.activation_checkpointing and obj.training.gradient_checkpointing:
+        raise ConfigError(bilingual("FSDP: scegli distributed.activation_checkpointing oppure "
+                                    "training.gradient_checkpointing, non entrambi",
+                                    "FSDP: use distributed.activation_checkpointing or training.gradient_checkpointing, "
+                                    "not both (the blocks would be recomputed twice)",
+                                    where=_blame(source, "distributed.activation_checkpointing",
+                                                 "training.gradient_checkpointing")),
+                          hint="set training.gradient_checkpointing: false")

@@ -174,7 +174,8 @@ class JobsClient:
         """
         hardware = self.pick_flavor(config, flavor, force=force)
         spec = build_job_spec(config, flavor=hardware.name, output_repo=output_repo, private=private,
-                              run_name=run_name, via=via, package=package, image=image, timeout=timeout, resume=resume)
+                              run_name=run_name, via=via, package=package, image=image, timeout=timeout, resume=resume,
+                              gpus=hardware.gpu_count)
         return self.submit(spec)
 
     def resume_config(self, output_repo: str) -> tuple[RunConfig, int, bool]:

@@ -133,6 +133,8 @@ class Hardware:
     price_per_hour_usd: float
     gpu_memory_gb: float | None = None
     """Memory of one GPU in GB (the accelerator's total ``vram`` over its ``quantity``); ``None`` on CPU."""
+    gpu_count: int = 0
+    """How many GPUs the flavor has (the accelerator's ``quantity``): a run trains with one process per GPU."""
 
     @property
     def is_gpu(self) -> bool:
@@ -140,8 +142,10 @@ class Hardware:
 
     @property
     def label(self) -> str:
-        """One line for menus, e.g. ``a10g-small · 1x Nvidia A10G 24 GB · RAM 15 GB · $1.00/h``."""
-        parts = [self.name, self.accelerator or f"CPU {self.cpu}", f"RAM {self.ram}", f"${self.price_per_hour_usd:.2f}/h"]
+        """One line for menus, e.g. ``a10g-small · 1x Nvidia A10G 24 GB · 1 GPU · RAM 15 GB · $1.00/h``."""
+        gpus = [f"{self.gpu_count} GPU" + (f" ({self.gpu_count} processi / processes)" if self.gpu_count > 1 else "")]
+        parts = [self.name, self.accelerator or f"CPU {self.cpu}", *(gpus if self.is_gpu else []), f"RAM {self.ram}",
+                 f"${self.price_per_hour_usd:.2f}/h"]
         return " · ".join(parts)
 
     @classmethod
@@ -151,7 +155,8 @@ class Hardware:
         accelerator = f"{acc.quantity}x {acc.manufacturer} {acc.model} {acc.vram}".strip() if acc else None
         return cls(name=info.name, pretty_name=info.pretty_name, accelerator=accelerator, cpu=info.cpu, ram=info.ram,
                    price_per_hour_usd=round(float(info.unit_cost_usd) * per, 4),
-                   gpu_memory_gb=_per_gpu_gb(acc.vram, acc.quantity) if acc else None)
+                   gpu_memory_gb=_per_gpu_gb(acc.vram, acc.quantity) if acc else None,
+                   gpu_count=_count(acc.quantity) if acc else 0)
 
 
 def _per_gpu_gb(vram: str, quantity: str) -> float | None:
@@ -160,11 +165,15 @@ def _per_gpu_gb(vram: str, quantity: str) -> float | None:
     if not match:
         return None
     total = float(match.group(1)) * (1024 if (match.group(2) or "").upper() == "TB" else 1)
+    return round(total / _count(quantity), 2)
+
+
+def _count(quantity) -> int:
+    """The accelerator's ``quantity`` as a number of GPUs (at least 1; 1 when the Hub's text cannot be read)."""
     try:
-        count = max(1, int(str(quantity).strip() or 1))
+        return max(1, int(str(quantity).strip() or 1))
     except ValueError:
-        count = 1
-    return round(total / count, 2)
+        return 1
 
 
 # ---------------------------------------------------------------------------------- timeout & cost
@@ -291,6 +300,7 @@ def build_job_spec(
     timeout: str | None = None,
     workdir: str = JOB_WORKDIR,
     resume: bool = False,
+    gpus: int = 1,
 ) -> JobSpec:
     """The job that runs ``config`` remotely: install, ``hf-ita train``, ``hf-ita push output_repo``.
 
@@ -304,7 +314,7 @@ def build_job_spec(
 
     The config is checked for local paths (:func:`check_portable`); its ``training.output_dir`` is
     moved inside the container (``workdir``). No token is involved here: the launcher adds it as a
-    secret.
+    secret. On a flavor with ``gpus`` > 1 the run trains with one process per GPU (``--num-processes``).
     """
     output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
     if via not in VIA_VALUES:
@@ -323,7 +333,8 @@ def build_job_spec(
     repo = shlex.quote(output_repo)
     push = f"hf-ita push {run_dir} --repo {repo}" + (" --private" if private else "")
     train = (f"hf-ita train {shlex.quote(workdir)}/config.yaml --output-dir {run_dir} --push-checkpoints-to {repo}"
-             + (" --push-private" if private else "") + (f" --resume-from-hub {repo}" if resume else ""))
+             + (" --push-private" if private else "") + (f" --resume-from-hub {repo}" if resume else "")
+             + (f" --num-processes {int(gpus)}" if gpus > 1 else ""))
     script = "\n".join([
         "set -euo pipefail",
         *installs,

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,17 @@ def _dtype(value, *, training: bool = False):
     return resolve_compute_dtype(value, training=training) if isinstance(value, str) else value
 
 
-def quantization_config(quant_type: str = "nf4", *, double_quant: bool = True, compute_dtype="auto"):
-    """The ``BitsAndBytesConfig`` for 4-bit weights of ``quant_type`` (``nf4`` or ``fp4``)."""
+def quantization_config(quant_type: str = "nf4", *, double_quant: bool = True, compute_dtype="auto",
+                        quant_storage=None):
+    """The ``BitsAndBytesConfig`` for 4-bit weights of ``quant_type`` (``nf4`` or ``fp4``); ``quant_storage``
+    (a dtype or its name; None: uint8) is the dtype the packed weights are stored in (FSDP: the compute dtype)."""
     from transformers import BitsAndBytesConfig
 
     if quant_type not in QUANT_TYPES:
         raise ConfigError(f"quantization: serve nf4 o fp4 / expected nf4 or fp4, got {quant_type!r}")
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
-                              bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=_dtype(compute_dtype))
+                              bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=_dtype(compute_dtype),
+                              **({"bnb_4bit_quant_storage": _dtype(quant_storage)} if quant_storage else {}))
 
 
 def resolve_device(device: str | None) -> str | None:
@@ -69,6 +73,12 @@ def resolve_device(device: str | None) -> str | None:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _fsdp_ram_efficient_loading() -> bool:
+    from transformers.distributed.fsdp import is_fsdp_enabled
+
+    return is_fsdp_enabled()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -78,11 +88,12 @@ def load_base(name_or_path: str | Path, *, revision: str | None = None, quantiza
               double_quant: bool = True, compute_dtype: Any = "auto", dtype: Any = None, device: str | None = None,
               attn_implementation: str | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
               token: str | bool | None = None, training: bool = False, what: str | None = None,
-              hint: str | None = None):
+              hint: str | None = None, quant_storage: Any = None):
     """Load the causal LM ``name_or_path`` (local folder or Hub id at ``revision``).
 
     ``quantization`` ``nf4``/``fp4`` loads 4-bit weights with bitsandbytes (``compute_dtype``,
-    ``double_quant``), placed on the GPU when there is one, else the CPU; ``dtype`` defaults to
+    ``double_quant``, ``quant_storage``), placed on the GPU when there is one (this process's own,
+    ``$LOCAL_RANK``, in a multi-process run), else the CPU; ``dtype`` defaults to
     the compute dtype then. Without quantization ``dtype`` (a torch dtype, its name or ``auto``;
     None: transformers' default) and ``device`` (``cpu``, ``cuda``, ``auto``; None: where
     transformers puts it) apply. Weights must be safetensors unless ``allow_pickle``. A 4-bit model
@@ -104,9 +115,10 @@ def load_base(name_or_path: str | Path, *, revision: str | None = None, quantiza
 
         compute = _dtype(compute_dtype, training=training)
         kwargs["quantization_config"] = quantization_config(quantization, double_quant=double_quant,
-                                                            compute_dtype=compute)
+                                                            compute_dtype=compute, quant_storage=quant_storage)
         gpu = resolve_device(device or "auto") == "cuda" and torch.cuda.is_available()
-        kwargs["device_map"] = {"": 0} if gpu else {"": "cpu"}
+        if not (gpu and _fsdp_ram_efficient_loading()):  # else FSDP loads on rank 0 and shards itself
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))} if gpu else {"": "cpu"}
         kwargs["dtype"] = _dtype(dtype, training=training) or compute
     elif dtype is not None:
         kwargs["dtype"] = _dtype(dtype, training=training)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import atomic
+from . import distributed
 from .patches import training_patches
 from ..config import RunConfig
 from ..evaluation.compare import relative_change
@@ -192,6 +193,7 @@ class ItalianSFT:
                 compute_dtype=qcfg.compute_dtype, dtype=resolve_compute_dtype(qcfg.compute_dtype, training=True),
                 attn_implementation=self.attn_implementation(), allow_pickle=True,
                 trust_remote_code=self.config.model.trust_remote_code, training=True,
+                quant_storage=distributed.quant_storage(self.config),
                 hint="check model.name_or_path and that you have access to it",
             )
         from ..models import quant_layout
@@ -199,7 +201,8 @@ class ItalianSFT:
         quant_layout.for_training(model)  # before any evaluation can pack the 4-bit layers
         if getattr(model, "peft_config", None):
             return model  # already a PeftModel: train the adapter as given
-        if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+        if quantized and not distributed.uses_fsdp(self.config):  # FSDP keeps every weight in the storage dtype
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=train_cfg.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
@@ -262,11 +265,13 @@ class ItalianSFT:
 
         started = time.time()
         cfg = self.config
+        distributed.setup(cfg)  # a multi-process run: join the others before anything heavy
+        main = distributed.is_main()  # the only process that writes the output folder
         run = RunDir(cfg.training.output_dir)
         resume_from = _check_output_dir(run, resume)
-        if resume_from is not None:
+        if main and resume_from is not None:
             print(f"hf-ita: resuming from {resume_from.name}")
-        elif resume:
+        elif main and resume:
             print(f"hf-ita: --resume: no complete checkpoint in {run.checkpoints_dir} (the run stopped before its "
                   "first save finished): training starts again from step 0")
         set_seed(cfg.training.seed)
@@ -277,22 +282,29 @@ class ItalianSFT:
               f"{data.train_tokens} training tokens"
               + (f" ({data.dropped_truncated} dropped: answer truncated away)" if data.dropped_truncated else ""))
         model = self.load_model()
-        _print_trainable(model)
-
-        for leftover in run.remove_incomplete_checkpoints():
-            print(f"hf-ita: removed an incomplete checkpoint left by a crash: {leftover}")
-        run.record(run.CHECKPOINTS)
+        if main:
+            _print_trainable(model)
+            print(distributed.batch_line(cfg))
+            for leftover in run.remove_incomplete_checkpoints():
+                print(f"hf-ita: removed an incomplete checkpoint left by a crash: {leftover}")
+            run.record(run.CHECKPOINTS)
         eval_before = run.read_eval_before() if resume else None
-        if eval_before is None and cfg.evaluation.before_after:
+        if main and eval_before is None and cfg.evaluation.before_after:
             eval_before = self.evaluate(model, tokenizer, data, label="before")
             run.write_eval_before(eval_before)
+        distributed.barrier()  # the others wait while the main process evaluates
 
         trainer = self._build_trainer(model, tokenizer, data, run.checkpoints_dir)
         with training_patches():
             train_out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = train_out.metrics.get("train_runtime", 0.0)
+        full_state = distributed.full_state_dict(trainer)  # FSDP: every process gathers the shards
+        if not main:
+            distributed.barrier()  # until the main process has written the outputs
+            return _written_result(run)
 
-        eval_after = self.evaluate(model, tokenizer, data, label="after")
+        # under FSDP no process holds the whole model (distributed.check_plan requires before_after off)
+        eval_after = {} if full_state is not None else self.evaluate(model, tokenizer, data, label="after")
         history = trainer.state.log_history
         trained_tokens = _last_logged(history, "num_tokens")
 
@@ -326,7 +338,10 @@ class ItalianSFT:
                           for h in history if "loss" in h or "eval_loss" in h],
             wall_time_s=round(time.time() - started, 2),
         )
-        return self._write_outputs(run, model, tokenizer, metrics)
+        try:
+            return self._write_outputs(run, model, tokenizer, metrics, state_dict=full_state)
+        finally:
+            distributed.barrier()
 
     # ------------------------------------------------------------------ internals
     def _build_trainer(self, model, tokenizer, data: PreparedData, ckpt_dir: Path):
@@ -335,13 +350,13 @@ class ItalianSFT:
         return build_trainer(self.config, model, tokenizer, data.train, data.eval, ckpt_dir,
                              callbacks=self.callbacks, sequential=bool(data.phases))
 
-    def _write_outputs(self, run: RunDir, model, tokenizer, metrics: RunMetrics) -> TrainResult:
+    def _write_outputs(self, run: RunDir, model, tokenizer, metrics: RunMetrics, *, state_dict=None) -> TrainResult:
         from ..models.weights import verify_weights_dir
         from .plotting import plot_loss_curve
 
         run.record(run.ADAPTER, run.CONFIG, run.LOSS_CURVE, run.METRICS, run.CARD)
         with atomic.atomic_directory(run.adapter_dir, overwrite=True) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
             tokenizer.save_pretrained(tmp)
             verify_weights_dir(tmp)  # only whole weights are reported as written
         config_path = run.write_config(self.config)
@@ -356,6 +371,11 @@ class ItalianSFT:
         result = TrainResult(run.path, run.adapter_dir, metrics_path, config_path, loss_path, metrics.to_dict())
         print_summary(result)
         return result
+
+
+def _written_result(run: RunDir) -> TrainResult:
+    """What a process other than the main one returns: the paths the main one wrote."""
+    return TrainResult(run.path, run.adapter_dir, run.metrics_path, run.config_path, run.loss_curve_path)
 
 
 def _phase_sizes(phase_names: list[str | None]) -> list[tuple[str, int]]:
@@ -450,6 +470,7 @@ def _hardware() -> dict[str, Any]:
     info = describe()
     info.pop("load_average", None)  # a property of the moment, not of the machine
     info["cpu_threads"] = info.pop("torch_threads", None)
+    info["processes"] = distributed.world_size()
     return info
 
 

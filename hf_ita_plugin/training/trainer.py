@@ -6,6 +6,7 @@ masks anything. Batching follows ``training.batching`` (padding-free, BFD packin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -17,6 +18,7 @@ from transformers import TrainerCallback
 from ..config import RunConfig
 from ..models.loader import resolve_compute_dtype
 from ..utils import atomic
+from . import distributed
 
 
 class SkipFinalEval(TrainerCallback):
@@ -41,6 +43,8 @@ class AtomicCheckpoints:
     not load. Here each checkpoint is written into a temporary folder beside it
     (``.checkpoint-N.hf-ita-PID-….tmp``, cleared by the next run once this process is gone) and
     renamed into place when the trainer has written its last file; old checkpoints are then rotated.
+    In a multi-process run the main process makes the folder and renames it; the others write their
+    own parts of the checkpoint (their RNG state, FSDP shards) into the same folder.
     """
 
     _hf_ita_staging: Path | None = None
@@ -54,14 +58,16 @@ class AtomicCheckpoints:
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
         final = Path(super()._get_output_dir(trial))
-        final.mkdir(parents=True, exist_ok=True)
+        if self.args.should_save:
+            final.mkdir(parents=True, exist_ok=True)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        with atomic.temp_directory(final, name) as staging:
+        with _shared_staging(final, name, self.args.should_save) as staging:
             self._hf_ita_staging = staging
             try:
                 super()._save_checkpoint(model, trial)
             finally:
                 self._hf_ita_staging = None
+            distributed.barrier()  # every process has written its part
             if self.args.should_save:
                 atomic.normal_permissions(staging / name)
                 target = final / name
@@ -71,6 +77,17 @@ class AtomicCheckpoints:
         if self.args.should_save:
             rotate_checkpoints(output_dir=str(final), save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+
+@contextlib.contextmanager
+def _shared_staging(final: Path, name: str, main: bool):
+    """The main process's temporary checkpoint folder, its path told to every process."""
+    if not main:
+        yield Path(distributed.broadcast(None))
+        return
+    with atomic.temp_directory(final, name) as staging:
+        distributed.broadcast(str(staging))
+        yield staging
 
 
 @functools.cache
@@ -130,6 +147,8 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
     # transformers accepts bf16 on a CPU (native on AVX512-BF16/AMX) only when told it is a CPU run
     cpu_bf16 = compute_dtype.endswith("bfloat16") and not torch.cuda.is_available()
     has_eval = bool(eval_rows)
+    multi = distributed.trainer_arguments(config)  # DDP or FSDP settings; empty for one process
+    multi_cpu = multi.pop("use_cpu", False)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         # sequences are already truncated by tokenize_conversation; packing uses it as block size
@@ -155,7 +174,7 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
         report_to=t.report_to,
         activation_checkpointing=False,  # already set up on the model (prepare_model_for_kbit_training)
         bf16=compute_dtype.endswith("bfloat16"),
-        use_cpu=cpu_bf16,
+        use_cpu=cpu_bf16 or multi_cpu,
         fp16=compute_dtype.endswith("float16") and not compute_dtype.endswith("bfloat16"),
         padding_free=batching == "padding_free",
         packing=batching == "packed",
@@ -169,6 +188,7 @@ def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str
         include_num_input_tokens_seen="no",
         # curriculum: the rows are already in phase order, feed them as they are
         train_sampling_strategy="sequential" if sequential else "random",
+        **multi,
     )
     train_ds = Dataset.from_list(train_rows)
     eval_ds = Dataset.from_list(eval_rows) if has_eval else None

@@ -129,7 +129,8 @@ def run_launch(args: argparse.Namespace) -> int:
                                     f"{config.data.train!r}"))
     checked = config.with_overrides([f"data.train={data_repo}"]) if data_repo else config
     spec = build_job_spec(checked, flavor=hardware.name, output_repo=repo, private=private, run_name=args.name,
-                          via="cli", package=args.package, image=args.image, timeout=timeout.timeout, resume=args.resume)
+                          via="cli", package=args.package, image=args.image, timeout=timeout.timeout, resume=args.resume,
+                          gpus=hardware.gpu_count)
     print(f"Hardware: {hardware.label}" + ("" if args.flavor else " (default: the cheapest GPU that fits)"), file=note)
     print(f"Costo / cost: {cost_line(hardware, spec.timeout)}", file=note)
     if args.dry_run:

@@ -34,6 +34,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUTPUT_DIR "
                         "(from step 0 when a crash left none complete; a finished run is not resumed: exit 2)")
     add_set(parser)
+    parser.add_argument("--num-processes", type=int, default=None, metavar="N",
+                        help="train with N processes through accelerate: one per GPU, or N CPU processes (gloo); "
+                             "the global batch is per-device batch x N x gradient accumulation")
 
 
 def _add_hub(parser: argparse.ArgumentParser) -> None:
@@ -46,17 +49,23 @@ def _add_hub(parser: argparse.ArgumentParser) -> None:
                      "hf-ita-checkpoints branch holds into the (new) OUTPUT_DIR and continue from it (implies --resume)")
 
 
-def _with_hub(recipe, args: argparse.Namespace) -> bool:
-    """Attach the Hub options to ``recipe``; returns whether training resumes (a pulled checkpoint)."""
-    if args.resume_from_hub:
+def _pull_from_hub(recipe, args: argparse.Namespace) -> bool:
+    """``--resume-from-hub``: download the pushed checkpoint into OUTPUT_DIR (once, before any process
+    starts); returns whether training resumes."""
+    if getattr(args, "resume_from_hub", None):
         from ...hub.checkpoint_pull import pull_checkpoint
 
         pull_checkpoint(args.resume_from_hub, recipe.config.training.output_dir)
-    if args.push_checkpoints_to:
+        return True
+    return args.resume
+
+
+def _push_to_hub(recipe, args: argparse.Namespace) -> None:
+    """``--push-checkpoints-to``: attach the checkpoint push callback (it pushes from the main process only)."""
+    if getattr(args, "push_checkpoints_to", None):
         from ...hub.checkpoint_push import CheckpointPushCallback
 
         recipe.callbacks.append(CheckpointPushCallback(args.push_checkpoints_to, recipe.config, private=args.push_private))
-    return bool(args.resume_from_hub) or args.resume
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -68,15 +77,40 @@ def run_train(args: argparse.Namespace) -> int:
     from ...training.recipe import ItalianSFT
 
     recipe = ItalianSFT.from_yaml(args.config, _overrides(args))
-    recipe.train(resume=_with_hub(recipe, args))
-    return 0
+    return _launch(recipe, args, ["train", args.config])
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
     from ...training.recipe import ItalianSFT
 
-    ItalianSFT.from_preset(QUICKSTART_PRESET, _overrides(args)).train(resume=args.resume)
-    return 0
+    recipe = ItalianSFT.from_preset(QUICKSTART_PRESET, _overrides(args))
+    return _launch(recipe, args, ["quickstart"])
+
+
+def _launch(recipe, args: argparse.Namespace, command: list[str]) -> int:
+    """Train here, or (``--num-processes N`` > 1, not already inside a launched run) the same command again
+    under ``accelerate launch`` with N processes."""
+    from ...training import distributed
+
+    n = args.num_processes
+    resume = args.resume if distributed.is_distributed() else _pull_from_hub(recipe, args)
+    if n is None or distributed.is_distributed() or n == 1:
+        if n is not None and distributed.is_distributed() and n != distributed.world_size():
+            from ...errors import ConfigError, bilingual
+
+            raise ConfigError(bilingual(f"--num-processes {n} ma il run è stato lanciato con {distributed.world_size()} "
+                                        "processi", f"--num-processes {n} but this run was launched with "
+                                        f"{distributed.world_size()} processes", where="--num-processes"),
+                              hint="drop --num-processes when you launch with accelerate launch yourself")
+        _push_to_hub(recipe, args)
+        recipe.train(resume=resume)
+        return 0
+    distributed.check_plan(recipe.config, n)  # readable errors before any process starts
+    push = getattr(args, "push_checkpoints_to", None)
+    argv = [*command, *(["--output-dir", args.output_dir] if args.output_dir else []),
+            *(["--resume"] if resume else []), *[a for item in args.overrides for a in ("--set", item)],
+            *(["--push-checkpoints-to", push] if push else []), *(["--push-private"] if push and args.push_private else [])]
+    return distributed.launch(argv, n)
 
 
 def run_presets(args: argparse.Namespace) -> int:
