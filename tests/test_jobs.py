@@ -326,8 +326,9 @@ def test_multi_gpu_flavor_trains_one_process_per_gpu(jobs_hub, mario, config_fil
     many = client.launch(RunConfig.from_yaml(config_file), flavor="a100x4", output_repo="mario/smol-ita")
     one = client.launch(RunConfig.from_yaml(config_file), flavor="t4-small", output_repo="mario/smol-ita")
     script_many, script_one = (jobs_hub.jobs[run.id].spec["command"][-1] for run in (many, one))
-    assert f"{train} --num-processes 4\n" in script_many
-    assert f"{train}\n" in script_one and "--num-processes" not in script_one
+    pushes = " --push-checkpoints-to mario/smol-ita --push-private"
+    assert f"{train}{pushes} --num-processes 4 &\n" in script_many
+    assert f"{train}{pushes} &\n" in script_one and "--num-processes" not in script_one
     assert cli_main(["jobs", "hardware"]) == 0
     assert "a100x4 · 4x Nvidia A100 320 GB · 4 GPU (4 processi / processes)" in capsys.readouterr().out
     assert cli_main(["jobs", "launch", str(config_file), "--flavor", "a100x4", "--repo", "mario/x", "--dry-run"]) == 0
