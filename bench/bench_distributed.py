@@ -104,12 +104,7 @@ def main() -> int:
             runs.append(measure(processes, args.steps, args.batch, args.seq))
     report = {"bench": "distributed", "steps": args.steps, "global_batch": args.batch * 2, "seq": args.seq,
               "repeats": args.repeats, "summary": summarize(runs), "runs": runs}
-    if args.results_dir:
-        common.RESULTS = Path(args.results_dir)
-    path = common.save_result("distributed", report, load_before=load_before)
-    print(f"results: {path}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in report.items() if k != "runs"}))
-    print_table(report)
+    common.publish("distributed", report, print_table, load_before=load_before, results_dir=args.results_dir)
     return 0
 
 

@@ -347,14 +347,10 @@ def main() -> int:
         print(json.dumps(measure_variant(Path(args.checkpoint), args.variant, args.seq, args.batch, args.steps,
                                          args.warmup, args.toy)))
         return 0
-    if args.results_dir:
-        common.RESULTS = Path(args.results_dir)
     load_before = common.load_now()
     report = {"bench": "gpu", **run_all(args)}
-    path = common.save_result("gpu-toy" if args.toy else "gpu", report, load_before=load_before)
-    print(f"results: {path}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in report.items() if k != "runs"}))
-    print_table(report)
+    common.publish("gpu-toy" if args.toy else "gpu", report, print_table, load_before=load_before,
+                   results_dir=args.results_dir)
     return 0
 
 

@@ -52,6 +52,22 @@ def save_result(name: str, result: dict, *, load_before: list[float] | None = No
     return write_json(RESULTS / f"{name}.json", payload)
 
 
+def publish(name: str, report: dict, print_table, *, load_before: list[float] | None = None,
+            results_dir: str | None = None) -> Path:
+    """Save ``report`` as ``NAME.json`` (in ``results_dir`` when given), then print its JSON line (without
+    the per-run details) and its table (``print_table(report)``); returns the path written."""
+    import sys
+
+    global RESULTS
+    if results_dir:
+        RESULTS = Path(results_dir)
+    path = save_result(name, report, load_before=load_before)
+    print(f"results: {path}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in report.items() if k != "runs"}))
+    print_table(report)
+    return path
+
+
 def read_results() -> dict[str, dict]:
     """Every committed result by name."""
     return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("*.json"))}

@@ -110,12 +110,22 @@ def data_rows(r: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def distributed_rows(r: dict) -> list[tuple[str, str, str]]:
+    s = r["summary"]
+    one, two = s["one_process"], s["two_processes"]
+    return [(f"2 CPU processes (gloo) vs 1, same global batch {r['global_batch']} x {r['seq']} tokens, {r['steps']} steps, "
+             f"{r['repeats']} alternating repeats (medians)",
+             f"{two['tokens_per_s']} vs {one['tokens_per_s']} tokens/s ({s['ratio_tokens_per_s']}x); final loss "
+             f"{two['final_loss']} vs {one['final_loss']}, largest per-step loss difference {s['max_step_loss_rel_diff']}",
+             "same loss (about 1x expected on 2 cores)")]
+
+
 def quickstart_rows(r: dict) -> list[tuple[str, str, str]]:
     return recipe_rows(r) + answer_rows(r)
 
 
 EXTRACTORS = {"recipe": quickstart_rows, "recipe-throughput": recipe_rows, "recipe-quickstart": quickstart_rows,
-              "templates": templates_rows, "data": data_rows, "chat": chat_rows, "hub_push": hub_rows}
+              "templates": templates_rows, "data": data_rows, "distributed": distributed_rows, "chat": chat_rows, "hub_push": hub_rows}
 
 
 def table() -> str:
