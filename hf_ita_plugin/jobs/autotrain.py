@@ -17,14 +17,12 @@ import base64
 import json
 import re
 import shlex
-from pathlib import Path
-
 import tempfile
+from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import ConfigError, bilingual
-from .spec import APP_LABEL, DEFAULT_TIMEOUT, LABEL_REPO, LABEL_VIA, TOKEN_SECRET, VIA_VALUES, JobSpec, is_local_source, \
-    parse_timeout, run_name_for, sanitize_label, validate_repo_id
+from .spec import TOKEN_SECRET, JobSpec, is_local_source, job_identity, validate_repo_id
 
 AUTOTRAIN_IMAGE = "huggingface/autotrain-advanced:latest"
 """AutoTrain Advanced's own Docker image (CUDA torch, autotrain, its pinned transformers/peft/trl)."""
@@ -67,7 +65,8 @@ def build_autotrain_job_spec(config: RunConfig, *, flavor: str, output_repo: str
     """
     from ..bridges.autotrain import autotrain_config
 
-    output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
+    output_repo, identity = job_identity(output_repo, flavor=flavor, via=via, run_name=run_name, timeout=timeout,
+                                         labels={LABEL_BACKEND: "autotrain"})
     data_repo = validate_repo_id(data_repo, what="--data-repo")
     owner, name = output_repo.split("/")
     if not _PROJECT.match(name):
@@ -75,9 +74,6 @@ def build_autotrain_job_spec(config: RunConfig, *, flavor: str, output_repo: str
             f"il nome {name!r} non va bene per AutoTrain (lettere, cifre e trattini, al massimo 50)",
             f"AutoTrain names the repo after its project: {name!r} must be letters, digits and hyphens, at most 50",
             where="--repo"), hint="e.g. --repo mario/smollm2-ita-autotrain")
-    if via not in VIA_VALUES:
-        raise ConfigError(bilingual("valore di via non valido", f"via must be one of {', '.join(VIA_VALUES)}, got {via!r}"))
-    parse_timeout(timeout)
     export = autotrain_config(config, data_repo=data_repo)
     export.config["project_name"] = name
     yaml_text = export.to_yaml(source="hf-ita jobs launch --backend autotrain")
@@ -89,18 +85,13 @@ def build_autotrain_job_spec(config: RunConfig, *, flavor: str, output_repo: str
         'python -c "import autotrain; print(\'autotrain\', autotrain.__version__)" || true',
         f"autotrain --config {shlex.quote(CONFIG_PATH)}",
     ])
-    labels = {APP_LABEL: "1", LABEL_REPO: output_repo.replace("/", "--"), LABEL_VIA: via, LABEL_BACKEND: "autotrain"}
     spec = JobSpec(
         image=image or AUTOTRAIN_IMAGE,
         command=["bash", "-c", script],
         env={AUTOTRAIN_CONFIG_ENV: base64.b64encode(yaml_text.encode("utf-8")).decode("ascii"), "HF_USERNAME": owner,
              "PYTHONUNBUFFERED": "1"},
         secret_names=(TOKEN_SECRET,),
-        flavor=flavor,
-        labels=labels,
-        name=sanitize_label(run_name) if run_name else run_name_for(output_repo),
-        timeout=str(timeout).strip() if timeout not in (None, "") else DEFAULT_TIMEOUT,
-        output_repo=output_repo,
+        **identity,
         private=True,
     )
     return spec, export.unsupported

@@ -316,11 +316,7 @@ def build_job_spec(
     moved inside the container (``workdir``). No token is involved here: the launcher adds it as a
     secret. On a flavor with ``gpus`` > 1 the run trains with one process per GPU (``--num-processes``).
     """
-    output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
-    if via not in VIA_VALUES:
-        raise ConfigError(bilingual("valore di via non valido", f"via must be one of {', '.join(VIA_VALUES)}, got {via!r}"))
-    if not flavor or not isinstance(flavor, str):
-        raise ConfigError("manca l'hardware / missing hardware flavor", hint="e.g. a10g-small (see `hf-ita jobs hardware`)")
+    output_repo, identity = job_identity(output_repo, flavor=flavor, via=via, run_name=run_name, timeout=timeout)
     check_portable(config)
     run_dir = f"{workdir}/run"
     config = dataclasses.replace(config, training=dataclasses.replace(config.training, output_dir=run_dir))
@@ -343,23 +339,36 @@ def build_job_spec(
         *forward_sigterm(train),
         push,
     ])
-    parse_timeout(timeout)  # a ConfigError before anything is sent
-    name = sanitize_label(run_name) if run_name else run_name_for(output_repo)
-    labels = {APP_LABEL: "1", LABEL_REPO: output_repo.replace("/", "--"), LABEL_VIA: via}
     return JobSpec(
         image=image or DEFAULT_IMAGE,
         command=["bash", "-c", script],
         env={CONFIG_ENV: base64.b64encode(yaml_text.encode("utf-8")).decode("ascii"), "PYTHONUNBUFFERED": "1"},
         secret_names=(TOKEN_SECRET,),
-        flavor=flavor,
-        labels=labels,
-        name=name,
-        timeout=str(timeout).strip() if timeout not in (None, "") else DEFAULT_TIMEOUT,
-        output_repo=output_repo,
+        **identity,
         private=private,
         wheel=wheel,
         wheel_namespace=output_repo.split("/")[0] if wheel else None,
     )
+
+
+def job_identity(output_repo: str, *, flavor: str, via: str, run_name: str | None, timeout: str | None,
+                 labels: dict[str, str] | None = None) -> tuple[str, dict]:
+    """What every hf-ita job carries whatever trains in it, checked before anything is sent: the output
+    repo id (validated) and the :class:`JobSpec` fields ``flavor``, ``labels`` (hf-ita's own plus
+    ``labels``), ``name`` and ``timeout`` (default :data:`DEFAULT_TIMEOUT`), ``output_repo``."""
+    output_repo = validate_repo_id(output_repo, what="repo di output / output repo")
+    if via not in VIA_VALUES:
+        raise ConfigError(bilingual("valore di via non valido", f"via must be one of {', '.join(VIA_VALUES)}, got {via!r}"))
+    if not flavor or not isinstance(flavor, str):
+        raise ConfigError("manca l'hardware / missing hardware flavor", hint="e.g. a10g-small (see `hf-ita jobs hardware`)")
+    parse_timeout(timeout)
+    return output_repo, {
+        "flavor": flavor,
+        "labels": {APP_LABEL: "1", LABEL_REPO: output_repo.replace("/", "--"), LABEL_VIA: via, **(labels or {})},
+        "name": sanitize_label(run_name) if run_name else run_name_for(output_repo),
+        "timeout": str(timeout).strip() if timeout not in (None, "") else DEFAULT_TIMEOUT,
+        "output_repo": output_repo,
+    }
 
 
 def forward_sigterm(command: str) -> list[str]:
