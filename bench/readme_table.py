@@ -22,6 +22,14 @@ def _pct(x) -> str:
     return f"{x:+.1%}" if isinstance(x, (int, float)) else "-"
 
 
+def _quickstart_name(q: dict) -> str:
+    """How the rows name a quickstart: by its command, and by its model when not the default one."""
+    model = q.get("model", "smollm2-135m")
+    name = "quickstart (`make demo`)" if model == "smollm2-135m" else f"{model} quickstart (`make demo-gemma`)"
+    path = (q.get("cpu_path") or {}).get("name")
+    return name if not path else f"{name.split(' (')[0]} down the {path} CPU path (fp32, padding-free, torch and oneDNN capped at AVX2)"
+
+
 def recipe_rows(r: dict) -> list[tuple[str, str, str]]:
     rows = []
     t = r.get("throughput")
@@ -45,10 +53,10 @@ def recipe_rows(r: dict) -> list[tuple[str, str, str]]:
         runs = q.get("runs", [q])
         changes = ", ".join(_pct(x["response_loss_change"]) for x in runs)
         walls = ", ".join(f"{x['wall_time_s']:.0f}" for x in runs)
-        rows.append((f"quickstart (`make demo`): held-out response loss change, {len(runs)} fresh runs",
+        rows.append((f"{_quickstart_name(q)}: held-out response loss change, {len(runs)} fresh runs",
                      f"**{changes}** ({runs[0]['response_loss_before']} -> {runs[0]['response_loss_after']}); "
                      f"prose bits/byte {', '.join(_pct(x['bpb_change']) for x in runs)}", "<= -10%; not worse"))
-        rows.append(("quickstart wall time, s (2 cores)", walls, "< 900"))
+        rows.append((f"{_quickstart_name(q).split(' (')[0]} wall time, s (2 cores)", walls, "< 900"))
     return rows
 
 
@@ -83,14 +91,15 @@ def answer_rows(r: dict) -> list[tuple[str, str, str]]:
     for suffix, label in (("", "with the Italian system prompt"), ("_no_system", "without a system prompt")):
         cells = []
         for key, name in (("italian_rate", "Italian answers"), ("dictionary_rate", "dictionary words"),
-                          ("loop_rate", "answers in a loop")):
+                          ("loop_rate", "answers in a loop"), ("echo_rate", "answers repeating the prompt")):
             k = key + suffix
             if k in before or k in after:
                 cells.append(f"{name} {before.get(k, '-')} -> {after.get(k, '-')}")
         if cells:
             prompts = q.get("answer_prompts") or 8  # results before the field: the first 8 held-out prompts
             spread = ", one per category" if q.get("answer_prompts") else ", 5 of them code questions"
-            rows.append((f"quickstart answers, {prompts} held-out prompts{spread}, greedy, {label} (before -> after)",
+            rows.append((f"{_quickstart_name(q).split(' (')[0]} answers, {prompts} held-out prompts{spread}, greedy, {label} "
+                         "(before -> after)",
                          "; ".join(cells), "-"))
     return rows
 
@@ -131,7 +140,7 @@ EXTRACTORS = {"recipe": quickstart_rows, "recipe-throughput": recipe_rows, "reci
 def table() -> str:
     lines = ["| what | figure | target | source (CPU, load) |", "| --- | --- | --- | --- |"]
     for name, result in read_results().items():
-        extract = EXTRACTORS.get(name)
+        extract = EXTRACTORS.get(name) or (quickstart_rows if name.startswith("recipe-quickstart-") else None)
         if extract is None:
             continue
         env = result.get("environment", {})

@@ -9,6 +9,7 @@ lives) and :class:`RunMetrics` (what ``metrics.json`` holds)::
       metrics.json        RunMetrics (schema_version, base model, data, train, eval, hyperparameters...)
       run_config.yaml     the resolved RunConfig
       loss_curve.png      training / eval loss
+      answers.json        the greedy answers the answer-quality check scored, before and after training
       README.md           the model card
       eval.md             the base-vs-fine-tune table of ``hf-ita eval``
       merged/, gguf/      the merged model and GGUF files, when produced
@@ -248,6 +249,7 @@ class RunDir:
     CARD: ClassVar[str] = "README.md"
     EVAL_BEFORE: ClassVar[str] = "eval_before.json"
     EVAL_REPORT: ClassVar[str] = "eval.md"
+    ANSWERS: ClassVar[str] = "answers.json"
     PUBLICATIONS: ClassVar[str] = "publications.json"
     """Where ``hf-ita push`` recorded what it published from this run (repo, kind, revision)."""
     MERGED: ClassVar[str] = "merged"
@@ -311,6 +313,11 @@ class RunDir:
     def eval_before_path(self) -> Path:
         """The "before" evaluation cached for ``--resume`` (inside :attr:`checkpoints_dir`)."""
         return self.checkpoints_dir / self.EVAL_BEFORE
+
+    @property
+    def answers_path(self) -> Path:
+        """The answers the answer-quality check scored (``answers.json``: stage -> setting -> prompt/answer)."""
+        return self.path / self.ANSWERS
 
     @property
     def eval_report_path(self) -> Path:
@@ -429,6 +436,12 @@ class RunDir:
 
     def write_eval_before(self, values: dict[str, Any]) -> Path:
         return atomic.write_json(self.eval_before_path, values)
+
+    def write_answers(self, stage: str, answers: dict[str, Any]) -> Path:
+        """Add one stage's answers (``before``/``after``) to ``answers.json`` atomically, keeping the other's."""
+        current = read_json_object(self.answers_path) if self.answers_path.is_file() else {}
+        self.record(self.ANSWERS)
+        return atomic.write_json(self.answers_path, {**current, stage: answers})
 
     @property
     def publications_path(self) -> Path:

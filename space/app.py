@@ -36,6 +36,8 @@ import gradio as gr
 
 from hf_ita_plugin.inference.chat import SAMPLING_BOUNDS, ChatModel, SamplingParams, default_system_prompt, load_chat_model
 from hf_ita_plugin.config import RunConfig, list_presets
+from hf_ita_plugin.hub.licenses import KNOWN_MODEL_LICENSES
+from hf_ita_plugin.models.embedded import embedded_model
 from hf_ita_plugin.errors import ConfigError, HfItaError
 from hf_ita_plugin.utils.env import apply_runtime_defaults
 from hf_ita_plugin.jobs.client import JobRun, JobsClient, cost_line, validate_job_id, validate_repo_id
@@ -45,6 +47,9 @@ DEFAULT_PRESET = "qwen2.5-7b"
 DATA_HUB, DATA_UPLOAD, DATA_BUNDLED = "Dataset del Hub (Hub dataset)", "Carica un file (upload)", "Dati italiani inclusi (bundled)"
 VIS_PRIVATE, VIS_PUBLIC = "Privato (private)", "Pubblico (public)"
 EMBEDDED_CHOICE = "Modello incorporato (embedded SmolLM2-135M)"
+GEMMA_NOTICE = ("ℹ️ Gemma è fornito secondo i [Termini d'uso di Gemma](https://ai.google.dev/gemma/terms), che valgono "
+                "anche per il modello che addestri. *Gemma is provided under and subject to the Gemma Terms of Use "
+                "(https://ai.google.dev/gemma/terms); they apply to the model you train too.*")
 DATASET_HINT = "NAMESPACE/NOME di un dataset del Hub / a Hub dataset id, es. / e.g. mario/domande-ita"
 LOG_LINES_SHOWN = 400
 STATUS_REFRESH_S = 3.0
@@ -422,6 +427,12 @@ SCROLL_LOGS_JS = "() => { const t = document.querySelector('#logs textarea'); if
 _MD_LINK = re.compile(r"\[([^\]]+)\]\(")
 
 
+def terms_notice(cfg: RunConfig) -> str:
+    """What a preset's base model asks its users to accept (Gemma's terms), shown when it is picked."""
+    base = cfg.model.name_or_path or embedded_model(cfg.model.embedded).hub_id
+    return GEMMA_NOTICE if KNOWN_MODEL_LICENSES.get(base) == "gemma" else ""
+
+
 def sign_in_available() -> bool:
     """Whether Gradio can offer sign-in: always on a Space (OAuth); locally only with a Hub login, which its
     sign-in mock needs (without one, ``launch`` would raise)."""
@@ -580,7 +591,7 @@ def build_app(endpoint: str | None = None) -> gr.Blocks:
             repo = f"{owner}/{preset_name}-ita" if owner else current_repo
             t = cfg.training
             return [t.num_epochs, t.learning_rate, cfg.lora.r, cfg.lora.alpha, t.max_seq_length, t.per_device_batch_size,
-                    t.gradient_accumulation_steps, t.max_steps, repo, backend.default_flavor(preset_name) or gr.update(), ""]
+                    t.gradient_accumulation_steps, t.max_steps, repo, backend.default_flavor(preset_name) or gr.update(), terms_notice(cfg)]
 
         preset.change(on_preset, [preset, output_repo], [*numbers.values(), max_steps, output_repo, flavor, launch_msg],
                       api_name=False)

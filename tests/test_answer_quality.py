@@ -4,6 +4,7 @@ and the real Italian dictionary (Debian's hunspell-it, read by spylls)."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,29 @@ def test_real_italian_is_accepted_and_scrambled_italian_is_not(fortunes, diction
 def test_missing_dictionary_is_a_clear_error(tmp_path):
     with pytest.raises(EvaluationError, match="hunspell-it"):
         spelling_score(["ciao"], dictionary=tmp_path / "nessuno")
+
+
+def test_answers_that_repeat_their_prompt_are_caught_and_real_answers_are_not(fortunes):
+    from hf_ita_plugin.evaluation.repetition import echo_rate, echoes_prompt
+    from hf_ita_plugin.templates.system_prompt import DEFAULT_SYSTEM_PROMPT
+
+    question = "Vorrei passare tre giorni a Roma a fine aprile. È la prima volta: come divideresti le giornate?"
+    # what Gemma-3-270M's base model answered before training: the system prompt again, then the question
+    echoed = DEFAULT_SYSTEM_PROMPT + "\n\n" + question
+    assert echoes_prompt(echoed, [DEFAULT_SYSTEM_PROMPT, question])
+    assert not echoes_prompt(echoed, [question[:40]])  # the system prompt was not given: not an echo of it
+    answer = ("Il primo giorno dedicalo al centro storico: Colosseo, Fori Imperiali e Campidoglio. Il secondo ai "
+              "Musei Vaticani e a San Pietro, il terzo a Trastevere e al Gianicolo.")
+    assert not echoes_prompt(answer, [DEFAULT_SYSTEM_PROMPT, question])
+    assert not echoes_prompt("Roma, tre giorni.", [question])  # too short to tell
+    # real Italian text no one here wrote, given unrelated fortunes as prompts: no echo
+    assert echo_rate(fortunes[:300], [[DEFAULT_SYSTEM_PROMPT, f] for f in fortunes[300:600]]) == 0.0
+    # each fortune given as its own prompt: every one of 6 words or more echoes, shorter ones cannot
+    long_enough = sum(len(re.findall(r"\w+", f)) >= 6 for f in fortunes[:300]) / 300
+    assert long_enough > 0.5 and echo_rate(fortunes[:300], [[f] for f in fortunes[:300]]) == long_enough
+    assert echo_rate([], []) is None
+    with pytest.raises(ValueError):
+        echo_rate(["a"], [])
 
 
 def test_real_prose_is_not_a_loop_and_loops_are_caught(fortunes):

@@ -71,6 +71,29 @@ def test_outputs_are_complete_and_safetensors_only(finished_run):
     assert len([h for h in metrics["loss_history"] if "loss" in h]) == 4
 
 
+def test_answers_json_holds_the_answers_the_quality_figures_score(finished_run):
+    from hf_ita_plugin.evaluation.quality import italian_prompts, italian_rate
+    from hf_ita_plugin.evaluation.repetition import echo_rate, loop_rate
+    from hf_ita_plugin.templates.system_prompt import DEFAULT_SYSTEM_PROMPT
+
+    answers = json.loads((finished_run.output_dir / "answers.json").read_text())
+    config = RunConfig.from_yaml(finished_run.config_path)
+    questions = [conv[-1]["content"] for conv in italian_prompts(config.evaluation.answer_prompts)]
+    assert set(answers) == {"before", "after"}
+    for stage, suffixes in answers.items():
+        assert set(suffixes) == {"with_system_prompt", "without_system_prompt"}
+        for setting, rows in suffixes.items():
+            assert [row["prompt"] for row in rows] == questions
+            texts = [row["answer"] for row in rows]
+            assert all(isinstance(t, str) for t in texts) and any(t.strip() for t in texts)
+            suffix = "" if setting == "with_system_prompt" else "_no_system"
+            ev = finished_run.metrics["eval"][stage]
+            assert ev[f"italian_rate{suffix}"] == round(italian_rate(texts).rate, 4)
+            assert ev[f"loop_rate{suffix}"] == round(loop_rate(texts) or 0.0, 4)
+            system = DEFAULT_SYSTEM_PROMPT if setting == "with_system_prompt" else ""
+            assert ev[f"echo_rate{suffix}"] == round(echo_rate(texts, [[system, q] for q in questions]) or 0.0, 4)
+
+
 def test_training_moves_the_loss(finished_run):
     ev = finished_run.metrics["eval"]
     # a few steps at lr 3e-4 on Italian answers must lower the held-out response loss (a broken

@@ -57,7 +57,7 @@ def autotrain_config(cfg: RunConfig, *, data_repo: str | None = None) -> AutoTra
     ``data_repo`` is the Hub dataset repo (``OWNER/NAME``, a ``messages`` column) AutoTrain trains
     on; without it ``data.train`` must itself be a Hub dataset id.
     """
-    from ..models.embedded import EMBEDDED_HUB_ID
+    from ..models.embedded import embedded_model
 
     notes: list[str] = []
     m, q, lora, d, t = cfg.model, cfg.quantization, cfg.lora, cfg.data, cfg.training
@@ -132,7 +132,7 @@ def autotrain_config(cfg: RunConfig, *, data_repo: str | None = None) -> AutoTra
     }
     config = {
         "task": "llm-sft",
-        "base_model": m.name_or_path or EMBEDDED_HUB_ID,
+        "base_model": m.name_or_path or embedded_model(m.embedded).hub_id,
         "project_name": project_name(t.output_dir),
         "log": t.report_to if t.report_to in ("tensorboard", "wandb") else "none",
         "backend": "local",

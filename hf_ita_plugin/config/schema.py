@@ -30,6 +30,7 @@ from ..errors import ConfigError, bilingual, describe_yaml_error
 from ..utils.text import read_text
 
 QuantMode = Literal["nf4", "fp4", "none"]
+EmbeddedName = Literal["smollm2-135m", "gemma-3-270m"]  # the keys of models.embedded.EMBEDDED_MODELS
 ComputeDtype = Literal["auto", "bfloat16", "float16", "float32"]
 Scheduler = Literal["cosine", "linear", "constant_with_warmup"]
 
@@ -39,7 +40,10 @@ class ModelConfig:
     """Which base model to fine-tune and which chat template to train it with."""
 
     name_or_path: str | None = None
-    """Hub id or local directory. ``None`` means the embedded SmolLM2-135M-Instruct."""
+    """Hub id or local directory. ``None`` means the embedded model ``embedded`` names."""
+    embedded: EmbeddedName = "smollm2-135m"
+    """Which embedded model trains when ``name_or_path`` is ``None``: ``smollm2-135m`` (SmolLM2-135M-Instruct,
+    Apache 2.0) or ``gemma-3-270m`` (the Gemma-3-270M base model; extra ``gemma``; Gemma Terms of Use)."""
     revision: str | None = None
     template: str | None = "auto"
     """``auto`` (or ``None``): the template the model ships (the registry entry with exact masks when it is

@@ -117,19 +117,22 @@ def response_quality(model, tokenizer, prompts=None, *, n_samples: int = 3, **ge
 
 
 def answer_quality(model, tokenizer, *, prompts: int = 8, max_new_tokens: int = 64, system_prompts=("default", None),
-                   progress: bool = False, label: str = "") -> dict[str, float]:
+                   progress: bool = False, label: str = "", answers_out: dict | None = None) -> dict[str, float]:
     """What greedy answers to held-out Italian prompts read like, with and without a system prompt.
 
     For each ``system_prompts`` entry (``"default"``: the Italian default prompt the recipe trains
     with; ``None``: none, as a plain chat client or an Ollama Modelfile without SYSTEM serves it):
     ``italian_rate`` (answers in Italian), ``dictionary_rate`` (words Debian's Italian Hunspell
     dictionary accepts; left out with a warning where the dictionary is not installed) and
-    ``loop_rate`` (answers caught in a repetition loop). Keys without a system prompt end in
-    ``_no_system``.
+    ``loop_rate`` (answers caught in a repetition loop) and ``echo_rate`` (answers that mostly repeat
+    the system prompt or the question). Keys without a system prompt end in
+    ``_no_system``. ``answers_out``, when given, receives the answers themselves:
+    ``with_system_prompt`` / ``without_system_prompt`` -> ``[{"prompt", "answer"}]``.
     """
     import warnings
 
-    from .repetition import loop_rate
+    from ..templates.system_prompt import resolve_system_prompt
+    from .repetition import echo_rate, loop_rate
     from .spelling import spelling_score
 
     questions = [[turn for turn in conv if turn["role"] != "system"] for conv in italian_prompts(prompts)]
@@ -138,6 +141,9 @@ def answer_quality(model, tokenizer, *, prompts: int = 8, max_new_tokens: int = 
         suffix = "" if system else "_no_system"
         answers = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens, system_prompt=system,
                                    progress=progress)
+        if answers_out is not None:
+            answers_out["with_system_prompt" if system else "without_system_prompt"] = [
+                {"prompt": conv[-1]["content"], "answer": answer} for conv, answer in zip(questions, answers)]
         out[f"italian_rate{suffix}"] = round(italian_rate(answers).rate, 4)
         try:
             score = spelling_score(answers)
@@ -149,4 +155,7 @@ def answer_quality(model, tokenizer, *, prompts: int = 8, max_new_tokens: int = 
             if score.rate is not None:
                 out[f"dictionary_rate{suffix}"] = round(score.rate, 4)
         out[f"loop_rate{suffix}"] = round(loop_rate(answers) or 0.0, 4)
+        system_text = resolve_system_prompt(system) if system else None
+        given = [[system_text or "", *(turn["content"] for turn in conv)] for conv in questions]
+        out[f"echo_rate{suffix}"] = round(echo_rate(answers, given) or 0.0, 4)
     return out

@@ -1,9 +1,13 @@
-"""Answers caught in a repetition loop: the failure greedy decoding of a small model falls into.
+"""The two ways a small model's greedy answer repeats instead of answering.
 
-An answer is in a loop when it says the same sentence again (a sentence of at least
-``min_sentence_words`` words, compared without case and punctuation), or when one run of
-``ngram`` words comes back ``min_repeats`` times or more. Natural Italian prose of a few hundred
-words almost never does either; a model that has lost the thread does it until the token limit.
+- **Loop**: the answer says the same sentence again (a sentence of at least ``min_sentence_words``
+  words, compared without case and punctuation), or one run of ``ngram`` words comes back
+  ``min_repeats`` times or more. Natural Italian prose of a few hundred words almost never does
+  either; a model that has lost the thread does it until the token limit.
+- **Echo**: most of the answer repeats its own prompt (the system prompt or the question): at least
+  ``min_share`` of its ``ngram``-word runs occur there. A base model that has never seen a chat
+  format does this, and its copy of a well-written system prompt reads as perfect Italian to a
+  dictionary or a language identifier.
 """
 
 from __future__ import annotations
@@ -29,6 +33,30 @@ def is_repetition_loop(text: str, *, min_sentence_words: int = 4, ngram: int = 5
     words = _words(text)
     grams = Counter(tuple(words[i:i + ngram]) for i in range(len(words) - ngram + 1))
     return any(count >= min_repeats for count in grams.values())
+
+
+def echoes_prompt(answer: str, prompt_texts: Iterable[str], *, ngram: int = 6, min_share: float = 0.5) -> bool:
+    """Whether at least ``min_share`` of ``answer``'s ``ngram``-word runs occur in ``prompt_texts`` (see module doc).
+
+    Answers shorter than ``ngram`` words never echo.
+    """
+    words = _words(answer)
+    grams = [tuple(words[i:i + ngram]) for i in range(len(words) - ngram + 1)]
+    if not grams:
+        return False
+    source: set[tuple[str, ...]] = set()
+    for text in prompt_texts:
+        prompt_words = _words(text or "")
+        source.update(tuple(prompt_words[i:i + ngram]) for i in range(len(prompt_words) - ngram + 1))
+    return sum(g in source for g in grams) / len(grams) >= min_share
+
+
+def echo_rate(answers: Iterable[str], prompts: Iterable[Iterable[str]], **kwargs) -> float | None:
+    """Share of ``answers`` that echo their prompt (``prompts[i]``: the texts answer ``i`` was given); None for none."""
+    pairs = list(zip(answers, prompts, strict=True))
+    if not pairs:
+        return None
+    return sum(echoes_prompt(a, p, **kwargs) for a, p in pairs) / len(pairs)
 
 
 def loop_rate(texts: Iterable[str], **kwargs) -> float | None:

@@ -57,17 +57,19 @@ def parse_tasks(spec: str | Sequence[str] | None) -> list[str]:
 
 def resolve_target(model_or_output_dir: str) -> EvalTarget:
     """Understand ``hf-ita eval``'s argument: a training OUTPUT_DIR, an adapter dir, ``embedded``, a model."""
-    from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from ..models.embedded import EMBEDDED_HUB_ID, embedded_for_hub_id, embedded_model, ensure_embedded_model
 
     def base_of(name: str | None, local: str | None = None) -> tuple[str, str]:
         if local and Path(local).is_dir():
             return local, name or local
-        if name in (None, EMBEDDED_HUB_ID):
-            return str(ensure_embedded_model(verbose=False)), EMBEDDED_HUB_ID
+        embedded = embedded_for_hub_id(name or EMBEDDED_HUB_ID)
+        if embedded is not None:
+            return str(ensure_embedded_model(embedded.key, verbose=False)), embedded.hub_id
         return name, name
 
-    if model_or_output_dir == "embedded":
-        path, ident = base_of(None)
+    if model_or_output_dir == "embedded" or model_or_output_dir.startswith("embedded:"):
+        key = model_or_output_dir.partition(":")[2] or None
+        path, ident = base_of(embedded_model(key).hub_id)
         return EvalTarget(path, ident)
     path = Path(model_or_output_dir).expanduser()
     run = RunDir(path)
@@ -93,7 +95,8 @@ def resolve_target(model_or_output_dir: str) -> EvalTarget:
     raise EvaluationError(bilingual("non è una cartella di output del training, un adapter, una cartella di modello o un id Hub",
                                     "not a training output directory, an adapter, a model directory or a Hub id",
                                     where=model_or_output_dir),
-                          hint="pass OUTPUT_DIR of hf-ita train, an adapter folder, 'embedded' or a model id")
+                          hint="pass OUTPUT_DIR of hf-ita train, an adapter folder, 'embedded' (or 'embedded:gemma-3-270m') "
+                               "or a model id")
 
 
 def _as_evaluation_error(read):

@@ -21,6 +21,7 @@ KNOWN_MODEL_LICENSES = {
     "Qwen/Qwen2.5-7B-Instruct": "apache-2.0",
     "meta-llama/Llama-3.1-8B-Instruct": "llama3.1",
     "google/gemma-2-9b-it": "gemma",
+    "google/gemma-3-270m": "gemma",
 }
 """Licenses of the presets' base models, so cards need no network for them."""
 

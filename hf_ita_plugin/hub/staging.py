@@ -224,6 +224,8 @@ def stage_publish(output_dir: str | os.PathLike, repo_id: str, *, kind: str = "a
         pset.files[run.CONFIG] = _clean_run_config(run.read_config(), facts.base_model)
     if run.loss_curve_path.is_file():
         pset.files[run.LOSS_CURVE] = run.loss_curve_path
+    if run.answers_path.is_file():
+        pset.files[run.ANSWERS] = run.answers_path
 
     if keep_card and run.card_path.is_file():
         from huggingface_hub import ModelCard

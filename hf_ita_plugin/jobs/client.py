@@ -36,7 +36,7 @@ from ..config import RunConfig
 from ..errors import ConfigError, DataError, JobsError
 from .wheel import upload_wheel
 from .spec import (  # noqa: F401 - re-exported: the CLI, the Space and the tests import them from here
-    APP_LABEL, CONFIG_ENV, DEFAULT_IMAGE, DEFAULT_TIMEOUT, EMBEDDED_MODEL_PACKAGE, JOB_WORKDIR, LABEL_REPO, LABEL_VIA,
+    APP_LABEL, CONFIG_ENV, DEFAULT_IMAGE, DEFAULT_TIMEOUT, JOB_WORKDIR, LABEL_REPO, LABEL_VIA,
     TOKEN_SECRET, VIA_VALUES, Hardware, JobSpec, LOCAL_DATA_SUFFIXES, build_job_spec, check_portable, choose_flavor,
     cost_line, decode_job_config, default_endpoint, default_package_spec, find_flavor, is_local_source,
     parse_timeout, run_name_for, sanitize_label, timeout_cost_usd, validate_job_id, validate_repo_id,

