@@ -189,7 +189,7 @@ def run_quickstart(extra: list[str], model: str, env: dict | None = None) -> dic
         "peak_rss_mb": metrics["train"]["peak_memory_mb"]["process_rss"],
         # what the answers read like (evaluation.answer_quality), with and without the system prompt
         "answer_quality": {stage: {k: v for k, v in ev[stage].items() if k.startswith(("italian_rate", "dictionary_rate",
-                                                                                  "loop_rate"))}
+                                                                                  "loop_rate", "echo_rate"))}
                            for stage in ("before", "after")},
         "answer_prompts": evaluation.get("answer_prompts"),
         "answers": answers,

