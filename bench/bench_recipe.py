@@ -110,17 +110,23 @@ def _resolved_defaults() -> dict:
     return {"batching": resolve_batching("auto"), "compute_dtype": str(resolve_compute_dtype("auto", training=True)).replace("torch.", "")}
 
 
-def run_throughput(repeats: int, steps: int, batch: int, seq: int) -> dict:
-    """Each variant in a fresh process (the recipe's TRL fixes are process-wide), order alternating."""
+def run_throughput(repeats: int, steps: int, batch: int, seq: int, cpu_path: dict | None = None) -> dict:
+    """Each variant in a fresh process (the recipe's TRL fixes are process-wide), order alternating.
+
+    ``cpu_path`` (a :data:`CPU_PATHS` entry): every process runs in its environment, and the recipe's
+    defaults are the variant that matches the choices ``auto`` makes on that CPU kind."""
     from hf_ita_plugin.utils.hardware import has_native_bf16
 
-    order = [v for v in VARIANTS if v != "recipe-bf16" or has_native_bf16()]
+    defaults = cpu_path["defaults_variant"] if cpu_path else "recipe"
+    order = [v for v in VARIANTS if (v != "recipe-bf16" or (has_native_bf16() and not cpu_path))
+             and (v != "recipe" or not cpu_path)]
     results: dict[str, list[dict]] = {v: [] for v in order}
     for rep in range(repeats):
         for variant in (order if rep % 2 == 0 else order[::-1]):
             cmd = [sys.executable, __file__, "--variant", variant, "--steps", str(steps), "--batch", str(batch),
                    "--seq", str(seq)]
-            done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+            done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, **((cpu_path or {}).get("env") or {})})
             row = json.loads(done.stdout.strip().splitlines()[-1])
             results[variant].append(row)
             print(f"[throughput] rep {rep} {variant:14s} {row['tokens_per_s']:.1f} tok/s "
@@ -133,19 +139,22 @@ def run_throughput(repeats: int, steps: int, batch: int, seq: int) -> dict:
         "variants": VARIANTS,
         **{f"{k}_tokens_per_s": round(v, 2) for k, v in med.items()},
         **{f"{k}_mean_loss": round(v, 4) for k, v in loss.items()},
-        "speedup_vs_trl": round(med["recipe"] / med["trl"], 3),
+        **({"recipe_tokens_per_s": round(med[defaults], 2), "recipe_mean_loss": round(loss[defaults], 4)} if cpu_path else {}),
+        "speedup_vs_trl": round(med[defaults] / med["trl"], 3),
         "speedup_padding_free_only": round(med["recipe-fp32-padding-free"] / med["recipe-padded"], 3),
-        "loss_rel_diff_vs_trl": round(abs(loss["recipe"] - loss["trl"]) / loss["trl"], 4),
+        "loss_rel_diff_vs_trl": round(abs(loss[defaults] - loss["trl"]) / loss["trl"], 4),
         **({"speedup_bf16_vs_fp32_compute": round(med["recipe-bf16"] / med["recipe-fp32-padding-free"], 3)}
            if "recipe-bf16" in med else {}),
-        "recipe_defaults": _resolved_defaults(),
+        "recipe_defaults": _resolved_defaults() if not cpu_path else
+        {"batching": _OVERRIDES[defaults][0], "compute_dtype": _OVERRIDES[defaults][1]},
         "runs": results,
     }
 
 
 CPU_PATHS = {
     "no-native-bf16": {"env": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-                       "overrides": ["quantization.compute_dtype=float32", "training.batching=padding_free"]},
+                       "overrides": ["quantization.compute_dtype=float32", "training.batching=padding_free"],
+                       "defaults_variant": "recipe-fp32-padding-free"},
 }
 """Runs down another CPU kind's code path (``--cpu-path``): environment and the choices ``auto`` makes there."""
 
@@ -249,7 +258,9 @@ def main() -> int:
     report: dict = {"bench": "recipe"}
     load_before = load_now()
     if args.only in (None, "throughput"):
-        report["throughput"] = run_throughput(args.repeats, args.steps, args.batch, args.seq)
+        report["throughput"] = run_throughput(args.repeats, args.steps, args.batch, args.seq, CPU_PATHS.get(args.cpu_path))
+        if args.cpu_path:
+            report["throughput"]["cpu_path"] = {"name": args.cpu_path, **CPU_PATHS[args.cpu_path]}
     if args.only in (None, "quickstart"):
         path = CPU_PATHS.get(args.cpu_path, {})
         report["quickstart"] = run_quickstarts(args.quickstart_overrides + path.get("overrides", []), args.quickstart_runs,

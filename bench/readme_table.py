@@ -35,7 +35,9 @@ def recipe_rows(r: dict) -> list[tuple[str, str, str]]:
     t = r.get("throughput")
     if t:
         d = t.get("recipe_defaults", {})
-        rows.append((f"QLoRA trained tokens/s, recipe defaults on this CPU ({d.get('compute_dtype', '?')}, "
+        where = (f"down the {t['cpu_path']['name']} CPU path (torch and oneDNN capped at AVX2)" if t.get("cpu_path")
+                 else "on this CPU")
+        rows.append((f"QLoRA trained tokens/s, recipe defaults {where} ({d.get('compute_dtype', '?')}, "
                      f"{d.get('batching', '?')} batches) vs plain TRL `SFTTrainer` (SmolLM2-135M, batch 8 x <=256, "
                      f"{t['repeats']} fresh-process repeats x {t['steps']} steps, medians)",
                      f"{t['recipe_tokens_per_s']} vs {t['trl_tokens_per_s']} (**{t['speedup_vs_trl']}x**); mean loss "
@@ -140,7 +142,8 @@ EXTRACTORS = {"recipe": quickstart_rows, "recipe-throughput": recipe_rows, "reci
 def table() -> str:
     lines = ["| what | figure | target | source (CPU, load) |", "| --- | --- | --- | --- |"]
     for name, result in read_results().items():
-        extract = EXTRACTORS.get(name) or (quickstart_rows if name.startswith("recipe-quickstart-") else None)
+        extract = EXTRACTORS.get(name) or (quickstart_rows if name.startswith("recipe-quickstart-") else
+                                           recipe_rows if name.startswith("recipe-throughput-") else None)
         if extract is None:
             continue
         env = result.get("environment", {})

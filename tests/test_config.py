@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from hf_ita_plugin.cli.main import main as cli_main
 from hf_ita_plugin.config import RunConfig, apply_overrides, list_presets
@@ -112,3 +115,14 @@ def test_cli_presets_lists_and_prints(capsys):
     assert "mistral-7b" in capsys.readouterr().out
     assert cli_main(["presets", "gemma-2-9b"]) == 0
     assert "google/gemma-2-9b-it" in capsys.readouterr().out
+
+
+def test_every_example_config_loads_and_keeps_its_preset_model():
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+    assert len(examples) >= 6
+    for path in examples:
+        cfg = RunConfig.from_yaml(path)
+        preset = yaml.safe_load(path.read_text(encoding="utf-8"))["preset"]
+        base = RunConfig.from_preset(preset)
+        assert (cfg.model.name_or_path, cfg.model.embedded, cfg.model.template) == \
+            (base.model.name_or_path, base.model.embedded, base.model.template), path.name

@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import json
 import typing
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
@@ -175,6 +176,14 @@ def test_gemma_trains_with_gemma_3_turns_and_says_where_its_weights_come_from(ge
     assert metrics["train"]["steps"] == 2 and result.adapter_dir.is_dir()
     card = ModelCard.load(result.output_dir / "README.md")
     assert card.data.license == "gemma" and "ai.google.dev/gemma/terms" in card.text
+    # `hf-ita eval` finds the same base for the run, and for `embedded:gemma-3-270m`
+    from hf_ita_plugin.evaluation.suite import resolve_target
+
+    target = resolve_target(str(result.output_dir))
+    assert target.base_id == "google/gemma-3-270m" and Path(target.base_path).resolve() == gemma_dir.resolve()
+    assert target.adapter_dir == result.adapter_dir
+    plain = resolve_target("embedded:gemma-3-270m")
+    assert (plain.base_id, plain.adapter_dir) == ("google/gemma-3-270m", None)
 
 
 @needs_gemma
