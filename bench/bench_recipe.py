@@ -12,7 +12,7 @@
    scores and the answers themselves, from the run's ``answers.json``). ``--model gemma-3-270m``
    runs the Gemma quickstart (``bench/results/recipe-quickstart-gemma-3-270m.json``).
    ``--cpu-path no-native-bf16`` runs it, on a CPU with AVX512-BF16/AMX, down the path a CPU without
-   them takes: what ``auto`` picks there (fp32 compute, padding-free batches), torch's kernels capped
+   them takes: what ``auto`` picks there (fp32 compute, padded batches), torch's kernels capped
    at AVX2 (``ATEN_CPU_CAPABILITY``, oneDNN's ``ONEDNN_MAX_CPU_ISA``).
 
 Usage::
@@ -153,8 +153,8 @@ def run_throughput(repeats: int, steps: int, batch: int, seq: int, cpu_path: dic
 
 CPU_PATHS = {
     "no-native-bf16": {"env": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-                       "overrides": ["quantization.compute_dtype=float32", "training.batching=padding_free"],
-                       "defaults_variant": "recipe-fp32-padding-free"},
+                       "overrides": ["quantization.compute_dtype=float32", "training.batching=padded"],
+                       "defaults_variant": "recipe-padded"},
 }
 """Runs down another CPU kind's code path (``--cpu-path``): environment and the choices ``auto`` makes there."""
 

@@ -27,7 +27,7 @@ def _quickstart_name(q: dict) -> str:
     model = q.get("model", "smollm2-135m")
     name = "quickstart (`make demo`)" if model == "smollm2-135m" else f"{model} quickstart (`make demo-gemma`)"
     path = (q.get("cpu_path") or {}).get("name")
-    return name if not path else f"{name.split(' (')[0]} down the {path} CPU path (fp32, padding-free, torch and oneDNN capped at AVX2)"
+    return name if not path else f"{name.split(' (')[0]} down the {path} CPU path (fp32, padded, torch and oneDNN capped at AVX2)"
 
 
 def recipe_rows(r: dict) -> list[tuple[str, str, str]]:

@@ -117,16 +117,16 @@ def keep_adapter_in_compute_dtype(model, compute_dtype) -> int:
 
 
 def resolve_batching(name: str) -> str:
-    """``auto`` -> ``padded`` on a CPU with native bf16 and no GPU (padding-free's per-sequence attention
-    cost more than the padding it saves there: ``bench/results/recipe-throughput.json``), else
-    ``padding_free``; other values as given."""
+    """``auto`` -> ``padded`` without a GPU, ``padding_free`` on one; other values as given.
+
+    On CPUs padding-free batches (per-sequence attention) never won: 0.974x padded with native bf16
+    (``bench/results/recipe-throughput.json``), 0.979x down the path of CPUs without it
+    (``bench/results/recipe-throughput-no-native-bf16.json``)."""
     if name != "auto":
         return name
     import torch
 
-    from ..utils.hardware import has_native_bf16
-
-    return "padded" if not torch.cuda.is_available() and has_native_bf16() else "padding_free"
+    return "padding_free" if torch.cuda.is_available() else "padded"
 
 
 def build_trainer(config: RunConfig, model, tokenizer, train_rows: list[dict[str, Any]],
