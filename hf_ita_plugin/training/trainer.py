@@ -119,9 +119,9 @@ def keep_adapter_in_compute_dtype(model, compute_dtype) -> int:
 def resolve_batching(name: str) -> str:
     """``auto`` -> ``padded`` without a GPU, ``padding_free`` on one; other values as given.
 
-    On CPUs padding-free batches (per-sequence attention) never won: 0.974x padded with native bf16
-    (``bench/results/recipe-throughput.json``), 0.979x down the path of CPUs without it
-    (``bench/results/recipe-throughput-no-native-bf16.json``)."""
+    On CPUs padding-free batches (per-sequence attention) did not win: 0.974x padded with native bf16
+    (``bench/results/recipe-throughput.json``), 1.035x down the path of CPUs without it, inside the
+    spread of its repeats (``bench/results/recipe-throughput-no-native-bf16.json``)."""
     if name != "auto":
         return name
     import torch
