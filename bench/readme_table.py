@@ -55,7 +55,7 @@ def recipe_rows(r: dict) -> list[tuple[str, str, str]]:
         runs = q.get("runs", [q])
         changes = ", ".join(_pct(x["response_loss_change"]) for x in runs)
         walls = ", ".join(f"{x['wall_time_s']:.0f}" for x in runs)
-        rows.append((f"{_quickstart_name(q)}: held-out response loss change, {len(runs)} fresh runs",
+        rows.append((f"{_quickstart_name(q)}: held-out response loss change, {len(runs)} fresh run{'s' if len(runs) != 1 else ''}",
                      f"**{changes}** ({runs[0]['response_loss_before']} -> {runs[0]['response_loss_after']}); "
                      f"prose bits/byte {', '.join(_pct(x['bpb_change']) for x in runs)}", "<= -10%; not worse"))
         rows.append((f"{_quickstart_name(q).split(' (')[0]} wall time, s (2 cores)", walls, "< 900"))

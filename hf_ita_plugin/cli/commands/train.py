@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=run_train)
 
     quick = subparsers.add_parser(
-        "quickstart", help="fine-tune an embedded model on the bundled Italian data (CPU, ~6 min; Gemma ~15 min)",
+        "quickstart", help="fine-tune an embedded model on the bundled Italian data (2 CPU cores: ~7 min; Gemma ~9 min)",
         description="The main job: QLoRA on CPU with an embedded model and the bundled Italian data, "
                     "evaluated before and after.")
     quick.add_argument("--model", choices=sorted(QUICKSTART_PRESETS), default="smollm2-135m",
