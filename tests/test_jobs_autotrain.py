@@ -28,13 +28,14 @@ def _config(*overrides: str) -> RunConfig:
 
 
 def test_rows_carry_the_training_system_prompt_and_the_sample():
-    rows = autotrain_rows(_config())
-    assert len(rows) == 200 and all(set(r) == {"messages"} for r in rows)
+    cfg = _config()
+    rows = autotrain_rows(cfg)
+    assert len(rows) == cfg.data.max_train_examples == 300 and all(set(r) == {"messages"} for r in rows)
     # the bundled rows that bring their own system prompt keep it; the others get the Italian default
     assert all(r["messages"][0]["role"] == "system" for r in rows)
-    assert sum(r["messages"][0]["content"] == DEFAULT_SYSTEM_PROMPT for r in rows) > 150
+    assert sum(r["messages"][0]["content"] == DEFAULT_SYSTEM_PROMPT for r in rows) > 225
     plain = autotrain_rows(_config("data.system_prompt=none"))
-    assert len(plain) == 200 and not any(m["content"] == DEFAULT_SYSTEM_PROMPT for r in plain for m in r["messages"])
+    assert len(plain) == 300 and not any(m["content"] == DEFAULT_SYSTEM_PROMPT for r in plain for m in r["messages"])
 
 
 def test_launch_uploads_the_rows_and_starts_autotrain_with_the_secret_only(jobs_hub, mario):

@@ -42,9 +42,16 @@ def with_template(tokenizer_dirs, kind, template: str | None, name=AUTO_TEMPLATE
 
 
 def test_auto_is_the_default_and_every_preset_uses_it():
+    """Except a preset of an embedded base model, which ships no template: it names the registry template
+    that ``auto`` falls back to for it anyway."""
+    from hf_ita_plugin.models.embedded import embedded_model
+
     assert ModelConfig().template == AUTO_TEMPLATE
     for preset in list_presets():
-        assert RunConfig.from_preset(preset).model.template == AUTO_TEMPLATE, preset
+        model = RunConfig.from_preset(preset).model
+        base_model_fallback = model.name_or_path is None and embedded_model(model.embedded).template != AUTO_TEMPLATE
+        expected = embedded_model(model.embedded).template if base_model_fallback else AUTO_TEMPLATE
+        assert model.template == expected, preset
 
 
 @pytest.mark.parametrize("model", OFFICIAL)
