@@ -118,7 +118,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = True
     batching: Literal["auto", "padding_free", "packed", "padded"] = "auto"
-    """``auto``: padded batches on CPUs with native bf16 (measured faster there), padding-free elsewhere
+    """``auto``: padded batches on a CPU (padding-free did not win there), padding-free on a GPU
     (:func:`hf_ita_plugin.training.trainer.resolve_batching`)."""
     """``padding_free``: sequences concatenated per batch with position ids, no pad tokens;
     ``packed``: fixed-length blocks (BFD packing); ``padded``: classic right padding."""
